@@ -1,0 +1,128 @@
+"""Running user callbacks.
+
+User callbacks never run on an event-loop thread: a callback that blocks (for example
+on ``future.result()`` of an operation that the same loop must complete) would
+otherwise deadlock its client.  Each resource owns a :class:`CallbackQueue`, which runs
+its callbacks one at a time and in order on a shared pool of daemon worker threads.
+An exception raised by a user callback is logged and never stops anything.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any, Callable, Deque, Tuple
+
+from . import fork, threads
+
+_log = logging.getLogger("crtpy.callbacks")
+
+
+def invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Call a user callback, logging (never raising) whatever it raises."""
+    try:
+        fn(*args, **kwargs)
+    except BaseException:  # noqa: BLE001 - a user's error must never kill a worker
+        _log.exception("exception in user callback %s", getattr(fn, "__qualname__", repr(fn)))
+
+
+class WorkerPool:
+    """A growable pool of daemon threads.  Idle workers exit after ``idle_timeout``."""
+
+    def __init__(self, name: str, max_workers: int, idle_timeout: float = 5.0) -> None:
+        self._name = name
+        self._max = max_workers
+        self._idle_timeout = idle_timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: Deque[Callable[[], None]] = collections.deque()
+        self._idle = 0
+        self._workers = 0
+        self._serial = 0
+        self._retire = False
+
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._cond:
+            self._queue.append(work)
+            self._retire = False
+            if self._idle >= len(self._queue):
+                self._cond.notify()
+                return
+            if self._workers >= self._max:
+                return  # a busy worker will pick it up when it finishes
+            self._workers += 1
+            self._serial += 1
+            name = f"{self._name}-{self._serial}"
+        threads.start_thread(self._work, name)
+
+    def retire_idle(self) -> None:
+        """Ask idle workers to exit now (used by leak checks and at exit)."""
+        with self._cond:
+            self._retire = True
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._retire:
+                        self._workers -= 1
+                        return
+                    self._idle += 1
+                    woken = self._cond.wait(self._idle_timeout)
+                    self._idle -= 1
+                    if not woken and not self._queue:
+                        self._workers -= 1
+                        return
+                work = self._queue.popleft()
+            try:
+                work()
+            except BaseException:  # noqa: BLE001 - work items handle their own errors
+                _log.exception("unhandled exception in crtpy worker")
+
+
+_callback_pool = WorkerPool("crtpy-callback", max_workers=64)
+
+
+def dispatch(fn: Callable[..., Any], *args: Any) -> None:
+    """Run one user callback on a worker thread, with no ordering guarantee."""
+    _callback_pool.submit(lambda: invoke(fn, *args))
+
+
+class CallbackQueue:
+    """Runs the callbacks of one resource serially, in the order they were posted."""
+
+    __slots__ = ("_items", "_lock", "_scheduled")
+
+    def __init__(self) -> None:
+        self._items: Deque[Tuple[Callable[..., Any], tuple, dict]] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self._items.append((fn, args, kwargs))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        _callback_pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._scheduled = False
+                    return
+                batch = self._items
+                self._items = collections.deque()
+            for fn, args, kwargs in batch:
+                invoke(fn, *args, **kwargs)
+
+
+def retire_idle_workers() -> None:
+    _callback_pool.retire_idle()
+
+
+@fork.on_fork_child
+def _new_pool_in_child() -> None:
+    global _callback_pool
+    _callback_pool = WorkerPool("crtpy-callback", max_workers=64)
