@@ -599,16 +599,11 @@ class HttpHeaders(NativeResource):
             self.add(name, value)
 
     def set(self, name: str, value: str) -> None:
-        """Replace every value of ``name`` with ``value``."""
+        """Remove every value of ``name``, then append ``(name, value)``."""
         self._check(name, value)
         key = name.lower()
-        pairs = self._pairs
-        for i, (n, _) in enumerate(pairs):
-            if n.lower() == key:
-                pairs[i] = (name, value)
-                self._pairs = pairs[:i + 1] + [p for p in pairs[i + 1:] if p[0].lower() != key]
-                return
-        pairs.append((name, value))
+        self._pairs = [p for p in self._pairs if p[0].lower() != key]
+        self._pairs.append((name, value))
 
     def get_values(self, name: str) -> Iterator[str]:
         """Iterate over the values of ``name``, in order."""
