@@ -1,0 +1,372 @@
+"""Sans-I/O codec for event-stream messages (bytes in, messages out; no sockets).
+
+Wire format of one message (all integers big-endian)::
+
+    total_length   u32   length of the whole message, prelude and trailer included
+    headers_length u32   length of the header block
+    prelude_crc    u32   CRC32 of the 8 bytes above
+    headers        headers_length bytes
+    payload        total_length - headers_length - 16 bytes
+    message_crc    u32   CRC32 of everything before it (prelude CRC included)
+
+Each header is ``name_len u8, name (UTF-8), type u8, value`` where the value is empty
+for booleans, 1/2/4/8 bytes for BYTE/INT16/INT32/INT64 and TIMESTAMP, 16 bytes for a
+UUID, and ``u16 length + bytes`` for BYTE_BUF and STRING.
+
+Decoding is strict: the decoder never yields part of a message.  Errors it raises (all
+:class:`crtpy.exceptions.AwsCrtError`):
+
+- ``AWS_ERROR_EVENT_STREAM_PRELUDE_CHECKSUM_FAILURE``: prelude CRC mismatch
+- ``AWS_ERROR_EVENT_STREAM_MESSAGE_CHECKSUM_FAILURE``: message CRC mismatch
+- ``AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED``: total length above 16 MiB or
+  header block above 128 KiB
+- ``AWS_ERROR_EVENT_STREAM_BUFFER_LENGTH_MISMATCH``: total length below the 16-byte
+  minimum, or (one-shot :func:`decode_message`) a buffer that is not exactly one message
+- ``AWS_ERROR_EVENT_STREAM_MESSAGE_INVALID_HEADERS_LEN``: header block longer than the
+  message allows, or a header running past the end of the block
+- ``AWS_ERROR_EVENT_STREAM_MESSAGE_UNKNOWN_HEADER_TYPE``: header type byte above 9
+- ``AWS_ERROR_INVALID_UTF8``: a header name or STRING value that is not UTF-8
+- ``AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE``: use of a decoder after it
+  failed, or end of input in the middle of a message (:meth:`Decoder.close`)
+
+Encoding errors: ``AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED`` for a name above
+127 bytes, a BYTE_BUF/STRING value above 32767 bytes, a header block above 128 KiB or a
+message above 16 MiB; ValueError/TypeError for a value that does not match its type.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from uuid import UUID
+
+from .._errors import error
+from ..eventstream import Header, HeaderType
+
+PRELUDE_LENGTH = 12
+TRAILER_LENGTH = 4
+MIN_MESSAGE_LENGTH = PRELUDE_LENGTH + TRAILER_LENGTH
+MAX_MESSAGE_LENGTH = 16 * 1024 * 1024
+MAX_HEADERS_LENGTH = 128 * 1024
+MAX_HEADER_NAME_LENGTH = 127
+MAX_HEADER_VALUE_LENGTH = 32767
+
+_PRELUDE = struct.Struct(">III")
+_LENGTHS = struct.Struct(">II")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+# Fixed-size values: struct for each type (BYTE..INT64, TIMESTAMP).
+_FIXED = {
+    HeaderType.BYTE: struct.Struct(">b"),
+    HeaderType.INT16: struct.Struct(">h"),
+    HeaderType.INT32: struct.Struct(">i"),
+    HeaderType.INT64: struct.Struct(">q"),
+    HeaderType.TIMESTAMP: struct.Struct(">q"),
+}
+_FIXED_BY_INT = {int(k): v for k, v in _FIXED.items()}
+_TYPES = tuple(HeaderType)
+_BYTE_BUF = int(HeaderType.BYTE_BUF)
+_STRING = int(HeaderType.STRING)
+_UUID = int(HeaderType.UUID)
+_BOOL_TRUE = int(HeaderType.BOOL_TRUE)
+_BOOL_FALSE = int(HeaderType.BOOL_FALSE)
+_MAX_TYPE = int(HeaderType.UUID)
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+class Message(NamedTuple):
+    """One decoded message."""
+
+    headers: List[Header]
+    payload: bytes
+
+
+# ---------------------------------------------------------------------------------------
+# encoding
+# ---------------------------------------------------------------------------------------
+def _encode_header(out: bytearray, header: Header) -> None:
+    name = header.name
+    if not isinstance(name, str):
+        raise TypeError(f"header name must be str, not {type(name).__name__}")
+    name_bytes = name.encode("utf-8")
+    if len(name_bytes) > MAX_HEADER_NAME_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                    f"header name is {len(name_bytes)} bytes, the limit is {MAX_HEADER_NAME_LENGTH}")
+    try:
+        htype = HeaderType(header.type)
+    except ValueError:
+        raise ValueError(f"unknown header type {header.type!r}") from None
+    out.append(len(name_bytes))
+    out += name_bytes
+    out.append(htype)
+    value = header.value
+    fixed = _FIXED.get(htype)
+    if fixed is not None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"header {name!r} of type {htype.name} needs an int value")
+        try:
+            out += fixed.pack(value)
+        except struct.error:
+            raise ValueError(f"header {name!r}: value {value} does not fit in {htype.name}") from None
+    elif htype == HeaderType.BYTE_BUF or htype == HeaderType.STRING:
+        if htype == HeaderType.STRING:
+            if not isinstance(value, str):
+                raise TypeError(f"header {name!r} of type STRING needs a str value")
+            data: BytesLike = value.encode("utf-8")
+        else:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"header {name!r} of type BYTE_BUF needs a bytes-like value")
+            data = value
+        size = memoryview(data).nbytes
+        if size > MAX_HEADER_VALUE_LENGTH:
+            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                        f"header {name!r} value is {size} bytes, the limit is {MAX_HEADER_VALUE_LENGTH}")
+        out += _U16.pack(size)
+        out += data
+    elif htype == HeaderType.UUID:
+        if not isinstance(value, UUID):
+            raise TypeError(f"header {name!r} of type UUID needs a uuid.UUID value")
+        out += value.bytes
+    # BOOL_TRUE / BOOL_FALSE: the type byte is the value.
+
+
+def encode_headers(headers: Optional[Iterable[Header]]) -> bytes:
+    """Encode a header block."""
+    out = bytearray()
+    if headers:
+        for header in headers:
+            if not isinstance(header, Header):
+                raise TypeError(f"expected crtpy.eventstream.Header, got {type(header).__name__}")
+            _encode_header(out, header)
+    if len(out) > MAX_HEADERS_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                    f"header block is {len(out)} bytes, the limit is {MAX_HEADERS_LENGTH}")
+    return bytes(out)
+
+
+def encode_message_parts(headers: Optional[Iterable[Header]],
+                         payload: Optional[BytesLike] = None) -> Tuple[bytes, BytesLike, bytes]:
+    """Encode a message as three buffers (prelude+headers, payload, trailer) so that a
+    large payload is written without being copied."""
+    header_block = encode_headers(headers)
+    if payload is None:
+        payload = b""
+    elif not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
+    payload_len = memoryview(payload).nbytes
+    total = MIN_MESSAGE_LENGTH + len(header_block) + payload_len
+    if total > MAX_MESSAGE_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                    f"message is {total} bytes, the limit is {MAX_MESSAGE_LENGTH}")
+    lengths = _LENGTHS.pack(total, len(header_block))
+    head = lengths + _U32.pack(zlib.crc32(lengths)) + header_block
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head, payload, _U32.pack(crc)
+
+
+def encode_message(headers: Optional[Iterable[Header]], payload: Optional[BytesLike] = None) -> bytes:
+    """Encode one complete message."""
+    head, payload, trailer = encode_message_parts(headers, payload)
+    return b"".join((head, payload, trailer))
+
+
+# ---------------------------------------------------------------------------------------
+# decoding
+# ---------------------------------------------------------------------------------------
+def _check_prelude(buf: BytesLike, pos: int) -> Tuple[int, int]:
+    """Validate the 12-byte prelude at ``pos``; return (total_length, headers_length)."""
+    total, headers_len, prelude_crc = _PRELUDE.unpack_from(buf, pos)
+    with memoryview(buf) as view:
+        actual = zlib.crc32(view[pos:pos + 8])
+    if actual != prelude_crc:
+        raise error("AWS_ERROR_EVENT_STREAM_PRELUDE_CHECKSUM_FAILURE",
+                    f"prelude CRC is 0x{prelude_crc:08x}, computed 0x{actual:08x}")
+    if total > MAX_MESSAGE_LENGTH or headers_len > MAX_HEADERS_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                    f"message length {total} / header block length {headers_len} exceeds the limits")
+    if total < MIN_MESSAGE_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_BUFFER_LENGTH_MISMATCH",
+                    f"message length {total} is below the minimum of {MIN_MESSAGE_LENGTH}")
+    if headers_len > total - MIN_MESSAGE_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_INVALID_HEADERS_LEN",
+                    f"header block length {headers_len} does not fit in a {total}-byte message")
+    return total, headers_len
+
+
+def _bad_headers(msg: str) -> BaseException:
+    return error("AWS_ERROR_EVENT_STREAM_MESSAGE_INVALID_HEADERS_LEN", msg)
+
+
+def _utf8(view: memoryview, what: str) -> str:
+    try:
+        return str(view, "utf-8")
+    except UnicodeDecodeError:
+        raise error("AWS_ERROR_INVALID_UTF8", f"{what} is not valid UTF-8") from None
+
+
+def decode_headers(view: memoryview) -> List[Header]:
+    """Decode a complete header block."""
+    headers: List[Header] = []
+    end = len(view)
+    pos = 0
+    new = Header.__new__
+    while pos < end:
+        name_len = view[pos]
+        pos += 1
+        if pos + name_len + 1 > end:
+            raise _bad_headers("header name runs past the end of the header block")
+        name = _utf8(view[pos:pos + name_len], "header name")
+        pos += name_len
+        type_byte = view[pos]
+        pos += 1
+        if type_byte > _MAX_TYPE:
+            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_UNKNOWN_HEADER_TYPE",
+                        f"header {name!r} has unknown type {type_byte}")
+        value: Any
+        fixed = _FIXED_BY_INT.get(type_byte)
+        if fixed is not None:
+            if pos + fixed.size > end:
+                raise _bad_headers(f"header {name!r} value runs past the end of the header block")
+            value = fixed.unpack_from(view, pos)[0]
+            pos += fixed.size
+        elif type_byte == _BYTE_BUF or type_byte == _STRING:
+            if pos + 2 > end:
+                raise _bad_headers(f"header {name!r} length runs past the end of the header block")
+            size = _U16.unpack_from(view, pos)[0]
+            pos += 2
+            if pos + size > end:
+                raise _bad_headers(f"header {name!r} value runs past the end of the header block")
+            if type_byte == _STRING:
+                value = _utf8(view[pos:pos + size], f"header {name!r} value")
+            else:
+                value = bytes(view[pos:pos + size])
+            pos += size
+        elif type_byte == _UUID:
+            if pos + 16 > end:
+                raise _bad_headers(f"header {name!r} value runs past the end of the header block")
+            value = UUID(bytes=bytes(view[pos:pos + 16]))
+            pos += 16
+        else:
+            value = type_byte == _BOOL_TRUE
+        header = new(Header)
+        header._name = name
+        header._value = value
+        header._type = _TYPES[type_byte]
+        headers.append(header)
+    return headers
+
+
+def _decode_frame(buf: BytesLike, pos: int, total: int, headers_len: int) -> Message:
+    """Decode the complete message of ``total`` bytes at ``pos`` (prelude already checked)."""
+    with memoryview(buf) as whole:
+        frame = whole[pos:pos + total]
+        try:
+            expected = _U32.unpack_from(frame, total - 4)[0]
+            actual = zlib.crc32(frame[:total - 4])
+            if actual != expected:
+                raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_CHECKSUM_FAILURE",
+                            f"message CRC is 0x{expected:08x}, computed 0x{actual:08x}")
+            hdr_view = frame[PRELUDE_LENGTH:PRELUDE_LENGTH + headers_len]
+            try:
+                headers = decode_headers(hdr_view)
+            finally:
+                hdr_view.release()
+            payload = bytes(frame[PRELUDE_LENGTH + headers_len:total - 4])
+        finally:
+            frame.release()
+    return Message(headers, payload)
+
+
+def decode_message(data: BytesLike) -> Message:
+    """Decode a buffer holding exactly one message."""
+    size = memoryview(data).nbytes
+    if size < PRELUDE_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_BUFFER_LENGTH_MISMATCH",
+                    f"{size} bytes is too short for an event-stream message")
+    total, headers_len = _check_prelude(data, 0)
+    if total != size:
+        raise error("AWS_ERROR_EVENT_STREAM_BUFFER_LENGTH_MISMATCH",
+                    f"prelude says {total} bytes, the buffer holds {size}")
+    return _decode_frame(data, 0, total, headers_len)
+
+
+class Decoder:
+    """Incremental decoder: feed it bytes split anywhere, take out whole messages.
+
+    After an error the decoder is dead: every later call raises
+    ``AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE``.
+    """
+
+    __slots__ = ("_buf", "_total", "_headers_len", "_failed")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._total = 0        # length of the message in progress, 0 = prelude not read yet
+        self._headers_len = 0
+        self._failed = False
+
+    def _check_alive(self) -> None:
+        if self._failed:
+            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE",
+                        "the decoder already failed on earlier input")
+
+    def feed(self, data: BytesLike) -> None:
+        """Append bytes; call :meth:`next_message` to take out what is complete."""
+        self._check_alive()
+        self._buf += data
+
+    def next_message(self) -> Optional[Message]:
+        """The next complete message, or None if more bytes are needed."""
+        self._check_alive()
+        buf = self._buf
+        try:
+            if not self._total:
+                if len(buf) < PRELUDE_LENGTH:
+                    return None
+                self._total, self._headers_len = _check_prelude(buf, 0)
+            total = self._total
+            if len(buf) < total:
+                return None
+            message = _decode_frame(buf, 0, total, self._headers_len)
+        except BaseException:
+            self._failed = True
+            raise
+        del buf[:total]  # cheap: CPython drops a bytearray prefix without moving the rest
+        self._total = 0
+        return message
+
+    def messages(self, data: BytesLike) -> Iterator[Message]:
+        """Feed ``data`` and yield each message it completes (raising at the first error)."""
+        self.feed(data)
+        while True:
+            message = self.next_message()
+            if message is None:
+                return
+            yield message
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered that do not yet form a whole message."""
+        return len(self._buf)
+
+    def close(self) -> None:
+        """Declare the end of input: raises if a message was left incomplete."""
+        if self._buf and not self._failed:
+            self._failed = True
+            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE",
+                        f"input ended inside a message ({len(self._buf)} bytes left over)")
+
+
+def decode_all(data: BytesLike) -> List[Message]:
+    """Decode a buffer holding zero or more whole messages."""
+    decoder = Decoder()
+    out = list(decoder.messages(data))
+    decoder.close()
+    return out
+
+
+def headers_by_name(headers: Sequence[Header]) -> dict[str, Header]:
+    """Map of name to header (the last one wins for repeated names)."""
+    return {h.name: h for h in headers}
