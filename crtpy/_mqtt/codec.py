@@ -589,7 +589,7 @@ def encode(p: Packet, version: int = 5) -> bytes:
     if t in (PUBACK, PUBREC, PUBREL, PUBCOMP):
         return encode_ack(p, version)  # type: ignore[arg-type]
     if t == CONNECT:
-        return encode_connect(p, version)  # type: ignore[arg-type]
+        return encode_connect(p)  # type: ignore[arg-type]  # the packet names its level
     if t == CONNACK:
         return encode_connack(p, version)  # type: ignore[arg-type]
     if t == SUBSCRIBE:
