@@ -243,7 +243,7 @@ def test_known_bytes():
     assert c.encode(p, 5) == b"\x32\x0d\x00\x03a/b\x00\x07\x03\x23\x00\x03hi"
     assert c.encode(p, 4) == b"\x32\x09\x00\x03a/b\x00\x07hi"
     conn = c.Connect(4, "id", True, 60, "u", b"p")
-    assert c.encode(conn) == (b"\x10\x15\x00\x04MQTT\x04\xc2\x00\x3c\x00\x02id\x00\x01u\x00\x01p")
+    assert c.encode(conn) == (b"\x10\x14\x00\x04MQTT\x04\xc2\x00\x3c\x00\x02id\x00\x01u\x00\x01p")
 
 
 def test_password_not_in_repr():
