@@ -1,0 +1,423 @@
+"""HTTP/1.1 client engine.
+
+Response framing is parsed by ``httptools`` (llhttp) straight from the protocol's read
+buffer; body pieces reach the stream as the ``bytes`` objects the parser makes, with no
+further copy.  Requests are sent one at a time on a connection (keep-alive, no
+pipelining).  All methods run on the connection's event loop, except those marked
+"any thread", which hop onto it.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import weakref
+from typing import Any, Deque, List, Optional, Tuple
+
+import httptools
+
+from .._errors import error
+from .._runtime.futures import CrtFuture
+from .body import known_length
+from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, read_chunk
+from .transport import ConnProtocol
+
+CONTINUE_TIMEOUT_SEC = 1.0
+_NO_BODY_STATUS = (204, 304)
+
+
+def encode_head(method: str, target: str, headers: List[Tuple[str, str]],
+                extra: Optional[List[Tuple[str, str]]] = None) -> bytes:
+    """Serialize a request line and header block."""
+    for text in (method, target):
+        if not text or any(c in text for c in " \r\n"):
+            raise error("AWS_ERROR_HTTP_INVALID_PATH" if text is target else "AWS_ERROR_HTTP_INVALID_METHOD")
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers if extra is None else [*headers, *extra]:
+        if not name or "\r" in name or "\n" in name or ":" in name:
+            raise error("AWS_ERROR_HTTP_INVALID_HEADER_NAME")
+        if "\r" in value or "\n" in value:
+            raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE")
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+class H1Stream:
+    """Engine side of one request/response exchange."""
+
+    __slots__ = ("conn", "public", "request", "activated", "done", "status", "headers",
+                 "head_method", "_raw_headers", "got_final", "saw_100", "continue_event",
+                 "body_task", "until_eof", "has_cbs", "completing", "__weakref__")
+
+    def __init__(self, conn: "H1Connection", public: Any, request: Any) -> None:
+        self.conn = conn
+        self.public = public
+        self.request = request
+        self.activated = False
+        self.done = False
+        self.status: Optional[int] = None
+        self.headers: List[Tuple[str, str]] = []
+        self.head_method = request.method.upper() == "HEAD"
+        self._raw_headers: List[Tuple[str, str]] = []
+        self.got_final = False
+        self.saw_100 = False
+        self.continue_event: Optional[asyncio.Event] = None
+        self.body_task: Optional["asyncio.Task[None]"] = None
+        self.until_eof = False
+        self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
+
+    # -- any thread -----------------------------------------------------------------
+    def activate(self) -> None:
+        self.conn.public_check()
+        if self.activated:
+            return
+        self.activated = True
+        call_on_loop(self.conn.loop, self.conn._enqueue, self)
+
+    def update_window(self, increment: int) -> None:
+        self.conn.update_window(increment)
+
+    def write_data(self, body: Any, end_stream: bool) -> CrtFuture:
+        raise error("AWS_ERROR_HTTP_MANUAL_WRITE_NOT_ENABLED")
+
+
+class H1Connection:
+    """The engine of one HTTP/1.1 connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
+                 shutdown_future: CrtFuture, dispatcher: Dispatcher,
+                 manual_window_management: bool = False, initial_window_size: Optional[int] = None,
+                 forward_proxy: Optional[Tuple[str, List[Tuple[str, str]]]] = None) -> None:
+        self.loop = loop
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.shutdown_future = shutdown_future
+        self.dispatch = dispatcher
+        self._queue: Deque[H1Stream] = collections.deque()
+        self._current: Optional[H1Stream] = None
+        self._open = True
+        self._closing = False
+        self._error: Optional[BaseException] = None
+        self._parser: Any = httptools.HttpResponseParser(self)
+        self._head_buf = bytearray()
+        self._manual = manual_window_management
+        self._window = (initial_window_size or 0) if manual_window_management else None
+        self._read_paused = False
+        self._forward = forward_proxy  # (scheme://authority, extra headers) when forwarding
+        self._public_ref: Optional["weakref.ref[Any]"] = None
+        protocol.set_handler(self)
+
+    # -- public side (any thread) -----------------------------------------------------
+    def is_open(self) -> bool:
+        return self._open
+
+    def public_check(self) -> None:
+        pass
+
+    def new_stream(self, public: Any, request: Any, manual_write: bool) -> H1Stream:
+        if not self._open:
+            raise error("AWS_ERROR_HTTP_CONNECTION_CLOSED")
+        if manual_write:
+            raise error("AWS_ERROR_HTTP_MANUAL_WRITE_NOT_ENABLED")
+        return H1Stream(self, public, request)
+
+    def close(self) -> None:
+        self._open = False
+        call_on_loop(self.loop, self._close, None)
+
+    def update_window(self, increment: int) -> None:
+        if self._window is None or increment == 0:
+            return
+        call_on_loop(self.loop, self._grow_window, increment)
+
+    def update_connection_window(self, increment: int) -> None:
+        self.update_window(increment)
+
+    # -- loop side ------------------------------------------------------------------------
+    def _grow_window(self, increment: int) -> None:
+        if self._window is None:
+            return
+        self._window += increment
+        if self._read_paused and self._window > 0 and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _enqueue(self, s: H1Stream) -> None:
+        if not self._open or self._closing:
+            self._finish(s, closed_error(self._error))
+            return
+        self._queue.append(s)
+        if self._current is None:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        while self._queue and self._current is None:
+            s = self._queue.popleft()
+            self._current = s
+            try:
+                self._send_head(s)
+            except BaseException as exc:  # noqa: BLE001 - bad request: fail just this stream
+                self._current = None
+                self._finish(s, exc)
+
+    def _send_head(self, s: H1Stream) -> None:
+        req = s.request
+        headers = list(req.headers)
+        body = req.body_stream
+        target = req.path
+        extra: List[Tuple[str, str]] = []
+        if self._forward is not None:
+            base, proxy_headers = self._forward
+            if not target.startswith(("http://", "https://")):
+                target = base + (target if target.startswith("/") else "/" + target)
+            extra.extend(proxy_headers)
+        lower = {n.lower(): v for n, v in headers}
+        chunked = "chunked" in lower.get("transfer-encoding", "").lower()
+        length: Optional[int] = None
+        if "content-length" in lower:
+            try:
+                length = int(lower["content-length"])
+            except ValueError:
+                raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE", "bad Content-Length") from None
+        elif body is not None and not chunked:
+            length = known_length(body)
+            if length is None:
+                chunked = True
+                extra.append(("Transfer-Encoding", "chunked"))
+            else:
+                extra.append(("Content-Length", str(length)))
+        head = encode_head(req.method, target, headers, extra)
+        expect = lower.get("expect", "").lower() == "100-continue"
+        self.transport.write(head)  # type: ignore[union-attr]
+        if body is not None and (chunked or (length or 0) > 0):
+            if expect:
+                s.continue_event = asyncio.Event()
+            s.body_task = self.loop.create_task(self._send_body(s, body, chunked, length))
+        elif chunked:
+            self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+
+    async def _send_body(self, s: H1Stream, body: Any, chunked: bool, length: Optional[int]) -> None:
+        proto = self.protocol
+        transport = self.transport
+        try:
+            if s.continue_event is not None:
+                try:
+                    await asyncio.wait_for(s.continue_event.wait(), CONTINUE_TIMEOUT_SEC)
+                except asyncio.TimeoutError:
+                    pass
+                if s.got_final or s.done:
+                    # the server answered without asking for the body: the connection's
+                    # framing is now unknown, so it cannot be reused
+                    self._closing = True
+                    return
+            remaining = length
+            size = BODY_CHUNK if remaining is None else max(1, min(BODY_CHUNK, remaining))
+            buf = memoryview(bytearray(size))
+            while True:
+                if s.done or proto.lost:
+                    return
+                want = buf if remaining is None else buf[:min(size, remaining)]
+                if remaining is not None and remaining == 0:
+                    n = 0
+                    # a stream longer than Content-Length is an error
+                    probe = memoryview(bytearray(1))
+                    if await read_chunk(body, probe):
+                        raise error("AWS_ERROR_HTTP_OUTGOING_STREAM_LENGTH_INCORRECT")
+                    break
+                n = await read_chunk(body, want)
+                if n == 0:
+                    if remaining:
+                        raise error("AWS_ERROR_HTTP_OUTGOING_STREAM_LENGTH_INCORRECT")
+                    break
+                data = bytes(want[:n])
+                if chunked:
+                    transport.writelines((b"%x\r\n" % n, data, b"\r\n"))  # type: ignore[union-attr]
+                else:
+                    transport.write(data)  # type: ignore[union-attr]
+                    remaining = None if remaining is None else remaining - n
+                if proto.write_paused:
+                    await proto.drain()
+            if chunked:
+                transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the body failed: the stream fails
+            self._fail_connection(exc if getattr(exc, "name", None) else
+                                  error("AWS_ERROR_HTTP_INVALID_BODY_STREAM", str(exc)))
+        finally:
+            s.body_task = None
+            if s.done and self._current is None:
+                self._after_stream()
+
+    # -- parser callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        s = self._current
+        if s is not None:
+            s._raw_headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        s = self._current
+        if s is not None:
+            s._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        s = self._current
+        if s is None:
+            raise error("AWS_ERROR_HTTP_PROTOCOL_ERROR", "response without a request")
+        status = self._parser.get_status_code()
+        headers = s._raw_headers
+        if 100 <= status < 200:
+            if status == 100:
+                s.saw_100 = True
+                if s.continue_event is not None:
+                    s.continue_event.set()
+            if status == 101:
+                raise error("AWS_ERROR_HTTP_SWITCHED_PROTOCOLS")
+            if s.public._on_response_cb is not None:
+                self.dispatch.post(s.public._on_response, status, headers)
+            return
+        s.got_final = True
+        s.status = status
+        if s.continue_event is not None:
+            s.continue_event.set()
+        lower = {n.lower() for n, _ in headers}
+        te = ",".join(v for n, v in headers if n.lower() == "transfer-encoding").lower()
+        s.until_eof = ("content-length" not in lower and "chunked" not in te
+                       and status not in _NO_BODY_STATUS and not s.head_method)
+        if not self._parser.should_keep_alive():
+            self._closing = True
+        s.public._response_status_code = status
+        if s.public._on_response_cb is not None:
+            self.dispatch.post(s.public._on_response, status, headers)
+
+    def on_body(self, body: bytes) -> None:
+        s = self._current
+        if s is None:
+            return
+        if self._window is not None:
+            self._window -= len(body)
+            if self._window <= 0 and not self._read_paused and self.transport is not None:
+                self._read_paused = True
+                self.transport.pause_reading()
+        if s.public._on_body_cb is not None:
+            self.dispatch.post(s.public._on_body, body)
+
+    def on_message_complete(self) -> None:
+        s = self._current
+        if s is None or not s.got_final:
+            return  # an informational response ended
+        self._complete_current(None)
+
+    # -- handler interface for ConnProtocol -------------------------------------------------
+    def data_received(self, data: memoryview) -> None:
+        s = self._current
+        if s is not None and s.head_method and not s.got_final:
+            self._head_buf += data
+            end = self._head_buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self._head_buf[:end + 4])
+            rest = bytes(self._head_buf[end + 4:])
+            self._head_buf = bytearray()
+            try:
+                self._parser.feed_data(head)
+            except BaseException as exc:  # noqa: BLE001
+                self._parse_failed(exc)
+                return
+            if s.got_final and not s.done:
+                self._complete_current(None)
+            self._parser = httptools.HttpResponseParser(self)
+            if rest:
+                self.data_received(memoryview(rest))
+            return
+        try:
+            self._parser.feed_data(data)
+        except BaseException as exc:  # noqa: BLE001
+            self._parse_failed(exc)
+
+    def _parse_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            exc = error("AWS_ERROR_HTTP_SWITCHED_PROTOCOLS")
+        elif not getattr(exc, "name", None):
+            cause = getattr(exc, "__context__", None)
+            if cause is not None and getattr(cause, "name", None):
+                exc = cause
+            else:
+                exc = error("AWS_ERROR_HTTP_PROTOCOL_ERROR", f"malformed HTTP response: {exc}")
+        self._fail_connection(exc)
+
+    def eof_received(self) -> None:
+        pass
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._open = False
+        s = self._current
+        if s is not None and not s.done and s.got_final and s.until_eof:
+            self._complete_current(None)
+        err = self._error or closed_error(None)
+        self._fail_all(err)
+        if self._error is None:
+            self.shutdown_future.try_set_result(None)
+        else:
+            self.shutdown_future.try_set_exception(self._error)
+
+    # -- completion -------------------------------------------------------------------------
+    def _complete_current(self, exc: Optional[BaseException]) -> None:
+        s = self._current
+        if s is None:
+            return
+        self._current = None
+        self._finish(s, exc)
+        if s.body_task is not None and not s.body_task.done():
+            if exc is None and s.continue_event is not None and not s.saw_100:
+                pass  # _send_body sees got_final and stops
+            else:
+                self._closing = True
+                s.body_task.cancel()
+            return
+        self._after_stream()
+
+    def _after_stream(self) -> None:
+        if self._current is not None:
+            return
+        if self._closing:
+            self._close(None)
+            return
+        self._start_next()
+
+    def _finish(self, s: H1Stream, exc: Optional[BaseException]) -> None:
+        if s.done:
+            return
+        s.done = True
+        public = s.public
+        if exc is None and s.has_cbs:
+            self.dispatch.post(public._on_complete, None)
+        elif exc is None:
+            public._on_complete(None)
+        else:
+            self.dispatch.post(public._on_complete, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        s, self._current = self._current, None
+        if s is not None:
+            if s.body_task is not None:
+                s.body_task.cancel()
+            self._finish(s, exc)
+        while self._queue:
+            self._finish(self._queue.popleft(), exc)
+
+    def _fail_connection(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._open = False
+        self._fail_all(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _close(self, exc: Optional[BaseException]) -> None:
+        self._open = False
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        elif self.protocol.lost:
+            self.connection_lost(None)

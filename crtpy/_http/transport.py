@@ -1,0 +1,109 @@
+"""The asyncio protocol under every HTTP connection.
+
+``ConnProtocol`` is a ``BufferedProtocol``: the transport reads straight into one
+preallocated buffer, and each filled slice is handed (as a memoryview, no copy) to the
+current *handler*: the proxy CONNECT reader first, then the HTTP/1.1 or HTTP/2 engine.
+Handlers must consume the view before returning; it is overwritten by the next read.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List, Optional
+
+DEFAULT_READ_BUFFER = 256 * 1024
+
+
+class ConnProtocol(asyncio.BufferedProtocol):
+    def __init__(self, buffer_size: Optional[int] = None) -> None:
+        size = max(4096, buffer_size or DEFAULT_READ_BUFFER)
+        self._buf = bytearray(size)
+        self._mv = memoryview(self._buf)
+        self.transport: Optional[asyncio.Transport] = None
+        self.handler: Any = None
+        self._pending: List[bytes] = []
+        self._eof = False
+        self.lost = False
+        self.lost_exc: Optional[BaseException] = None
+        self.write_paused = False
+        self._drain_waiters: List["asyncio.Future[None]"] = []
+
+    # -- asyncio callbacks ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._mv
+
+    def buffer_updated(self, nbytes: int) -> None:
+        h = self.handler
+        if h is None:
+            self._pending.append(bytes(self._mv[:nbytes]))
+        else:
+            h.data_received(self._mv[:nbytes])
+
+    def data_received(self, data: bytes) -> None:  # used by transports without buffer support
+        h = self.handler
+        if h is None:
+            self._pending.append(bytes(data))
+        else:
+            h.data_received(memoryview(data))
+
+    def eof_received(self) -> Optional[bool]:
+        self._eof = True
+        h = self.handler
+        if h is not None:
+            h.eof_received()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.lost = True
+        self.lost_exc = exc
+        self._wake_drain(exc)
+        h = self.handler
+        if h is not None:
+            h.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain(None)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _wake_drain(self, exc: Optional[BaseException]) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if not self.write_paused or self.lost:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(fut)
+        await fut
+
+    def set_handler(self, handler: Any) -> None:
+        """Route received bytes to ``handler``, first replaying those that arrived while
+        there was no handler."""
+        self.handler = handler
+        while self._pending and self.handler is handler and handler is not None:
+            handler.data_received(memoryview(self._pending.pop(0)))
+        if handler is None or self.handler is not handler:
+            return
+        if self.lost:
+            handler.connection_lost(self.lost_exc)
+        elif self._eof:
+            handler.eof_received()
+
+    def unread(self, data: bytes) -> None:
+        """Give back bytes a handler did not consume; the next handler gets them first."""
+        if data:
+            self._pending.insert(0, bytes(data))
+
+    def take_pending(self) -> bytes:
+        data = b"".join(self._pending)
+        self._pending = []
+        return data
