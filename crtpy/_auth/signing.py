@@ -168,13 +168,41 @@ def signing_key(secret: str, datestamp: str, region: str, service: str) -> bytes
 
 # -- canonical request -------------------------------------------------------------------
 
-def _split_path(path: str) -> tuple[str, Optional[str]]:
-    if not path:
+def _parse_target(target: str) -> tuple[str, Optional[str], str]:
+    """Split a request target as the reference's URI parser does.
+
+    Returns (the target without its query, the query or None, the path to canonicalize).
+    A first ":" followed by "//" starts ``scheme://authority[/path][?query]`` (followed by
+    a single "/" it is malformed); a target not starting with "/" begins with an
+    authority (``host[:port]``); otherwise it is ``path[?query]``."""
+    if not target:
         raise error("AWS_ERROR_MALFORMED_INPUT_STRING")
-    q = path.find("?")
-    if q < 0:
-        return path, None
-    return path[:q], path[q + 1:]
+    colon = target.find(":")
+    if colon >= 0 and target.startswith("/", colon + 1):
+        if not target.startswith("//", colon + 1):
+            raise error("AWS_ERROR_MALFORMED_INPUT_STRING")
+        base = colon + 3
+        if base >= len(target):
+            raise error("AWS_ERROR_MALFORMED_INPUT_STRING")
+    elif target[0] == "/":
+        q = target.find("?")
+        if q < 0:
+            return target, None, target
+        return target[:q], target[q + 1:], target[:q]
+    else:
+        base = 0
+    q = target.find("?", base)
+    head = target if q < 0 else target[:q]
+    query = None if q < 0 else target[q + 1:]
+    rest = head[base:]
+    slash = rest.find("/")
+    authority = rest if slash < 0 else rest[:slash]
+    pc = authority.rfind(":")
+    if pc >= 0:
+        port = authority[pc + 1:]
+        if not port.isdigit() or not port.isascii():
+            raise error("AWS_ERROR_MALFORMED_INPUT_STRING")
+    return head, query, ("/" if slash < 0 else rest[slash:])
 
 
 def _canonical_uri(uri_path: str, params: SigningParams) -> str:
@@ -275,7 +303,7 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
         session_token = None
     omit_token = params.omit_session_token
 
-    uri_path, query = _split_path(path)
+    uri_path, query, canonical_path = _parse_target(path)
     raw_query = _parse_query(query)
     for key, _ in raw_query:
         if key.lower() in _FORBIDDEN_PARAMS:
@@ -329,7 +357,7 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
         canonical_query = ""
 
     canonical_request = "\n".join((
-        method, _canonical_uri(uri_path, params), canonical_query, header_text, signed_names,
+        method, _canonical_uri(canonical_path, params), canonical_query, header_text, signed_names,
         payload_hash))
     string_to_sign = (f"{alg_name}\n{stamp}\n{scope}\n"
                       + hashlib.sha256(canonical_request.encode()).hexdigest())
@@ -352,12 +380,8 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
         result.headers = added_headers
     else:
         encoded_added.append(("X-Amz-Signature", signature))
-        suffix = "&".join([k + "=" + v for k, v in encoded_added])
-        if query is None:
-            new_path = path + "?" + suffix
-        elif query == "" or query.endswith("&"):
-            new_path = path + suffix
-        else:
-            new_path = path + "&" + suffix
-        result.path = new_path
+        # The query is rebuilt from its parsed parameters (empty ones dropped, a bare
+        # key gets "="), followed by the signing parameters.
+        all_params = raw_query + encoded_added
+        result.path = uri_path + "?" + "&".join([k + "=" + v for k, v in all_params])
     return result

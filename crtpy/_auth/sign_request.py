@@ -1,0 +1,106 @@
+"""``aws_sign_request``: credentials, payload hash, the signer, and applying the result."""
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+from .._errors import error
+from .._runtime.futures import CrtFuture
+from . import signing
+
+_CHUNK = 256 * 1024
+
+
+def payload_hash(body: Any) -> str:
+    """Hex SHA-256 of a request body (None is empty), read from its start; the stream is
+    left rewound to its start, as the reference does."""
+    if body is None:
+        return signing.EMPTY_SHA256
+    from .._http.body import _raw
+
+    raw = _raw(body)
+    if isinstance(raw, io.BytesIO):
+        return hashlib.sha256(raw.getbuffer()).hexdigest()
+    seekable = False
+    try:
+        seekable = bool(raw.seekable())
+    except (AttributeError, OSError, ValueError):
+        pass
+    if seekable:
+        raw.seek(0)
+    h = hashlib.sha256()
+    readinto = getattr(raw, "readinto", None)
+    if readinto is not None:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = readinto(view)
+            if not n:
+                break
+            h.update(view[:n])
+    else:
+        while True:
+            data = raw.read(_CHUNK)
+            if not data:
+                break
+            h.update(data)
+    if seekable:
+        raw.seek(0)
+    return h.hexdigest()
+
+
+def _headers_of(request: Any) -> Any:
+    headers = request.headers
+    pairs = getattr(headers, "_pairs", None)
+    return pairs if isinstance(pairs, list) else list(headers)
+
+
+def sign_now(request: Any, config: Any, creds: Any) -> Any:
+    """Sign ``request`` in place with ``creds``; returns the request."""
+    if creds is None:
+        raise error("AWS_AUTH_SIGNING_NO_CREDENTIALS")
+    params = config._params
+    body_value = params.signed_body_value
+    if body_value is None:
+        body_value = payload_hash(request.body_stream)
+    result = signing.sign(request.method, request.path, _headers_of(request), body_value,
+                          creds._access_key_id, creds._secret_access_key, creds._session_token, params)
+    if result.path is not None:
+        request.path = result.path
+    add = request.headers.add
+    for name, value in result.headers:
+        add(name, value)
+    return request
+
+
+def sign_request(request: Any, config: Any) -> CrtFuture:
+    provider = config.credentials_provider
+    if provider is None:
+        raise error("AWS_AUTH_SIGNING_INVALID_CONFIGURATION", "The signing config has no credentials provider.")
+    source = provider._binding
+    fut = CrtFuture()
+    creds = source.peek()
+    if creds is not None:
+        try:
+            fut.set_result(sign_now(request, config, creds))
+        except BaseException as exc:  # noqa: BLE001
+            fut.set_exception(exc)
+        return fut
+    creds_future = source.get()
+
+    def got(f: Any) -> None:
+        if f.cancelled():
+            fut.cancel()
+            return
+        exc = f.exception()
+        if exc is not None:
+            fut.try_set_exception(exc)
+            return
+        try:
+            fut.try_set_result(sign_now(request, config, f.result()))
+        except BaseException as exc2:  # noqa: BLE001
+            fut.try_set_exception(exc2)
+
+    creds_future.add_done_callback_inline(got)
+    return fut
