@@ -1,0 +1,712 @@
+"""Runs the MQTT 5 state machine (``client5.Core``) on a crtpy loop thread.
+
+The driver converts the public packet types of ``crtpy.mqtt5`` to the codec's packets
+and back, opens connections with ``crtpy._net.connect.open_connection``, reconnects with
+the shared backoff helper, and posts user callbacks to a :class:`CallbackQueue` (never
+running them on the loop thread).  Operations submitted from user threads are batched
+into one loop wake-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Deque, Optional
+
+from .._errors import error
+from .._runtime.backoff import Backoff
+from .._runtime.callbacks import CallbackQueue
+from .._runtime.futures import CrtFuture
+from . import codec as c
+from .client5 import (ALIAS_DISABLED, ALIAS_LRU, ALIAS_MANUAL, DEFAULT_CONNACK_TIMEOUT_MS,
+                      DEFAULT_INBOUND_ALIAS_CACHE, DEFAULT_KEEP_ALIVE_SEC, DEFAULT_OUTBOUND_ALIAS_CACHE,
+                      DEFAULT_PING_TIMEOUT_MS, FAIL_QOS0_PUBLISH, Config, Core, Op)
+
+if TYPE_CHECKING:
+    from .. import mqtt5
+
+_MONO = time.monotonic
+
+
+# -- validation helpers ------------------------------------------------------------------
+def _bad(name: str, msg: str) -> BaseException:
+    return error(name, msg)
+
+
+def _check_str(value: Any, what: str, err: str, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str")
+    problem = c.check_utf8(value, what)
+    if problem:
+        raise _bad(err, problem)
+    if not allow_empty and not value:
+        raise _bad(err, f"{what} must not be empty")
+    return value
+
+
+def valid_topic_filter(f: str) -> bool:
+    if not f:
+        return False
+    levels = f.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def _user_props(props: Any, err: str) -> Optional[list[tuple[str, str]]]:
+    if not props:
+        return None
+    out = []
+    for up in props:
+        name = getattr(up, "name", None)
+        value = getattr(up, "value", None)
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise _bad("AWS_ERROR_MQTT5_USER_PROPERTY_VALIDATION", "user property name and value must be str")
+        for s in (name, value):
+            if c.check_utf8(s):
+                raise _bad("AWS_ERROR_MQTT5_USER_PROPERTY_VALIDATION", "invalid user property string")
+        out.append((name, value))
+    return out
+
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what}: a bytes-like object or str is required, not '{type(data).__name__}'")
+
+
+def _uint(value: Any, bits: int, what: str, err: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if not 0 <= value < (1 << bits):
+        raise _bad(err, f"{what} out of range")
+    return value
+
+
+def publish_to_codec(p: "mqtt5.PublishPacket", *, will: bool = False) -> c.Publish:
+    err = "AWS_ERROR_MQTT5_CONNECT_OPTIONS_VALIDATION" if will else "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION"
+    topic = _check_str(p.topic, "topic", err)
+    qos = int(p.qos) if p.qos is not None else 0
+    if qos not in (0, 1):
+        raise _bad(err, "this client publishes at QoS 0 or 1 only")
+    if not topic or "+" in topic or "#" in topic:
+        raise _bad(err, f"invalid topic {topic!r}")
+    payload = _as_bytes(p.payload, "payload")
+    props: dict[int, Any] = {}
+    if p.payload_format_indicator is not None:
+        pfi = int(p.payload_format_indicator)
+        if pfi not in (0, 1):
+            raise _bad(err, "invalid payload format indicator")
+        props[c.P_PAYLOAD_FORMAT_INDICATOR] = pfi
+    if p.message_expiry_interval_sec is not None:
+        props[c.P_MESSAGE_EXPIRY_INTERVAL] = _uint(p.message_expiry_interval_sec, 32, "message_expiry_interval_sec", err)
+    if p.topic_alias is not None and not will:
+        alias = _uint(p.topic_alias, 16, "topic_alias", err)
+        if alias == 0:
+            raise _bad(err, "topic alias 0 is not allowed")
+        props[c.P_TOPIC_ALIAS] = alias
+    if p.response_topic is not None:
+        rt = _check_str(p.response_topic, "response_topic", err)
+        if not rt or "+" in rt or "#" in rt:
+            raise _bad(err, "invalid response topic")
+        props[c.P_RESPONSE_TOPIC] = rt
+    corr = p.correlation_data_bytes if p.correlation_data_bytes is not None else p.correlation_data
+    if corr is not None:
+        cb = _as_bytes(corr, "correlation_data")
+        if len(cb) > 65535:
+            raise _bad(err, "correlation data longer than 65535 bytes")
+        props[c.P_CORRELATION_DATA] = cb
+    if p.content_type is not None:
+        props[c.P_CONTENT_TYPE] = _check_str(p.content_type, "content_type", err)
+    ups = _user_props(p.user_properties, err)
+    if ups:
+        props[c.P_USER_PROPERTY] = ups
+    return c.Publish(topic, payload, qos, bool(p.retain), False, 0, props)
+
+
+def subscribe_to_codec(p: "mqtt5.SubscribePacket") -> c.Subscribe:
+    err = "AWS_ERROR_MQTT5_SUBSCRIBE_OPTIONS_VALIDATION"
+    subs = list(p.subscriptions or ())
+    if not subs:
+        raise _bad(err, "a SUBSCRIBE needs at least one subscription")
+    out = []
+    for s in subs:
+        f = _check_str(s.topic_filter, "topic_filter", err)
+        if not valid_topic_filter(f):
+            raise _bad(err, f"invalid topic filter {f!r}")
+        qos = int(s.qos) if s.qos is not None else 0
+        if qos not in (0, 1, 2):
+            raise _bad(err, "invalid QoS")
+        rh = int(s.retain_handling_type) if s.retain_handling_type is not None else 0
+        if rh not in (0, 1, 2):
+            raise _bad(err, "invalid retain handling type")
+        if f.startswith("$share/"):
+            parts = f.split("/", 2)
+            if len(parts) < 3 or not parts[1] or "+" in parts[1] or "#" in parts[1] or not parts[2]:
+                raise _bad(err, f"invalid shared subscription {f!r}")
+            if s.no_local:
+                raise _bad(err, "no_local is not allowed on shared subscriptions")
+        out.append(c.Subscription(f, qos, bool(s.no_local), bool(s.retain_as_published), rh))
+    props: dict[int, Any] = {}
+    if p.subscription_identifier is not None:
+        sid = p.subscription_identifier
+        if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid <= c.MAX_VARINT:
+            raise _bad(err, "subscription identifier must be in 1..268435455")
+        props[c.P_SUBSCRIPTION_IDENTIFIER] = sid
+    ups = _user_props(p.user_properties, err)
+    if ups:
+        props[c.P_USER_PROPERTY] = ups
+    return c.Subscribe(0, out, props)
+
+
+def unsubscribe_to_codec(p: "mqtt5.UnsubscribePacket") -> c.Unsubscribe:
+    err = "AWS_ERROR_MQTT5_UNSUBSCRIBE_OPTIONS_VALIDATION"
+    filters = list(p.topic_filters or ())
+    if not filters:
+        raise _bad(err, "an UNSUBSCRIBE needs at least one topic filter")
+    for f in filters:
+        _check_str(f, "topic_filter", err)
+        if not valid_topic_filter(f):
+            raise _bad(err, f"invalid topic filter {f!r}")
+    props: dict[int, Any] = {}
+    ups = _user_props(p.user_properties, err)
+    if ups:
+        props[c.P_USER_PROPERTY] = ups
+    return c.Unsubscribe(0, filters, props)
+
+
+def disconnect_to_codec(p: "mqtt5.DisconnectPacket") -> c.Disconnect:
+    err = "AWS_ERROR_MQTT5_DISCONNECT_OPTIONS_VALIDATION"
+    props: dict[int, Any] = {}
+    if p.session_expiry_interval_sec is not None:
+        props[c.P_SESSION_EXPIRY_INTERVAL] = _uint(p.session_expiry_interval_sec, 32, "session_expiry_interval_sec", err)
+    if p.reason_string is not None:
+        props[c.P_REASON_STRING] = _check_str(p.reason_string, "reason_string", err)
+    if p.server_reference is not None:
+        raise _bad(err, "clients must not send a server reference")
+    ups = _user_props(p.user_properties, err)
+    if ups:
+        props[c.P_USER_PROPERTY] = ups
+    code = int(p.reason_code) if p.reason_code is not None else 0
+    return c.Disconnect(code, props)
+
+
+# -- codec -> public ---------------------------------------------------------------------
+def _ups_out(props: dict) -> Any:
+    from ..mqtt5 import UserProperty
+
+    ups = props.get(c.P_USER_PROPERTY)
+    if not ups:
+        return None
+    return [UserProperty(n, v) for n, v in ups]
+
+
+def _enum_or_none(enum_cls: Any, value: Any) -> Any:
+    try:
+        return enum_cls(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def connack_from_codec(p: c.Connack) -> "mqtt5.ConnackPacket":
+    from .. import mqtt5 as m
+
+    pr = p.props
+    b = (lambda k: bool(pr[k]) if k in pr else None)
+    return m.ConnackPacket(
+        session_present=p.session_present,
+        reason_code=_enum_or_none(m.ConnectReasonCode, p.reason_code),
+        session_expiry_interval_sec=pr.get(c.P_SESSION_EXPIRY_INTERVAL),
+        receive_maximum=pr.get(c.P_RECEIVE_MAXIMUM),
+        maximum_qos=_enum_or_none(m.QoS, pr[c.P_MAXIMUM_QOS]) if c.P_MAXIMUM_QOS in pr else None,
+        retain_available=b(c.P_RETAIN_AVAILABLE),
+        maximum_packet_size=pr.get(c.P_MAXIMUM_PACKET_SIZE),
+        assigned_client_identifier=pr.get(c.P_ASSIGNED_CLIENT_IDENTIFIER),
+        topic_alias_maximum=pr.get(c.P_TOPIC_ALIAS_MAXIMUM),
+        reason_string=pr.get(c.P_REASON_STRING),
+        user_properties=_ups_out(pr),
+        wildcard_subscriptions_available=b(c.P_WILDCARD_SUBSCRIPTION_AVAILABLE),
+        subscription_identifiers_available=b(c.P_SUBSCRIPTION_IDENTIFIER_AVAILABLE),
+        shared_subscription_available=b(c.P_SHARED_SUBSCRIPTION_AVAILABLE),
+        server_keep_alive_sec=pr.get(c.P_SERVER_KEEP_ALIVE),
+        response_information=pr.get(c.P_RESPONSE_INFORMATION),
+        server_reference=pr.get(c.P_SERVER_REFERENCE),
+    )
+
+
+def negotiated_from_core(n: Any) -> "mqtt5.NegotiatedSettings":
+    from .. import mqtt5 as m
+
+    return m.NegotiatedSettings(
+        maximum_qos=m.QoS(n.maximum_qos), session_expiry_interval_sec=n.session_expiry,
+        receive_maximum_from_server=n.receive_maximum, maximum_packet_size_to_server=n.maximum_packet_size,
+        topic_alias_maximum_to_server=n.topic_alias_maximum_to_server,
+        topic_alias_maximum_to_client=n.topic_alias_maximum_to_client,
+        server_keep_alive_sec=n.keep_alive, retain_available=n.retain_available,
+        wildcard_subscriptions_available=n.wildcard_available,
+        subscription_identifiers_available=n.sub_ids_available,
+        shared_subscriptions_available=n.shared_available, rejoined_session=n.rejoined_session,
+        client_id=n.client_id)
+
+
+def disconnect_from_codec(p: c.Disconnect) -> "mqtt5.DisconnectPacket":
+    from .. import mqtt5 as m
+
+    pr = p.props
+    return m.DisconnectPacket(
+        reason_code=_enum_or_none(m.DisconnectReasonCode, p.reason_code),
+        session_expiry_interval_sec=pr.get(c.P_SESSION_EXPIRY_INTERVAL),
+        reason_string=pr.get(c.P_REASON_STRING), user_properties=_ups_out(pr),
+        server_reference=pr.get(c.P_SERVER_REFERENCE))
+
+
+def publish_from_codec(p: c.Publish) -> "mqtt5.PublishPacket":
+    from .. import mqtt5 as m
+
+    pr = p.props
+    out = m.PublishPacket(payload=p.payload, qos=m.QoS(p.qos), retain=p.retain, topic=p.topic)
+    if pr:
+        if c.P_PAYLOAD_FORMAT_INDICATOR in pr:
+            out.payload_format_indicator = _enum_or_none(m.PayloadFormatIndicator, pr[c.P_PAYLOAD_FORMAT_INDICATOR])
+        out.message_expiry_interval_sec = pr.get(c.P_MESSAGE_EXPIRY_INTERVAL)
+        out.topic_alias = pr.get(c.P_TOPIC_ALIAS)
+        out.response_topic = pr.get(c.P_RESPONSE_TOPIC)
+        corr = pr.get(c.P_CORRELATION_DATA)
+        if corr is not None:
+            out.correlation_data_bytes = corr
+            try:
+                out.correlation_data = corr.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        out.subscription_identifiers = pr.get(c.P_SUBSCRIPTION_IDENTIFIER)
+        out.content_type = pr.get(c.P_CONTENT_TYPE)
+        out.user_properties = _ups_out(pr)
+    return out
+
+
+# -- configuration -----------------------------------------------------------------------
+def build_config(o: "mqtt5.ClientOptions") -> Config:
+    from .. import mqtt5 as m
+
+    err = "AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION"
+    cerr = "AWS_ERROR_MQTT5_CONNECT_OPTIONS_VALIDATION"
+    cfg = Config()
+    co = o.connect_options or m.ConnectPacket()
+    conn = cfg.connect
+    conn.client_id = _check_str(co.client_id, "client_id", cerr) if co.client_id is not None else ""
+    ka = co.keep_alive_interval_sec
+    conn.keep_alive = DEFAULT_KEEP_ALIVE_SEC if ka is None else _uint(ka, 16, "keep_alive_interval_sec", cerr)
+    if co.username is not None:
+        conn.username = _check_str(co.username, "username", cerr)
+    if co.password is not None:
+        conn.password = _as_bytes(co.password, "password")
+    props = conn.props
+    if co.session_expiry_interval_sec is not None:
+        props[c.P_SESSION_EXPIRY_INTERVAL] = _uint(co.session_expiry_interval_sec, 32, "session_expiry_interval_sec", cerr)
+    if co.request_response_information is not None:
+        props[c.P_REQUEST_RESPONSE_INFORMATION] = 1 if co.request_response_information else 0
+    if co.request_problem_information is not None:
+        props[c.P_REQUEST_PROBLEM_INFORMATION] = 1 if co.request_problem_information else 0
+    if co.receive_maximum is not None:
+        rm = _uint(co.receive_maximum, 16, "receive_maximum", cerr)
+        if rm == 0:
+            raise _bad(cerr, "receive_maximum must not be 0")
+        props[c.P_RECEIVE_MAXIMUM] = rm
+    if co.maximum_packet_size is not None:
+        mps = _uint(co.maximum_packet_size, 32, "maximum_packet_size", cerr)
+        if mps == 0:
+            raise _bad(cerr, "maximum_packet_size must not be 0")
+        props[c.P_MAXIMUM_PACKET_SIZE] = mps
+        cfg.maximum_packet_size_from_server = mps
+    ups = _user_props(co.user_properties, cerr)
+    if ups:
+        props[c.P_USER_PROPERTY] = ups
+    if co.will is not None:
+        will = publish_to_codec(co.will, will=True)
+        if co.will_delay_interval_sec is not None:
+            will.props[c.P_WILL_DELAY_INTERVAL] = _uint(co.will_delay_interval_sec, 32, "will_delay_interval_sec", cerr)
+        conn.will = will
+    sb = int(o.session_behavior) if o.session_behavior is not None else 0
+    if sb not in (0, 1, 2, 3):
+        raise _bad(err, "invalid session_behavior")
+    cfg.session_behavior = sb or 1
+    oq = int(o.offline_queue_behavior) if o.offline_queue_behavior is not None else 0
+    if oq not in (0, 1, 2, 3):
+        raise _bad(err, "invalid offline_queue_behavior")
+    cfg.offline_queue = oq or FAIL_QOS0_PUBLISH
+    cfg.ping_timeout = (DEFAULT_PING_TIMEOUT_MS if o.ping_timeout_ms is None else o.ping_timeout_ms) / 1000.0
+    cfg.connack_timeout = (DEFAULT_CONNACK_TIMEOUT_MS if not o.connack_timeout_ms else o.connack_timeout_ms) / 1000.0
+    cfg.ack_timeout = float(o.ack_timeout_sec) if o.ack_timeout_sec else None
+    ta = o.topic_aliasing_options
+    if ta is not None:
+        ob = int(ta.outbound_behavior) if ta.outbound_behavior is not None else 0
+        cfg.outbound_alias = {0: ALIAS_DISABLED, 1: ALIAS_MANUAL, 2: ALIAS_LRU, 3: ALIAS_DISABLED}.get(ob, ALIAS_DISABLED)
+        if ta.outbound_cache_max_size is not None:
+            cfg.outbound_alias_cache = _uint(ta.outbound_cache_max_size, 16, "outbound_cache_max_size", err) \
+                or DEFAULT_OUTBOUND_ALIAS_CACHE
+        ib = int(ta.inbound_behavior) if ta.inbound_behavior is not None else 0
+        if ib == 1:
+            size = ta.inbound_cache_max_size
+            cfg.inbound_alias_max = DEFAULT_INBOUND_ALIAS_CACHE if not size else _uint(size, 16, "inbound_cache_max_size", err)
+            props[c.P_TOPIC_ALIAS_MAXIMUM] = cfg.inbound_alias_max
+    ev = o.extended_validation_and_flow_control_options
+    cfg.iot_core_limits = ev is not None and int(ev) == 1
+    if cfg.iot_core_limits and len(conn.client_id.encode()) > 128:
+        raise _bad(cerr, "client id longer than 128 bytes (AWS IoT Core limit)")
+    c.encode_connect(conn)  # fail now on anything the codec cannot encode
+    return cfg
+
+
+# -- the asyncio protocol ----------------------------------------------------------------
+class _Protocol(asyncio.Protocol):
+    def __init__(self, driver: "ClientDriver") -> None:
+        self.driver = driver
+        self.transport: Optional[asyncio.Transport] = None
+        self.closed: "asyncio.Future[Optional[BaseException]]" = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        d = self.driver
+        d.core.data_received(data, _MONO())
+        d.after_core()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+
+class ClientDriver:
+    def __init__(self, client: "mqtt5.Client", o: "mqtt5.ClientOptions") -> None:
+        from .._net.connect import pick_loop
+
+        if not isinstance(o.host_name, str) or not o.host_name:
+            raise _bad("AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION", "host_name must be a non-empty str")
+        if o.websocket_handshake_transform is not None:
+            raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
+                        "MQTT5 over WebSockets is not available in crtpy yet")
+        if o.http_proxy_options is not None:
+            raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
+                        "MQTT5 through an HTTP proxy is not available in crtpy yet")
+        self.cfg = build_config(o)
+        self.core = Core(self.cfg)
+        self.host = o.host_name
+        self.tls_ctx = o.tls_ctx
+        self.port = o.port if o.port else (8883 if o.tls_ctx is not None else 1883)
+        self.bootstrap = o.bootstrap
+        self.socket_options = o.socket_options
+        self.loop_thread = pick_loop(o.bootstrap)
+        self.loop = self.loop_thread.loop
+        self.callbacks = CallbackQueue()
+        self.opts = o
+        self.min_delay = (1000 if o.min_reconnect_delay_ms is None else o.min_reconnect_delay_ms) / 1000.0
+        self.max_delay = (120_000 if o.max_reconnect_delay_ms is None else o.max_reconnect_delay_ms) / 1000.0
+        if self.max_delay < self.min_delay:
+            raise _bad("AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION",
+                       "max_reconnect_delay_ms is smaller than min_reconnect_delay_ms")
+        reset = o.min_connected_time_to_reset_reconnect_delay_ms
+        self.reset_after = (30_000 if reset is None else reset) / 1000.0
+        self.jitter = int(o.retry_jitter_mode) if o.retry_jitter_mode is not None else 0
+        self.on_publish = o.on_publish_callback_fn
+        self.want_running = False
+        self.task: Optional[asyncio.Task] = None
+        self.protocol: Optional[_Protocol] = None
+        self.wake: Optional[asyncio.Event] = None
+        self.stop_packet: Optional[c.Disconnect] = None
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.timer_at = 0.0
+        self.incoming: Deque[Any] = collections.deque()
+        self.incoming_lock = threading.Lock()
+        self.incoming_scheduled = False
+        self.puback_ids = 0
+        self.manual_pubacks: dict[int, int] = {}
+
+    # -- user thread side -------------------------------------------------------------
+    def _post(self, item: Any) -> None:
+        if self.loop_thread.in_thread():
+            self._handle_item(item)
+            self.after_core()
+            return
+        with self.incoming_lock:
+            self.incoming.append(item)
+            if self.incoming_scheduled:
+                return
+            self.incoming_scheduled = True
+        self.loop_thread.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        with self.incoming_lock:
+            items = self.incoming
+            self.incoming = collections.deque()
+            self.incoming_scheduled = False
+        for item in items:
+            self._handle_item(item)
+        self.after_core()
+
+    def _handle_item(self, item: Any) -> None:
+        kind = item[0]
+        now = _MONO()
+        if kind == "op":
+            self.core.submit(item[1], now)
+        elif kind == "puback":
+            self.core.send_puback(item[1], now)
+        elif kind == "start":
+            self._start_on_loop()
+        elif kind == "stop":
+            self._stop_on_loop(item[1])
+
+    def start(self) -> None:
+        self._post(("start",))
+
+    def stop(self, packet: "Optional[mqtt5.DisconnectPacket]") -> None:
+        pk = disconnect_to_codec(packet) if packet is not None else None
+        self._post(("stop", pk))
+
+    def _submit(self, packet: c.Packet, convert: Any) -> CrtFuture:
+        fut = CrtFuture()
+        size = _approx_size(packet)
+
+        def on_done(result: Any, exc: Optional[BaseException]) -> None:
+            if exc is not None:
+                fut.try_set_exception(exc)
+            else:
+                try:
+                    fut.try_set_result(convert(result))
+                except BaseException as e:  # noqa: BLE001
+                    fut.try_set_exception(e)
+
+        self._post(("op", Op(packet, on_done, size)))
+        return fut
+
+    def publish(self, p: "mqtt5.PublishPacket") -> CrtFuture:
+        return self._submit(publish_to_codec(p), _puback_result)
+
+    def subscribe(self, p: "mqtt5.SubscribePacket") -> CrtFuture:
+        return self._submit(subscribe_to_codec(p), _suback_result)
+
+    def unsubscribe(self, p: "mqtt5.UnsubscribePacket") -> CrtFuture:
+        return self._submit(unsubscribe_to_codec(p), _unsuback_result)
+
+    def get_stats(self) -> "mqtt5.OperationStatisticsData":
+        from ..mqtt5 import OperationStatisticsData
+
+        stats = self.core.stats()  # plain reads of ints/containers: safe enough across threads
+        return OperationStatisticsData(*stats)
+
+    def invoke_puback(self, control_id: int) -> None:
+        pid = self.manual_pubacks.pop(control_id, None)
+        if pid is None:
+            raise error("AWS_ERROR_INVALID_ARGUMENT", "unknown or already used acknowledgement handle")
+        self._post(("puback", pid))
+
+    # -- loop side --------------------------------------------------------------------
+    def _start_on_loop(self) -> None:
+        self.want_running = True
+        if self.task is None or self.task.done():
+            self.wake = asyncio.Event()
+            self.task = self.loop.create_task(self._run())
+
+    def _stop_on_loop(self, packet: Optional[c.Disconnect]) -> None:
+        if not self.want_running:
+            return
+        self.want_running = False
+        if self.wake is not None:
+            self.wake.set()
+        if self.protocol is not None:
+            self.core.request_disconnect(packet)
+
+    def after_core(self) -> None:
+        """Carry out what the state machine asked for after any input."""
+        core = self.core
+        proto = self.protocol
+        if core.output:
+            data = b"".join(core.output) if len(core.output) > 1 else core.output[0]
+            core.output.clear()
+            if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(data)
+        if core.events:
+            events = core.events
+            core.events = []
+            for ev in events:
+                self._deliver(ev)
+        if core.close_error is not None and proto is not None and proto.transport is not None:
+            if not proto.transport.is_closing():
+                proto.transport.close()
+        deadline = core.next_deadline()
+        if deadline is not None and (self.timer is None or deadline < self.timer_at - 0.001):
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(self.loop.time() + max(0.0, deadline - _MONO()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.core.tick(_MONO())
+        self.after_core()
+
+    def _deliver(self, ev: Any) -> None:
+        from .. import mqtt5 as m
+
+        o = self.opts
+        kind = ev.kind
+        if kind == "publish":
+            self._deliver_publish(ev.a)
+        elif kind == "connect_success":
+            self.connected_at = _MONO()
+            fn = o.on_lifecycle_event_connection_success_fn
+            if fn is not None:
+                self.callbacks.post(fn, m.LifecycleConnectSuccessData(connack_from_codec(ev.a),
+                                                                      negotiated_from_core(ev.b)))
+        elif kind == "connect_failure":
+            fn = o.on_lifecycle_event_connection_failure_fn
+            if fn is not None:
+                self.callbacks.post(fn, m.LifecycleConnectFailureData(
+                    connack_from_codec(ev.b) if ev.b is not None else None, ev.a))
+        elif kind == "disconnection":
+            fn = o.on_lifecycle_event_disconnection_fn
+            if fn is not None:
+                self.callbacks.post(fn, m.LifecycleDisconnectData(
+                    disconnect_from_codec(ev.b) if ev.b is not None else None, ev.a))
+
+    def _deliver_publish(self, p: c.Publish) -> None:
+        fn = self.on_publish
+        if fn is None:
+            if p.qos:
+                self.core.send_puback(p.packet_id, _MONO())
+            return
+        from .. import mqtt5 as m
+
+        pub = publish_from_codec(p)
+        if p.qos == 0:
+            self.callbacks.post(fn, m.PublishReceivedData(pub, None))
+            return
+        pid = p.packet_id
+        driver = self
+
+        def run() -> None:
+            state = {"taken": False, "active": True}
+
+            def acquire() -> "m.PublishAcknowledgementControlHandle":
+                if state["taken"]:
+                    raise RuntimeError("acquire_publish_acknowledgement_control() may be called only once")
+                if not state["active"]:
+                    raise RuntimeError("acquire_publish_acknowledgement_control() must be called inside the callback")
+                state["taken"] = True
+                with driver.incoming_lock:
+                    driver.puback_ids += 1
+                    cid = driver.puback_ids
+                driver.manual_pubacks[cid] = pid
+                return m.PublishAcknowledgementControlHandle(cid)
+
+            try:
+                fn(m.PublishReceivedData(pub, acquire))
+            finally:
+                state["active"] = False
+                if not state["taken"]:
+                    driver._post(("puback", pid))
+
+        self.callbacks.post(run)
+
+    async def _run(self) -> None:
+        from .. import mqtt5 as m
+        from .._net.connect import open_connection
+
+        o = self.opts
+        backoff = Backoff(self.min_delay, self.max_delay, self.jitter)
+        tls_options = None
+        if self.tls_ctx is not None:
+            tls_options = self.tls_ctx.new_connection_options()
+        try:
+            while self.want_running:
+                fn = o.on_lifecycle_event_attempting_connect_fn
+                if fn is not None:
+                    self.callbacks.post(fn, m.LifecycleAttemptingConnectData())
+                self.connected_at = None
+                try:
+                    _transport, proto = await open_connection(
+                        self.host, self.port, protocol_factory=lambda: _Protocol(self),
+                        bootstrap=self.bootstrap, socket_options=self.socket_options,
+                        tls_connection_options=tls_options)
+                except Exception as e:  # noqa: BLE001 - reported through the lifecycle
+                    self.core.connection_lost(e)
+                    self.after_core()
+                else:
+                    self.protocol = proto  # type: ignore[assignment]
+                    if not self.want_running:
+                        self.core.request_disconnect(None)
+                    else:
+                        self.core.connection_opened(_MONO())
+                    self.after_core()
+                    exc = await proto.closed  # type: ignore[attr-defined]
+                    self.protocol = None
+                    if self.timer is not None:
+                        self.timer.cancel()
+                        self.timer = None
+                    self.core.connection_lost(exc)
+                    self.after_core()
+                if not self.want_running:
+                    break
+                if self.connected_at is not None and _MONO() - self.connected_at >= self.reset_after:
+                    backoff.reset()
+                delay = backoff.next_delay()
+                assert self.wake is not None
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.core.stopping = False
+            # Operations that the offline policy keeps stay queued for a later start().
+            fn = o.on_lifecycle_event_stopped_fn
+            if fn is not None:
+                self.callbacks.post(fn, m.LifecycleStoppedData())
+
+
+def _approx_size(p: c.Packet) -> int:
+    if p.type == c.PUBLISH:
+        return 4 + len(p.topic) + len(p.payload)  # type: ignore[attr-defined]
+    if p.type == c.SUBSCRIBE:
+        return 4 + sum(len(s.topic_filter) + 3 for s in p.subscriptions)  # type: ignore[attr-defined]
+    return 4 + sum(len(f) + 2 for f in p.topic_filters)  # type: ignore[attr-defined]
+
+
+def _puback_result(p: Optional[c.Ack]) -> "mqtt5.PublishCompletionData":
+    from .. import mqtt5 as m
+
+    if p is None:
+        return m.PublishCompletionData(m.PubackPacket())
+    pr = p.props
+    return m.PublishCompletionData(m.PubackPacket(
+        _enum_or_none(m.PubackReasonCode, p.reason_code), pr.get(c.P_REASON_STRING) if pr else None,
+        _ups_out(pr) if pr else None))
+
+
+def _suback_result(p: c.Suback) -> "mqtt5.SubackPacket":
+    from .. import mqtt5 as m
+
+    pr = p.props
+    return m.SubackPacket(pr.get(c.P_REASON_STRING), _ups_out(pr),
+                          [_enum_or_none(m.SubackReasonCode, x) for x in p.reason_codes])
+
+
+def _unsuback_result(p: c.Unsuback) -> "mqtt5.UnsubackPacket":
+    from .. import mqtt5 as m
+
+    pr = p.props
+    return m.UnsubackPacket(pr.get(c.P_REASON_STRING), _ups_out(pr),
+                            [_enum_or_none(m.UnsubackReasonCode, x) for x in p.reason_codes])
