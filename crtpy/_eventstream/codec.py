@@ -29,9 +29,13 @@ Decoding is strict: the decoder never yields part of a message.  Errors it raise
 - ``AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE``: use of a decoder after it
   failed, or end of input in the middle of a message (:meth:`Decoder.close`)
 
-Encoding errors: ``AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED`` for a name above
-127 bytes, a BYTE_BUF/STRING value above 32767 bytes, a header block above 128 KiB or a
-message above 16 MiB; ValueError/TypeError for a value that does not match its type.
+Encoding errors, as the reference reports them: ValueError for a header name of more
+than 254 bytes or an unknown type; TypeError for a value of the wrong Python type;
+``AWS_ERROR_EVENT_STREAM_MESSAGE_INVALID_HEADERS_LEN`` for a BYTE_BUF/STRING value above
+32767 bytes.  Integer values out of their type's range are truncated like a C cast.  A
+header block above 128 KiB or a message above 16 MiB gives
+``AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED`` (crtpy refuses to send what its
+own decoder, and botocore's, would refuse to receive).
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ TRAILER_LENGTH = 4
 MIN_MESSAGE_LENGTH = PRELUDE_LENGTH + TRAILER_LENGTH
 MAX_MESSAGE_LENGTH = 16 * 1024 * 1024
 MAX_HEADERS_LENGTH = 128 * 1024
-MAX_HEADER_NAME_LENGTH = 127
+MAX_HEADER_NAME_LENGTH = 254  # as the reference: names of 255 bytes are refused
 MAX_HEADER_VALUE_LENGTH = 32767
 
 _PRELUDE = struct.Struct(">III")
@@ -86,49 +90,61 @@ class Message(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # encoding
 # ---------------------------------------------------------------------------------------
+_WIDTH_BITS = {HeaderType.BYTE: 8, HeaderType.INT16: 16, HeaderType.INT32: 32,
+               HeaderType.INT64: 64, HeaderType.TIMESTAMP: 64}
+
+
+def wrap_int(value: int, bits: int) -> int:
+    """Two's-complement truncation of ``value`` to a signed ``bits``-bit integer (what a
+    C cast does; the reference sends out-of-range header values this way)."""
+    half = 1 << (bits - 1)
+    return ((value + half) & ((1 << bits) - 1)) - half
+
+
 def _encode_header(out: bytearray, header: Header) -> None:
     name = header.name
-    if not isinstance(name, str):
+    if isinstance(name, str):
+        name_bytes = name.encode("utf-8")
+    elif isinstance(name, (bytes, bytearray)):
+        name_bytes = bytes(name)
+    else:
         raise TypeError(f"header name must be str, not {type(name).__name__}")
-    name_bytes = name.encode("utf-8")
     if len(name_bytes) > MAX_HEADER_NAME_LENGTH:
-        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
-                    f"header name is {len(name_bytes)} bytes, the limit is {MAX_HEADER_NAME_LENGTH}")
+        raise ValueError(f"header name is {len(name_bytes)} bytes, the limit is {MAX_HEADER_NAME_LENGTH}")
     try:
         htype = HeaderType(header.type)
     except ValueError:
-        raise ValueError(f"unknown header type {header.type!r}") from None
+        raise ValueError(f"header {name!r} has an invalid type {header.type!r}") from None
     out.append(len(name_bytes))
     out += name_bytes
     out.append(htype)
     value = header.value
     fixed = _FIXED.get(htype)
     if fixed is not None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not isinstance(value, int):
             raise TypeError(f"header {name!r} of type {htype.name} needs an int value")
-        try:
-            out += fixed.pack(value)
-        except struct.error:
-            raise ValueError(f"header {name!r}: value {value} does not fit in {htype.name}") from None
+        out += fixed.pack(wrap_int(int(value), _WIDTH_BITS[htype]))
     elif htype == HeaderType.BYTE_BUF or htype == HeaderType.STRING:
-        if htype == HeaderType.STRING:
-            if not isinstance(value, str):
-                raise TypeError(f"header {name!r} of type STRING needs a str value")
+        if htype == HeaderType.STRING and isinstance(value, str):
             data: BytesLike = value.encode("utf-8")
-        else:
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise TypeError(f"header {name!r} of type BYTE_BUF needs a bytes-like value")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
             data = value
+        else:
+            raise TypeError(f"header {name!r} of type {htype.name} needs a "
+                            f"{'str' if htype == HeaderType.STRING else 'bytes-like'} value")
         size = memoryview(data).nbytes
         if size > MAX_HEADER_VALUE_LENGTH:
-            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+            raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_INVALID_HEADERS_LEN",
                         f"header {name!r} value is {size} bytes, the limit is {MAX_HEADER_VALUE_LENGTH}")
         out += _U16.pack(size)
         out += data
     elif htype == HeaderType.UUID:
-        if not isinstance(value, UUID):
+        if isinstance(value, UUID):
+            out += value.bytes
+        elif isinstance(value, (bytes, bytearray)) and len(value) == 16:
+            out += value
+        else:
             raise TypeError(f"header {name!r} of type UUID needs a uuid.UUID value")
-        out += value.bytes
     # BOOL_TRUE / BOOL_FALSE: the type byte is the value.
 
 
@@ -140,9 +156,6 @@ def encode_headers(headers: Optional[Iterable[Header]]) -> bytes:
             if not isinstance(header, Header):
                 raise TypeError(f"expected crtpy.eventstream.Header, got {type(header).__name__}")
             _encode_header(out, header)
-    if len(out) > MAX_HEADERS_LENGTH:
-        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
-                    f"header block is {len(out)} bytes, the limit is {MAX_HEADERS_LENGTH}")
     return bytes(out)
 
 
@@ -150,11 +163,21 @@ def encode_message_parts(headers: Optional[Iterable[Header]],
                          payload: Optional[BytesLike] = None) -> Tuple[bytes, BytesLike, bytes]:
     """Encode a message as three buffers (prelude+headers, payload, trailer) so that a
     large payload is written without being copied."""
-    header_block = encode_headers(headers)
+    return encode_raw_parts(encode_headers(headers), payload)
+
+
+def encode_raw_parts(header_block: bytes,
+                     payload: Optional[BytesLike] = None) -> Tuple[bytes, BytesLike, bytes]:
+    """Like :func:`encode_message_parts`, with an already encoded header block."""
+    if len(header_block) > MAX_HEADERS_LENGTH:
+        raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
+                    f"header block is {len(header_block)} bytes, the limit is {MAX_HEADERS_LENGTH}")
     if payload is None:
         payload = b""
     elif not isinstance(payload, (bytes, bytearray, memoryview)):
         raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
+    if isinstance(payload, memoryview) and not payload.contiguous:
+        payload = payload.tobytes()
     payload_len = memoryview(payload).nbytes
     total = MIN_MESSAGE_LENGTH + len(header_block) + payload_len
     if total > MAX_MESSAGE_LENGTH:
