@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 from .._errors import error
 from .._runtime.blocking import run_blocking
-from .._runtime.callbacks import CallbackQueue
+from .._runtime.callbacks import CallbackQueue, invoke
 from .body import _raw, read_into
 
 BODY_CHUNK = 256 * 1024
@@ -30,7 +30,7 @@ class Dispatcher:
 
 
 def _call_inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    fn(*args, **kwargs)
+    invoke(fn, *args, **kwargs)
 
 
 def in_memory(stream: Any) -> bool:
@@ -65,4 +65,9 @@ def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
     if running is loop:
         fn(*args)
     else:
-        loop.call_soon_threadsafe(fn, *args)
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nothing left to do there
+            from .._errors import error
+
+            raise error("AWS_IO_EVENT_LOOP_SHUTDOWN") from None

@@ -123,6 +123,8 @@ class H1Connection:
 
     def close(self) -> None:
         self._open = False
+        if self.shutdown_future.done() or self.loop.is_closed():
+            return
         call_on_loop(self.loop, self._close, None)
 
     def update_window(self, increment: int) -> None:
@@ -273,8 +275,6 @@ class H1Connection:
                     s.continue_event.set()
             if status == 101:
                 raise error("AWS_ERROR_HTTP_SWITCHED_PROTOCOLS")
-            if s.public._on_response_cb is not None:
-                self.dispatch.post(s.public._on_response, status, headers)
             return
         s.got_final = True
         s.status = status
@@ -354,8 +354,15 @@ class H1Connection:
         s = self._current
         if s is not None and not s.done and s.got_final and s.until_eof:
             self._complete_current(None)
-        err = self._error or closed_error(None)
-        self._fail_all(err)
+        if self._error is None and not self._closing:
+            # the peer (or the network) closed the connection under us
+            self._error = error("AWS_IO_SOCKET_CLOSED", "the server closed the connection")
+        s, self._current = self._current, None
+        if s is not None:
+            if s.body_task is not None:
+                s.body_task.cancel()
+            self._finish(s, self._error or closed_error(None))
+        self._fail_all(closed_error(None))
         if self._error is None:
             self.shutdown_future.try_set_result(None)
         else:

@@ -138,6 +138,8 @@ class H2Connection:
 
     def close(self) -> None:
         self._open = False
+        if self.shutdown_future.done() or self.loop.is_closed():
+            return
         call_on_loop(self.loop, self._close)
 
     def update_connection_window(self, increment: int) -> None:
@@ -519,6 +521,8 @@ class H2Connection:
         pass
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
+        if self._error is None and self._open and not self._goaway:
+            self._error = error("AWS_IO_SOCKET_CLOSED", "the server closed the connection")
         self._open = False
         self._fail_all(self._error or closed_error(None))
         for fut in self._pings:
@@ -533,7 +537,6 @@ class H2Connection:
 
 _HANDLERS: Dict[type, Callable[[H2Connection, Any], None]] = {
     h2.events.ResponseReceived: H2Connection._on_response,
-    h2.events.InformationalResponseReceived: H2Connection._on_response,
     h2.events.DataReceived: H2Connection._on_data,
     h2.events.StreamEnded: H2Connection._on_stream_ended,
     h2.events.StreamReset: H2Connection._on_reset,
