@@ -504,7 +504,8 @@ class ClientDriver:
     def get_stats(self) -> "mqtt5.OperationStatisticsData":
         from ..mqtt5 import OperationStatisticsData
 
-        stats = self.core.stats()  # plain reads of ints/containers: safe enough across threads
+        # Read on the loop thread, after every operation posted before this call.
+        stats = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
         return OperationStatisticsData(*stats)
 
     def invoke_puback(self, control_id: int) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import free_port, require_binary
 
-__all__ = ["Mosquitto", "mosquitto", "mosquitto_factory", "wait_port"]
+__all__ = ["Mosquitto", "Recorder", "mosquitto", "mosquitto_factory", "wait_port"]
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -177,3 +177,53 @@ def mosquitto_factory(tmp_path):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def mosquitto(mosquitto_factory):  # type: ignore[no-untyped-def]
     return mosquitto_factory()
+
+
+class Recorder:
+    """Collects MQTT5 lifecycle events and received messages from client callbacks
+    (called on crtpy's callback threads) and lets the test wait for them."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.cond = threading.Condition()
+        self.events: list[tuple[str, Any]] = []
+        self.messages: list[Any] = []
+
+    def _add(self, kind: str, data: Any) -> None:
+        with self.cond:
+            if kind == "publish":
+                self.messages.append(data.publish_packet)
+            self.events.append((kind, data))
+            self.cond.notify_all()
+
+    def options(self, **kwargs: Any) -> dict[str, Any]:
+        """ClientOptions keyword arguments wiring every callback to this recorder."""
+        opts = dict(
+            on_publish_callback_fn=lambda d: self._add("publish", d),
+            on_lifecycle_event_stopped_fn=lambda d: self._add("stopped", d),
+            on_lifecycle_event_attempting_connect_fn=lambda d: self._add("attempting", d),
+            on_lifecycle_event_connection_success_fn=lambda d: self._add("success", d),
+            on_lifecycle_event_connection_failure_fn=lambda d: self._add("failure", d),
+            on_lifecycle_event_disconnection_fn=lambda d: self._add("disconnection", d))
+        opts.update(kwargs)
+        return opts
+
+    def of(self, kind: str) -> list[Any]:
+        with self.cond:
+            return [d for k, d in self.events if k == kind]
+
+    def wait(self, kind: str, count: int = 1, timeout: float = 10.0) -> Any:
+        """Wait for the ``count``-th event of ``kind`` and return it."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len([1 for k, _ in self.events if k == kind]) >= count, timeout)
+            if not ok:
+                raise AssertionError(f"no {count}x {kind!r} within {timeout}s; events: "
+                                     f"{[k for k, _ in self.events]}")
+            return [d for k, d in self.events if k == kind][count - 1]
+
+    def wait_messages(self, count: int, timeout: float = 10.0) -> list[Any]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"only {len(self.messages)} of {count} messages within {timeout}s")
+            return list(self.messages)
