@@ -553,6 +553,9 @@ class AwsSigningConfig(NativeResource):
         return self._params.omit_session_token
 
 
+_HttpRequest: Any = None
+
+
 def aws_sign_request(http_request: Any, signing_config: AwsSigningConfig) -> "concurrent.futures.Future":
     """Sign an HTTP request in place.
 
@@ -568,9 +571,10 @@ def aws_sign_request(http_request: Any, signing_config: AwsSigningConfig) -> "co
         concurrent.futures.Future: completes with the signed request (the same object),
         or with the signing error.
     """
-    from .http import HttpRequest
-
-    if not isinstance(http_request, HttpRequest):
+    global _HttpRequest
+    if _HttpRequest is None:
+        from .http import HttpRequest as _HttpRequest
+    if not isinstance(http_request, _HttpRequest):
         raise TypeError("http_request must be a crtpy.http.HttpRequest")
     if not isinstance(signing_config, AwsSigningConfig):
         raise TypeError("signing_config must be an AwsSigningConfig")

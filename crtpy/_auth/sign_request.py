@@ -8,6 +8,7 @@ from typing import Any
 from .._errors import error
 from .._runtime.futures import CrtFuture
 from . import signing
+from .done_future import DoneFuture
 
 _CHUNK = 256 * 1024
 
@@ -68,25 +69,29 @@ def sign_now(request: Any, config: Any, creds: Any) -> Any:
                           creds._access_key_id, creds._secret_access_key, creds._session_token, params)
     if result.path is not None:
         request.path = result.path
-    add = request.headers.add
-    for name, value in result.headers:
-        add(name, value)
+    if result.headers:
+        headers = request.headers
+        pairs = getattr(headers, "_pairs", None)
+        if type(pairs) is list:
+            pairs.extend(result.headers)  # already-checked str pairs: skip per-pair checks
+        else:
+            for name, value in result.headers:
+                headers.add(name, value)
     return request
 
 
 def sign_request(request: Any, config: Any) -> CrtFuture:
-    provider = config.credentials_provider
+    provider = config._credentials_provider
     if provider is None:
         raise error("AWS_AUTH_SIGNING_INVALID_CONFIGURATION", "The signing config has no credentials provider.")
     source = provider._binding
-    fut = CrtFuture()
     creds = source.peek()
     if creds is not None:
         try:
-            fut.set_result(sign_now(request, config, creds))
-        except BaseException as exc:  # noqa: BLE001
-            fut.set_exception(exc)
-        return fut
+            return DoneFuture(sign_now(request, config, creds))
+        except Exception as exc:  # noqa: BLE001 - reported through the future
+            return DoneFuture(None, exc)
+    fut = CrtFuture()
     creds_future = source.get()
 
     def got(f: Any) -> None:

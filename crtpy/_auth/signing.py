@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from hashlib import sha256
+from operator import itemgetter
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
 from .._errors import error
@@ -70,6 +72,7 @@ class SigningParams:
     signed_body_header_type: int = BODY_HEADER_NONE
     expiration_in_seconds: Optional[int] = None
     omit_session_token: bool = False
+    _memo: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -143,27 +146,56 @@ def canonical_header_value(value: str) -> str:
 
 # -- signing keys ----------------------------------------------------------------------
 
-_KEY_CACHE: dict[tuple[str, str, str, str], bytes] = {}
+_KEY_CACHE: dict[tuple[str, str, str, str], "HmacKey"] = {}
 _KEY_CACHE_MAX = 256
 _key_lock = threading.Lock()
 
 
-def signing_key(secret: str, datestamp: str, region: str, service: str) -> bytes:
+class HmacKey:
+    """An HMAC-SHA256 key with its inner and outer pad states precomputed, so each
+    signature costs two hash-object copies instead of a full HMAC setup."""
+
+    __slots__ = ("key", "_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        block = key.ljust(64, b"\0")
+        self._inner = sha256(block.translate(_IPAD))
+        self._outer = sha256(block.translate(_OPAD))
+
+    def digest(self, msg: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def signing_hmac_key(secret: str, datestamp: str, region: str, service: str) -> HmacKey:
     """The SigV4 signing key for a day, region and service (cached)."""
     cache_key = (secret, datestamp, region, service)
-    key = _KEY_CACHE.get(cache_key)
-    if key is not None:
-        return key
+    entry = _KEY_CACHE.get(cache_key)
+    if entry is not None:
+        return entry
     d = hmac.digest
     k = d(("AWS4" + secret).encode(), datestamp.encode(), "sha256")
     k = d(k, region.encode(), "sha256")
     k = d(k, service.encode(), "sha256")
-    key = d(k, b"aws4_request", "sha256")
+    entry = HmacKey(d(k, b"aws4_request", "sha256"))
     with _key_lock:
         if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
             _KEY_CACHE.clear()
-        _KEY_CACHE[cache_key] = key
-    return key
+        _KEY_CACHE[cache_key] = entry
+    return entry
+
+
+def signing_key(secret: str, datestamp: str, region: str, service: str) -> bytes:
+    """The SigV4 signing key bytes for a day, region and service (cached)."""
+    return signing_hmac_key(secret, datestamp, region, service).key
 
 
 # -- canonical request -------------------------------------------------------------------
@@ -205,14 +237,6 @@ def _parse_target(target: str) -> tuple[str, Optional[str], str]:
     return head, query, ("/" if slash < 0 else rest[slash:])
 
 
-def _canonical_uri(uri_path: str, params: SigningParams) -> str:
-    if params.use_double_uri_encode:
-        uri_path = quote(uri_path, safe="/~")
-    if params.should_normalize_uri_path:
-        uri_path = normalize_path(uri_path)
-    return uri_path
-
-
 def _parse_query(query: Optional[str]) -> list[tuple[str, str]]:
     """Raw (key, value) pairs of a query string, empty parameters dropped."""
     if not query:
@@ -229,53 +253,123 @@ def _parse_query(query: Optional[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _signed_headers(headers: Sequence[tuple[str, str]], params: SigningParams,
-                    ) -> list[tuple[str, str]]:
-    """Lower-case (name, canonical value) pairs that are signed, sorted by name
-    (stable, so duplicates keep their order), duplicates not merged yet."""
+_HEADER_CACHE: dict[tuple[str, str], Any] = {}
+_PARAM_CACHE: dict[str, str] = {}
+_CACHE_MAX = 4096
+_SKIP = ("", "", "")
+
+
+def _header_entry(pair: tuple[str, str]) -> tuple[str, str, str]:
+    """(lower-case name, canonical value, "name:value") of a header pair, cached."""
+    entry = _HEADER_CACHE.get(pair)
+    if entry is None:
+        name, value = pair
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("header names and values must be str")
+        lname = name.lower()
+        if lname in SKIPPED_HEADERS:
+            entry = _SKIP
+        else:
+            cval = canonical_header_value(value)
+            entry = (lname, cval, lname + ":" + cval)
+        if len(_HEADER_CACHE) >= _CACHE_MAX:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[(name, value)] = entry
+    return entry
+
+
+def _canonical_param_cached(raw: str) -> str:
+    enc = _PARAM_CACHE.get(raw)
+    if enc is None:
+        enc = _canonical_param(raw)
+        if len(_PARAM_CACHE) >= _CACHE_MAX:
+            _PARAM_CACHE.clear()
+        _PARAM_CACHE[raw] = enc
+    return enc
+
+
+def _signed_entries(headers: Sequence[tuple[str, str]], params: SigningParams) -> list[tuple[str, str, str]]:
+    """Entries of the signed headers, in request order (not sorted yet)."""
     forbidden = _FORBIDDEN_HEADERS_S3EXPRESS if params.algorithm == V4_S3EXPRESS else _FORBIDDEN_HEADERS
     user_filter = params.should_sign_header
     out = []
-    for name, value in headers:
-        lname = name.lower()
+    for pair in headers:
+        entry = _header_entry(pair)
+        lname = entry[0]
+        if not lname:
+            continue
         if lname in forbidden:
             raise error("AWS_AUTH_SIGNING_ILLEGAL_REQUEST_HEADER",
-                        f"The request already has a {name} header, which signing adds.")
-        if lname in SKIPPED_HEADERS:
+                        f"The request already has a {pair[0]} header, which signing adds.")
+        if user_filter is not None and not user_filter(name=pair[0]):
             continue
-        if user_filter is not None and not user_filter(name=name):
-            continue
-        out.append((lname, value))
-    out.sort(key=_first)
+        out.append(entry)
     return out
 
 
-def _first(pair: tuple[str, str]) -> str:
-    return pair[0]
-
-
-def _header_block(pairs: list[tuple[str, str]]) -> tuple[str, str]:
-    """(canonical headers text, signed header names) from sorted pairs."""
+def _header_block(entries: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """(canonical headers text, signed header names) from entries sorted by name."""
+    if not entries:
+        return "\n", ""
+    names, _, texts = zip(*entries)
+    if len(set(names)) == len(names):
+        return "\n".join(texts) + "\n", ";".join(names)
     lines: list[str] = []
-    names: list[str] = []
+    unique: list[str] = []
     prev = None
-    for name, value in pairs:
-        v = canonical_header_value(value)
+    for name, value, line in entries:
         if name == prev:
-            lines[-1] += "," + v
+            lines[-1] += "," + value
         else:
-            lines.append(name + ":" + v)
-            names.append(name)
+            lines.append(line)
+            unique.append(name)
             prev = name
-    return "\n".join(lines) + "\n", ";".join(names)
+    return "\n".join(lines) + "\n", ";".join(unique)
 
 
-def _insert_sorted(pairs: list[tuple[str, str]], extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    if not extra:
-        return pairs
-    out = pairs + extra
-    out.sort(key=_first)
-    return out
+def _entry(name: str, value: str) -> tuple[str, str, str]:
+    return (name, value, name + ":" + value)
+
+
+_by_name = itemgetter(0)
+_SAFE_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")
+
+
+class _Memo:
+    """Values derived from a SigningParams and a date, computed once per config."""
+
+    __slots__ = ("date", "stamp", "day", "alg_name", "scope", "token_name")
+
+    def __init__(self, params: SigningParams, date: datetime) -> None:
+        self.date = date
+        self.stamp = amz_date(date)
+        self.day = self.stamp[:8]
+        if params.algorithm == V4_ASYMMETRIC:
+            self.alg_name = ECDSA_ALGORITHM
+            self.scope = f"{self.day}/{params.service}/aws4_request"
+        else:
+            self.alg_name = HMAC_ALGORITHM
+            self.scope = f"{self.day}/{params.region}/{params.service}/aws4_request"
+        self.token_name = "X-Amz-S3session-Token" if params.algorithm == V4_S3EXPRESS else "X-Amz-Security-Token"
+
+
+def _memo(params: SigningParams) -> _Memo:
+    date = params.date
+    memo = params._memo
+    if memo is not None and date is not None and memo.date is date:
+        return memo
+    memo = _Memo(params, date if date is not None else datetime.now(timezone.utc))
+    if date is not None:
+        params._memo = memo
+    return memo
+
+
+def _canonical_uri(uri_path: str, params: SigningParams) -> str:
+    if params.use_double_uri_encode and _SAFE_PATH.fullmatch(uri_path) is None:
+        uri_path = quote(uri_path, safe="/~")
+    if params.should_normalize_uri_path and ("//" in uri_path or "/." in uri_path or uri_path[:1] != "/"):
+        uri_path = normalize_path(uri_path)
+    return uri_path
 
 
 # -- the signer --------------------------------------------------------------------------
@@ -284,104 +378,129 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
          access_key_id: str, secret_access_key: str, session_token: Optional[str],
          params: SigningParams) -> SigningResult:
     """Sign a request described by plain data; see :class:`SigningResult`."""
-    algorithm = params.algorithm
-    date = params.date if params.date is not None else datetime.now(timezone.utc)
-    stamp = amz_date(date)
-    day = stamp[:8]
-    asymmetric = algorithm == V4_ASYMMETRIC
-    if asymmetric:
-        alg_name = ECDSA_ALGORITHM
-        scope = f"{day}/{params.service}/aws4_request"
-    else:
-        alg_name = HMAC_ALGORITHM
-        scope = f"{day}/{params.region}/{params.service}/aws4_request"
-    if algorithm == V4_S3EXPRESS:
-        token_header, token_param = "X-Amz-S3session-Token", "X-Amz-S3session-Token"
-    else:
-        token_header, token_param = "X-Amz-Security-Token", "X-Amz-Security-Token"
-    if session_token == "":
+    memo = _memo(params)
+    stamp = memo.stamp
+    scope = memo.scope
+    alg_name = memo.alg_name
+    asymmetric = params.algorithm == V4_ASYMMETRIC
+    token_name = memo.token_name
+    if not session_token:
         session_token = None
     omit_token = params.omit_session_token
 
-    uri_path, query, canonical_path = _parse_target(path)
-    raw_query = _parse_query(query)
-    for key, _ in raw_query:
-        if key.lower() in _FORBIDDEN_PARAMS:
-            raise error("AWS_AUTH_SIGNING_ILLEGAL_REQUEST_QUERY_PARAM",
-                        f"The request already has a {key} query parameter, which signing adds.")
-    canonical_params = [(_canonical_param(k), _canonical_param(v)) for k, v in raw_query]
-    signed = _signed_headers(headers, params)
-    result = SigningResult(amz_date=stamp, scope=scope)
+    if path[:1] == "/" and ":" not in path:
+        q = path.find("?")
+        if q < 0:
+            uri_path = canonical_path = path
+            query = None
+        else:
+            uri_path = canonical_path = path[:q]
+            query = path[q + 1:]
+    else:
+        uri_path, query, canonical_path = _parse_target(path)
+    if query:
+        raw_query = _parse_query(query)
+        canonical_params = []
+        pcache = _PARAM_CACHE
+        for key, value in raw_query:
+            if key[:6].lower() == "x-amz-" and key.lower() in _FORBIDDEN_PARAMS:
+                raise error("AWS_AUTH_SIGNING_ILLEGAL_REQUEST_QUERY_PARAM",
+                            f"The request already has a {key} query parameter, which signing adds.")
+            k = pcache.get(key)
+            if k is None:
+                k = _canonical_param_cached(key)
+            v = pcache.get(value)
+            if v is None:
+                v = _canonical_param_cached(value)
+            canonical_params.append((k, v))
+    else:
+        raw_query = []
+        canonical_params = []
+    # signed headers, in request order (sorted below)
+    forbidden = _FORBIDDEN_HEADERS_S3EXPRESS if params.algorithm == V4_S3EXPRESS else _FORBIDDEN_HEADERS
+    user_filter = params.should_sign_header
+    hcache = _HEADER_CACHE
+    entries = []
+    for pair in headers:
+        entry = hcache.get(pair)
+        if entry is None:
+            entry = _header_entry(pair)
+        lname = entry[0]
+        if not lname:
+            continue
+        if lname in forbidden:
+            raise error("AWS_AUTH_SIGNING_ILLEGAL_REQUEST_HEADER",
+                        f"The request already has a {pair[0]} header, which signing adds.")
+        if user_filter is not None and not user_filter(name=pair[0]):
+            continue
+        entries.append(entry)
     added_headers: list[tuple[str, str]] = []
-    added_params: list[tuple[str, str]] = []
+    encoded_added: list[tuple[str, str]] = []
 
     if params.signature_type == HEADERS:
-        extra: list[tuple[str, str]] = []
         if session_token is not None:
-            added_headers.append((token_header, session_token))
+            added_headers.append((token_name, session_token))
             if not omit_token:
-                extra.append((token_header.lower(), session_token))
+                entries.append(_entry(token_name.lower(), session_token))
         added_headers.append(("X-Amz-Date", stamp))
-        extra.append(("x-amz-date", stamp))
+        entries.append(("x-amz-date", stamp, "x-amz-date:" + stamp))
         if asymmetric:
             added_headers.append(("X-Amz-Region-Set", params.region))
-            extra.append(("x-amz-region-set", params.region))
+            entries.append(_entry("x-amz-region-set", params.region))
         if params.signed_body_header_type == BODY_HEADER_X_AMZ_CONTENT_SHA256:
             added_headers.append(("x-amz-content-sha256", payload_hash))
-            extra.append(("x-amz-content-sha256", payload_hash))
-        header_text, signed_names = _header_block(_insert_sorted(signed, extra))
+            entries.append(_entry("x-amz-content-sha256", payload_hash))
+        entries.sort(key=_by_name)
+        header_text, signed_names = _header_block(entries)
     else:
-        header_text, signed_names = _header_block(signed)
-        added_params.append(("X-Amz-Algorithm", alg_name))
-        added_params.append(("X-Amz-Credential", f"{access_key_id}/{scope}"))
-        added_params.append(("X-Amz-Date", stamp))
-        added_params.append(("X-Amz-SignedHeaders", signed_names))
+        entries.sort(key=_by_name)
+        header_text, signed_names = _header_block(entries)
+        encoded_added.append(("X-Amz-Algorithm", alg_name))
+        encoded_added.append(("X-Amz-Credential", encode_param(f"{access_key_id}/{scope}")))
+        encoded_added.append(("X-Amz-Date", stamp))
+        encoded_added.append(("X-Amz-SignedHeaders", encode_param(signed_names)))
         if params.expiration_in_seconds:
-            added_params.append(("X-Amz-Expires", str(params.expiration_in_seconds)))
+            encoded_added.append(("X-Amz-Expires", str(params.expiration_in_seconds)))
         token_index = -1
         if session_token is not None:
-            token_index = len(added_params)
-            added_params.append((token_param, session_token))
+            token_index = len(encoded_added)
+            encoded_added.append((token_name, encode_param(session_token)))
         if asymmetric:
-            added_params.append(("X-Amz-Region-Set", params.region))
-        encoded_added = [(k, encode_param(v)) for k, v in added_params]
-        signed_added = encoded_added
+            encoded_added.append(("X-Amz-Region-Set", encode_param(params.region)))
         if omit_token and token_index >= 0:
-            signed_added = encoded_added[:token_index] + encoded_added[token_index + 1:]
-        canonical_params = canonical_params + signed_added
+            canonical_params += encoded_added[:token_index] + encoded_added[token_index + 1:]
+        else:
+            canonical_params += encoded_added
 
     if canonical_params:
-        canonical_params.sort()
+        if len(canonical_params) > 1:
+            canonical_params.sort()
         canonical_query = "&".join([k + "=" + v for k, v in canonical_params])
     else:
         canonical_query = ""
 
-    canonical_request = "\n".join((
-        method, _canonical_uri(canonical_path, params), canonical_query, header_text, signed_names,
-        payload_hash))
+    canonical_request = (f"{method}\n{_canonical_uri(canonical_path, params)}\n{canonical_query}\n"
+                         f"{header_text}\n{signed_names}\n{payload_hash}")
     string_to_sign = (f"{alg_name}\n{stamp}\n{scope}\n"
-                      + hashlib.sha256(canonical_request.encode()).hexdigest())
+                      + sha256(canonical_request.encode()).hexdigest())
     if asymmetric:
         from . import sigv4a
 
         signature = sigv4a.sign_hex(access_key_id, secret_access_key, string_to_sign.encode())
     else:
-        key = signing_key(secret_access_key, day, params.region, params.service)
-        signature = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        key = _KEY_CACHE.get((secret_access_key, memo.day, params.region, params.service))
+        if key is None:
+            key = signing_hmac_key(secret_access_key, memo.day, params.region, params.service)
+        signature = key.digest(string_to_sign.encode()).hex()
 
-    result.signature = signature
-    result.canonical_request = canonical_request
-    result.string_to_sign = string_to_sign
     if params.signature_type == HEADERS:
         added_headers.append((
             "Authorization",
             f"{alg_name} Credential={access_key_id}/{scope}, SignedHeaders={signed_names}, "
             f"Signature={signature}"))
-        result.headers = added_headers
-    else:
-        encoded_added.append(("X-Amz-Signature", signature))
-        # The query is rebuilt from its parsed parameters (empty ones dropped, a bare
-        # key gets "="), followed by the signing parameters.
-        all_params = raw_query + encoded_added
-        result.path = uri_path + "?" + "&".join([k + "=" + v for k, v in all_params])
-    return result
+        return SigningResult(added_headers, None, signature, canonical_request, string_to_sign, stamp, scope)
+    # The query is rebuilt from its parsed parameters (empty ones dropped, a bare key
+    # gets "="), followed by the signing parameters.
+    encoded_added.append(("X-Amz-Signature", signature))
+    new_path = uri_path + "?" + "&".join([k + "=" + v for k, v in raw_query + encoded_added])
+    return SigningResult([], new_path, signature, canonical_request, string_to_sign, stamp, scope)

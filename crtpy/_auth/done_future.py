@@ -1,0 +1,63 @@
+"""A future created already completed, cheaply (no Condition until someone needs one).
+
+Signing with credentials at hand finishes inside ``aws_sign_request``; building a full
+``concurrent.futures.Future`` and then completing it costs more than the signature
+itself, so such calls return a :class:`DoneFuture` instead.  It is a real
+``CrtFuture`` (so ``concurrent.futures.wait``/``as_completed`` accept it): its lock is
+made on first use, and reading it needs no lock since it never changes.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures._base import FINISHED
+from typing import Any, Callable, Optional
+
+from .._runtime.callbacks import invoke
+from .._runtime.futures import CrtFuture
+
+
+class DoneFuture(CrtFuture):
+    def __init__(self, result: Any = None, exception: Optional[BaseException] = None) -> None:
+        # Deliberately no super().__init__(): the state is final from the start.
+        self._state = FINISHED
+        self._result = result
+        self._exception = exception
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self.__dict__.get("_cond")
+        if cond is None:
+            cond = self.__dict__.setdefault("_cond", threading.Condition())
+        return cond
+
+    @_condition.setter
+    def _condition(self, value: threading.Condition) -> None:
+        self.__dict__["_cond"] = value
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        return self._exception
+
+    def done(self) -> bool:
+        return True
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        invoke(fn, self)
+
+    def add_done_callback_inline(self, fn: Callable[[Any], object]) -> None:
+        fn(self)
