@@ -143,6 +143,11 @@ async def open_connection(
                 protocol_factory, sock=sock, ssl=ssl_ctx,
                 server_hostname=server_hostname if ssl_ctx else None,
                 ssl_handshake_timeout=handshake_timeout if ssl_ctx else None)
+        except ConnectionError as exc:
+            sock.close()
+            if ssl_ctx is None or isinstance(exc, ConnectionRefusedError):
+                raise
+            raise _handshake_lost(exc, where) from exc
         except BaseException:
             sock.close()
             raise
@@ -156,6 +161,13 @@ def _tls_timeout(exc: BaseException, ssl_ctx: ssl.SSLContext | None) -> BaseExce
     if ssl_ctx is not None and "handshake is taking longer" in str(exc):
         return error("AWS_IO_TLS_NEGOTIATION_TIMEOUT", "the TLS handshake timed out")
     return exc
+
+
+def _handshake_lost(exc: BaseException, where: str) -> BaseException:
+    if "handshake is taking longer" in str(exc):
+        return error("AWS_IO_TLS_NEGOTIATION_TIMEOUT", f"the TLS handshake timed out ({where})")
+    return error("AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE",
+                 f"TLS negotiation failed: the peer closed the connection during the handshake ({where})")
 
 
 def _sni_host(host: str) -> str:
@@ -175,6 +187,8 @@ async def start_tls(transport: asyncio.Transport, protocol: asyncio.BaseProtocol
     try:
         new_transport = await loop.start_tls(transport, protocol, ssl_ctx, server_hostname=name,
                                              ssl_handshake_timeout=_MIN_HANDSHAKE_TIMEOUT_SEC)
+    except ConnectionError as exc:
+        raise _handshake_lost(exc, name) from exc
     except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
         raise map_connect_error(_tls_timeout(exc, ssl_ctx), name) from exc
     if new_transport is None:

@@ -44,6 +44,7 @@ def private_file(data: bytes) -> Iterator[str]:
     if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
         fd = os.memfd_create("crtpy-key", getattr(os, "MFD_CLOEXEC", 0))
         try:
+            os.fchmod(fd, 0o600)
             os.write(fd, data) if len(data) < (1 << 20) else _write_all(fd, data)
             yield f"/proc/self/fd/{fd}"
         finally:
