@@ -25,10 +25,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from . import accel as _accel
 from .errors import INVALID_CBOR, RESOURCE_LIMIT, UNEXPECTED_TYPE, cbor_error
 
 MAX_CONTAINER_SIZE = 10000
 MAX_NESTING_DEPTH = 128
+# below this many bytes the pure-Python decoder is as fast as setting up the native one
+_ACCEL_MIN = 64
 _PY_SSIZE_T_MAX = 2**63 - 1
 
 # AwsCborType values
@@ -260,7 +263,7 @@ def _fast(buf: bytes, pos: int, end: int, depth: int, dec: "DecoderCore") -> tup
     if not (vb <= 0x1B or 0x20 <= vb <= 0x3B or 0xF9 <= vb <= 0xFB):
         raise _BAIL
     v, p = _fast(buf, p, end, depth + 1, dec)
-    return dec._fast_epoch(v), p
+    return dec._epoch(v), p
 
 
 def _fast_indef_string(buf: bytes, p: int, end: int, major_bits: int) -> tuple[Any, int]:
@@ -544,36 +547,51 @@ class DecoderCore:
             raise cbor_error(self._err)
         buf = self._buf
         start = self._cstart if self._ctype else self._pos
+        end = self._end
         self._replay = []
         try:
-            try:
-                if what == 0:
-                    obj, p = _fast(buf, start, self._end, 1, self)
-                else:
-                    ib = buf[start]
-                    if what == ARRAY:
-                        if not (0x80 <= ib <= 0x9B or ib == 0x9F):
-                            raise _BAIL
-                    elif not (0xA0 <= ib <= 0xBB or ib == 0xBF):
-                        raise _BAIL
-                    obj, p = _fast(buf, start, self._end, 0, self)
-            except Exception:
-                # Replay from the same start on the exact path (which reports the error the
-                # reference reports and leaves the decoder in the same state).
-                self._replay_at = 0
-                if self._ctype:
-                    self._pos = self._cstart
-                    self._ctype = 0
-                if what == 0:
-                    return self._x_item(1)
+            top = 1 if what == 0 else 0
+            if what:
+                ib = buf[start] if start < end else 0
                 if what == ARRAY:
-                    return self._x_list(0)
-                return self._x_map(0)
+                    ok = 0x80 <= ib <= 0x9B or ib == 0x9F
+                else:
+                    ok = 0xA0 <= ib <= 0xBB or ib == 0xBF
+                if not ok:
+                    return self._exact(what)
+            if _accel.AVAILABLE and end - start >= _ACCEL_MIN:
+                self._replay_at = 0
+                try:
+                    obj, p = _accel.decode(buf, start, end, self._epoch, top)
+                except Exception:
+                    pass
+                else:
+                    self._pos = p
+                    self._ctype = 0
+                    return obj
+            self._replay_at = 0
+            try:
+                obj, p = _fast(buf, start, end, top, self)
+            except Exception:
+                return self._exact(what)
             self._pos = p
             self._ctype = 0
             return obj
         finally:
             self._replay = None
+
+    def _exact(self, what: int) -> Any:
+        """Replay from the same start on the exact path (which reports the error the
+        reference reports and leaves the decoder in the same state)."""
+        self._replay_at = 0
+        if self._ctype:
+            self._pos = self._cstart
+            self._ctype = 0
+        if what == 0:
+            return self._x_item(1)
+        if what == ARRAY:
+            return self._x_list(0)
+        return self._x_map(0)
 
     def _on_epoch_time_callback(self, epoch_secs: Any) -> Any:
         cb = self._on_epoch_time
@@ -581,27 +599,26 @@ class DecoderCore:
             return cb(epoch_secs)
         return epoch_secs
 
-    def _fast_epoch(self, val: Any) -> Any:
+    def _epoch(self, val: Any) -> Any:
+        """Epoch-time conversion with a log, so that a replayed decode does not call the
+        user's callback twice for the same item."""
         rec = self._replay
-        try:
-            r = self._on_epoch_time_callback(val)
-        except BaseException as exc:
-            if rec is not None:
-                rec.append((False, exc))
-            raise
-        if rec is not None:
-            rec.append((True, r))
-        return r
-
-    def _exact_epoch(self, val: Any) -> Any:
-        rec = self._replay
-        if rec is not None and self._replay_at < len(rec):
-            ok, r = rec[self._replay_at]
-            self._replay_at += 1
+        if rec is None:
+            return self._on_epoch_time_callback(val)
+        i = self._replay_at
+        self._replay_at = i + 1
+        if i < len(rec):
+            ok, r = rec[i]
             if ok:
                 return r
             raise r
-        return self._on_epoch_time_callback(val)
+        try:
+            r = self._on_epoch_time_callback(val)
+        except BaseException as exc:
+            rec.append((False, exc))
+            raise
+        rec.append((True, r))
+        return r
 
     # Exact emulation of the reference's element-by-element whole-item decoding.
 
@@ -711,7 +728,7 @@ class DecoderCore:
         t = self._fill()
         if t != FLOAT and t != UINT and t != NEGINT:
             raise cbor_error(UNEXPECTED_TYPE)
-        return self._exact_epoch(self._x_item(depth + 1))
+        return self._epoch(self._x_item(depth + 1))
 
 
 _TYPES: tuple[Any, ...] = tuple(range(17))

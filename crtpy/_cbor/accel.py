@@ -1,0 +1,145 @@
+"""Optional native whole-item decoding through cbor2's compiled decoder.
+
+cbor2 (``cbor2._cbor2``, a compiled extension) decodes far faster than Python code can,
+but differs from the reference runtime in a few places.  Its result is only used when
+none of them can be involved:
+
+* every tag goes through our own ``semantic_decoders`` mapping (a mapping that claims all
+  tag numbers): tag 1 over an int/float becomes the epoch callback's result, any other tag
+  aborts -- so cbor2's own date, bignum, decimal, string-reference, shared-value and
+  self-describe handling never applies;
+* ``object_hook`` aborts on a map used as a key container (cbor2 turns array/map keys into
+  tuple/frozendict where the reference raises) and on maps of more than 10,000 entries;
+* the result is checked for ``undefined`` and unassigned simple values (cbor2 returns
+  objects, the reference calls them malformed / returns ``None``): ``marshal.dumps`` does
+  it at C speed, a Python walk when the result holds objects marshal cannot write or the
+  input is large enough to hold an array of more than 10,000 entries;
+* ``max_depth`` is set below the reference's limit (cbor2 counts tags and containers), so
+  anything near the limit aborts.
+
+An abort (or any cbor2 error) makes the caller decode the same bytes again with the
+pure-Python decoders, which reproduce the reference exactly, errors included.
+"""
+from __future__ import annotations
+
+import io
+import marshal
+from typing import Any
+
+try:  # cbor2 is optional: without it the pure-Python decoders do all the work
+    from cbor2 import CBORDecoder as _C2Decoder
+    from cbor2 import CBORSimpleValue as _SimpleValue
+    from cbor2 import undefined as _undefined
+
+    try:
+        from cbor2 import frozendict as _frozendict
+    except ImportError:  # pragma: no cover - Python >= 3.15 has a builtin frozendict
+        _frozendict = type(None)
+    AVAILABLE = True
+except ImportError:  # pragma: no cover
+    AVAILABLE = False
+
+MAX_CONTAINER_SIZE = 10000
+# cbor2 counts containers and tags; the reference allows 128 levels of data items
+# counting leaves, so stay well inside it and let the exact path judge the rest.
+_MAX_DEPTH = 120
+
+
+class Abort(Exception):
+    """The native result cannot be trusted to equal the reference's."""
+
+
+_ABORT = Abort()
+
+if AVAILABLE:
+    _BAD_KEY_TYPES = frozenset((tuple, _frozendict, _SimpleValue, type(_undefined)))
+else:  # pragma: no cover
+    _BAD_KEY_TYPES = frozenset()
+
+
+def _object_hook(d: dict, immutable: bool) -> dict:
+    if len(d) > MAX_CONTAINER_SIZE or not _BAD_KEY_TYPES.isdisjoint(map(type, d)):
+        raise _ABORT
+    return d
+
+
+def _reject(value: Any, immutable: bool) -> Any:
+    raise _ABORT
+
+
+class _Tags(dict):
+    """A ``semantic_decoders`` mapping that claims every tag number."""
+
+    def __init__(self, epoch: Any) -> None:
+        super().__init__()
+        self._epoch = epoch
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._epoch if key == 1 else _reject
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._epoch if key == 1 else _reject
+
+
+def _walk_ok(obj: Any, check_sizes: bool) -> bool:
+    """Python check of a decoded tree: no undefined/simple values, no oversized lists."""
+    stack = [obj]
+    pop = stack.pop
+    push = stack.extend
+    simple = _SimpleValue
+    undef = _undefined
+    while stack:
+        x = pop()
+        t = type(x)
+        if t is list:
+            if check_sizes and len(x) > MAX_CONTAINER_SIZE:
+                return False
+            push(x)
+        elif t is dict:
+            push(x.values())
+        elif t is simple or x is undef:
+            return False
+    return True
+
+
+def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tuple[Any, int]:
+    """Decode one data item of ``buf`` at ``start`` natively: ``(value, next_pos)``.
+
+    ``epoch(number)`` is called for each tag-1 item.  Raises (anything) when the result
+    could differ from the reference's."""
+    called = False
+
+    def on_epoch(value: Any, immutable: bool) -> Any:
+        nonlocal called
+        t = type(value)
+        if t is not int and t is not float:
+            raise _ABORT
+        called = True
+        return epoch(value)
+
+    fp = io.BytesIO(buf)
+    if start:
+        fp.seek(start)
+    dec = _C2Decoder(
+        fp,
+        semantic_decoders=_Tags(on_epoch),
+        object_hook=_object_hook,
+        max_depth=_MAX_DEPTH - top_depth,
+    )
+    obj = dec.decode()
+    pos = fp.tell()
+    if pos > end:
+        raise _ABORT
+    big = pos - start > MAX_CONTAINER_SIZE
+    if not big and not called:
+        try:
+            marshal.dumps(obj)
+        except ValueError:
+            raise _ABORT from None
+        return obj, pos
+    if not _walk_ok(obj, big):
+        raise _ABORT
+    return obj, pos
