@@ -324,6 +324,10 @@ class Core:
             if self.close_error is not None:
                 return
             self._handle(p, now)
+        failed = self.decoder.failed if self.decoder is not None else None
+        if failed is not None and self.close_error is None:
+            self._fail_connection(failed, 0x81 if failed.name != "AWS_ERROR_MQTT_BUFFER_TOO_BIG" else 0x95)  # type: ignore[attr-defined]
+            return
         if self.state == CONNECTED and self.queue:
             self._service(now)
 

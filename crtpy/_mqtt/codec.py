@@ -913,6 +913,9 @@ _REQUIRED_FLAGS = {PUBREL: 2, SUBSCRIBE: 2, UNSUBSCRIBE: 2}
 class Decoder:
     """Incremental decoder: ``feed(data)`` returns the packets completed by ``data``.
 
+    When ``data`` holds good packets followed by a bad one, ``feed`` returns the good
+    ones and sets :attr:`failed`; otherwise it raises the error at once.
+
     ``maximum_packet_size`` bounds a whole packet (fixed header included); a packet whose
     header announces more raises ``AWS_ERROR_MQTT_BUFFER_TOO_BIG`` at once, without
     buffering it.  After an error the decoder is unusable (the connection must close).
@@ -995,6 +998,11 @@ class Decoder:
                     raise self._error(m.level4, f"malformed {PACKET_NAMES[ptype]}: {m}", m.utf8) from None
                 out.append(packet)
                 pos = end
+        except BaseException:
+            if not out:
+                raise
+            # Hand out the packets that preceded the bad one; ``failed`` tells the caller,
+            # and the next feed() raises.
         finally:
             if buf:
                 view.release()
@@ -1005,6 +1013,11 @@ class Decoder:
             elif pos < total and self._failed is None:
                 self._buf = bytearray(view[pos:])
         return out
+
+    @property
+    def failed(self) -> Optional[BaseException]:
+        """The error that made this decoder unusable, if any."""
+        return self._failed
 
     @property
     def buffered(self) -> int:
