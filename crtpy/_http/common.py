@@ -37,16 +37,30 @@ def in_memory(stream: Any) -> bool:
     return isinstance(_raw(stream), (io.BytesIO,))
 
 
+def _read_held(holder: list) -> Optional[int]:
+    return read_into(holder[0], holder[1])
+
+
+async def _read_off_loop(stream: Any, buf: memoryview) -> Optional[int]:
+    # An idle I/O worker keeps a reference to its last work item, so hand it a holder
+    # that is emptied afterwards rather than the stream itself.
+    holder = [stream, buf]
+    try:
+        return await run_blocking(_read_held, holder)
+    finally:
+        holder.clear()
+
+
 async def read_chunk(stream: Any, buf: memoryview) -> int:
     """Read the next piece of a request body into ``buf``; 0 at the end.  In-memory
     streams are read inline, others on an I/O worker thread."""
     if in_memory(stream):
         n = read_into(stream, buf)
     else:
-        n = await run_blocking(read_into, stream, buf)
+        n = await _read_off_loop(stream, buf)
     while n is None:  # a non-blocking stream with nothing yet
         await asyncio.sleep(0.001)
-        n = read_into(stream, buf) if in_memory(stream) else await run_blocking(read_into, stream, buf)
+        n = read_into(stream, buf) if in_memory(stream) else await _read_off_loop(stream, buf)
     return n
 
 

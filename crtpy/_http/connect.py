@@ -133,4 +133,7 @@ def bind(conn: Any, engine: Any, host_name: str, port: int, version: int, shutdo
     conn._port = port
     conn._version = HttpVersion(version)
     conn._shutdown_future = shutdown
-    weakref.finalize(conn, engine.close)
+    # dropping the connection object closes it; once shut down, the finalizer lets go of
+    # the engine (so nothing keeps it, or what it references, alive)
+    closer = weakref.finalize(conn, engine.close)
+    shutdown.add_done_callback_inline(lambda _f: closer.detach())

@@ -47,7 +47,7 @@ class H1Stream:
 
     __slots__ = ("conn", "public", "request", "activated", "done", "status", "headers",
                  "head_method", "_raw_headers", "got_final", "saw_100", "continue_event",
-                 "body_task", "until_eof", "has_cbs", "completing", "__weakref__")
+                 "body_task", "until_eof", "has_cbs", "body_written", "__weakref__")
 
     def __init__(self, conn: "H1Connection", public: Any, request: Any) -> None:
         self.conn = conn
@@ -64,6 +64,7 @@ class H1Stream:
         self.continue_event: Optional[asyncio.Event] = None
         self.body_task: Optional["asyncio.Task[None]"] = None
         self.until_eof = False
+        self.body_written = False
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
 
     # -- any thread -----------------------------------------------------------------
@@ -218,14 +219,9 @@ class H1Connection:
             while True:
                 if s.done or proto.lost:
                     return
+                if remaining == 0:
+                    break  # Content-Length bytes sent (any further stream data is ignored)
                 want = buf if remaining is None else buf[:min(size, remaining)]
-                if remaining is not None and remaining == 0:
-                    n = 0
-                    # a stream longer than Content-Length is an error
-                    probe = memoryview(bytearray(1))
-                    if await read_chunk(body, probe):
-                        raise error("AWS_ERROR_HTTP_OUTGOING_STREAM_LENGTH_INCORRECT")
-                    break
                 n = await read_chunk(body, want)
                 if n == 0:
                     if remaining:
@@ -237,10 +233,13 @@ class H1Connection:
                 else:
                     transport.write(data)  # type: ignore[union-attr]
                     remaining = None if remaining is None else remaining - n
+                    if remaining == 0:
+                        s.body_written = True
                 if proto.write_paused:
                     await proto.drain()
             if chunked:
                 transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+            s.body_written = True
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the body failed: the stream fails
@@ -376,8 +375,8 @@ class H1Connection:
         self._current = None
         self._finish(s, exc)
         if s.body_task is not None and not s.body_task.done():
-            if exc is None and s.continue_event is not None and not s.saw_100:
-                pass  # _send_body sees got_final and stops
+            if exc is None and (s.body_written or (s.continue_event is not None and not s.saw_100)):
+                pass  # the body task is about to end (or sees got_final and stops)
             else:
                 self._closing = True
                 s.body_task.cancel()

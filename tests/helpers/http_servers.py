@@ -182,6 +182,10 @@ class RawServer:
     def stop(self) -> None:
         self._stop = True
         try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        try:
             self.sock.close()
         except OSError:
             pass
@@ -380,3 +384,43 @@ class Tinyproxy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------
+# fixtures (import them into a test module by name)
+# ---------------------------------------------------------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def h1_server():
+    srv = Http1Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def h2_server():
+    """Cleartext HTTP/2 (prior knowledge)."""
+    srv = H2Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def h2_tls_server(pki):
+    srv = H2Server(certfile=pki.server_cert, keyfile=pki.server_key, alpn=("h2",))
+    yield srv
+    srv.stop()
+
+
+def tls_options(pki: Any, alpn: Optional[List[str]] = None, server_name: str = "localhost") -> Any:
+    from crtpy.io import ClientTlsContext, TlsContextOptions
+
+    opts = TlsContextOptions()
+    opts.override_default_trust_store_from_path(None, pki.ca_cert)
+    if alpn:
+        opts.alpn_list = alpn
+    conn_opts = ClientTlsContext(opts).new_connection_options()
+    conn_opts.set_server_name(server_name)
+    return conn_opts

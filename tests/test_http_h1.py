@@ -1,0 +1,273 @@
+"""crtpy.http HTTP/1.1 client against local servers (http.server and scripted sockets)."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+
+from conftest import free_port  # noqa: F401
+from helpers.http_servers import RawServer, h1_server  # noqa: F401
+
+from crtpy.exceptions import AwsCrtError
+from crtpy.http import (HttpClientConnection, HttpClientStream, HttpHeaders, HttpRequest,
+                        HttpVersion)
+from crtpy.io import InputStream
+
+TIMEOUT = 10
+
+
+def connect(port: int, **kw):
+    return HttpClientConnection.new("127.0.0.1", port, **kw).result(TIMEOUT)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.responses = []
+        self.chunks = []
+        self.threads = set()
+        self.lock = threading.Lock()
+
+    def on_response(self, http_stream, status_code, headers, **kwargs):
+        self.threads.add(threading.current_thread().name)
+        self.responses.append((status_code, headers))
+
+    def on_body(self, http_stream, chunk, **kwargs):
+        self.threads.add(threading.current_thread().name)
+        self.chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def run(conn, req, rec=None):
+    rec = rec or Recorder()
+    stream = conn.request(req, rec.on_response, rec.on_body)
+    assert isinstance(stream, HttpClientStream)
+    stream.activate()
+    status = stream.completion_future.result(TIMEOUT)
+    return stream, status, rec
+
+
+def req(method="GET", path="/", headers=None, body=None):
+    h = HttpHeaders([("Host", "localhost"), *(headers or [])])
+    return HttpRequest(method, path, h, body)
+
+
+def test_get_keepalive_reuses_one_connection(h1_server, leak_check):
+    conn = connect(h1_server.port)
+    assert conn.version == HttpVersion.Http1_1
+    assert conn.is_open()
+    assert conn.host_name == "127.0.0.1" and conn.port == h1_server.port
+    for size in (0, 1, 100_000, 3_000_000):
+        stream, status, rec = run(conn, req(path=f"/size/{size}"))
+        assert status == 200 == stream.response_status_code
+        assert rec.body == b"a" * size
+        assert rec.responses[0][0] == 200
+        assert ("Content-Length", str(size)) in rec.responses[0][1]
+        # callbacks never run on an event-loop thread
+        assert not any(t.startswith("crtpy-event-loop") for t in rec.threads)
+    ports = {r[3] for r in h1_server.requests}
+    assert len(ports) == 1, "keep-alive should reuse the connection"
+    conn.close().result(TIMEOUT)
+    assert not conn.is_open()
+
+
+def test_put_post_bodies_from_bytes_file_and_stream(h1_server, tmp_path, leak_check):
+    conn = connect(h1_server.port)
+    data = os.urandom(700_001)
+    # BytesIO with an explicit Content-Length
+    _, status, rec = run(conn, req("PUT", "/echo", [("Content-Length", str(len(data)))], io.BytesIO(data)))
+    assert status == 200 and rec.body == data
+    # a real file, length found by seeking
+    path = tmp_path / "body.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        _, status, rec = run(conn, req("POST", "/echo", body=f))
+    assert status == 200 and rec.body == data
+    # an InputStream wrapping a non-seekable stream: sent chunked
+    class Unseekable(io.RawIOBase):
+        def __init__(self, payload):
+            self._b = io.BytesIO(payload)
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return self._b.readinto(b)
+
+    _, status, rec = run(conn, req("POST", "/echo", body=InputStream(Unseekable(data))))
+    assert status == 200 and rec.body == data
+    assert h1_server.bodies == [data, data, data]
+    conn.close().result(TIMEOUT)
+
+
+def test_chunked_request_and_response(h1_server, leak_check):
+    conn = connect(h1_server.port)
+    data = b"0123456789" * 50_000
+    _, status, rec = run(conn, req("PUT", "/echo", [("Transfer-Encoding", "chunked")], io.BytesIO(data)))
+    assert status == 200 and rec.body == data
+    _, status, rec = run(conn, req(path="/chunked/512000"))
+    assert status == 200 and rec.body == bytes(range(256)) * 2000
+    conn.close().result(TIMEOUT)
+
+
+def test_head_and_multi_value_headers(h1_server, leak_check):
+    conn = connect(h1_server.port)
+    _, status, rec = run(conn, req("HEAD", "/size/12345"))
+    assert status == 200 and rec.body == b""
+    assert ("Content-Length", "12345") in rec.responses[0][1]
+    # the connection is still usable after a HEAD
+    _, status, rec = run(conn, req(path="/headers", headers=[("X-Test", "v1")]))
+    assert b"x-test: v1" in rec.body
+    assert [v for k, v in rec.responses[0][1] if k == "X-Multi"] == ["1", "2"]
+    conn.close().result(TIMEOUT)
+
+
+def test_expect_100_continue(h1_server, leak_check):
+    conn = connect(h1_server.port)
+    data = b"x" * 5000
+    _, status, rec = run(conn, req("PUT", "/echo", [("Expect", "100-continue"),
+                                                    ("Content-Length", str(len(data)))], io.BytesIO(data)))
+    assert status == 200 and rec.body == data
+    # informational responses are not reported through on_response
+    assert [r[0] for r in rec.responses] == [200]
+    conn.close().result(TIMEOUT)
+
+
+def test_expect_rejected_body_not_sent(leak_check):
+    def script(c, head):
+        c.sendall(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(0.2)  # let the client decide; it must not send the body
+
+    srv = RawServer(script)
+    try:
+        conn = connect(srv.port)
+        stream, status, _ = run(conn, req("PUT", "/x", [("Expect", "100-continue"),
+                                                        ("Content-Length", "4")], io.BytesIO(b"body")))
+        assert status == 417
+        assert srv.received[0].endswith(b"\r\n\r\n")
+        conn.close().result(TIMEOUT)
+    finally:
+        srv.stop()
+
+
+def test_server_closing_mid_body_is_an_error(leak_check):
+    srv = RawServer(lambda c, h: c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"))
+    try:
+        conn = connect(srv.port)
+        rec = Recorder()
+        stream = conn.request(req(), rec.on_response, rec.on_body)
+        stream.activate()
+        with pytest.raises(AwsCrtError) as ei:
+            stream.completion_future.result(TIMEOUT)
+        assert ei.value.name == "AWS_IO_SOCKET_CLOSED"
+        assert rec.body == b"short"
+        with pytest.raises(AwsCrtError):
+            conn.shutdown_future.result(TIMEOUT)
+        assert not conn.is_open()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("response", [
+    b"HTTX/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n",
+])
+def test_malformed_response(response, leak_check):
+    def script(c, head):
+        c.sendall(response)
+        time.sleep(0.5)  # keep the socket open: the client must close it, not hang
+
+    srv = RawServer(script)
+    try:
+        conn = connect(srv.port)
+        stream = conn.request(req())
+        stream.activate()
+        with pytest.raises(AwsCrtError) as ei:
+            stream.completion_future.result(TIMEOUT)
+        assert ei.value.name == "AWS_ERROR_HTTP_PROTOCOL_ERROR"
+        with pytest.raises(AwsCrtError):
+            conn.shutdown_future.result(TIMEOUT)
+        assert not conn.is_open()
+        with pytest.raises(AwsCrtError) as ei:
+            conn.request(req())
+        assert ei.value.name == "AWS_ERROR_HTTP_CONNECTION_CLOSED"
+    finally:
+        srv.stop()
+
+
+def test_body_until_eof_and_connection_close(leak_check):
+    srv = RawServer(lambda c, h: c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall-of-it"))
+    try:
+        conn = connect(srv.port)
+        _, status, rec = run(conn, req())
+        assert status == 200 and rec.body == b"all-of-it"
+        conn.shutdown_future.result(TIMEOUT)
+        assert not conn.is_open()
+    finally:
+        srv.stop()
+
+
+def test_manual_window_bounds_reading(h1_server, leak_check):
+    conn = connect(h1_server.port, manual_window_management=True, initial_window_size=64 * 1024,
+                   read_buffer_capacity=16 * 1024)
+    rec = Recorder()
+    got = threading.Event()
+    total = 4_000_000
+
+    def on_body(http_stream, chunk, **kwargs):
+        rec.chunks.append(chunk)
+        got.set()
+
+    stream = conn.request(req(path=f"/size/{total}"), on_body=on_body)
+    stream.activate()
+    got.wait(TIMEOUT)
+    # without window updates the body stalls well short of the end
+    with pytest.raises(Exception):
+        stream.completion_future.result(0.5)
+    received = len(rec.body)
+    assert received < 64 * 1024 + 64 * 1024
+    while not stream.completion_future.done():
+        stream.update_window(256 * 1024)
+        try:
+            stream.completion_future.result(0.05)
+        except Exception:  # noqa: BLE001 - still running
+            pass
+    assert stream.completion_future.result(TIMEOUT) == 200
+    assert len(rec.body) == total
+    conn.close().result(TIMEOUT)
+
+
+def test_close_fails_pending_stream(leak_check):
+    srv = RawServer(lambda c, h: time.sleep(1))
+    try:
+        conn = connect(srv.port)
+        stream = conn.request(req())
+        stream.activate()
+        conn.close().result(TIMEOUT)
+        with pytest.raises(AwsCrtError) as ei:
+            stream.completion_future.result(TIMEOUT)
+        assert ei.value.name in ("AWS_ERROR_HTTP_CONNECTION_CLOSED", "AWS_IO_SOCKET_CLOSED")
+    finally:
+        srv.stop()
+
+
+def test_connection_refused(leak_check):
+    port = free_port()
+    with pytest.raises(AwsCrtError) as ei:
+        HttpClientConnection.new("127.0.0.1", port).result(TIMEOUT)
+    assert ei.value.name == "AWS_IO_SOCKET_CONNECTION_REFUSED"
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        HttpClientConnection.new("127.0.0.1", 80, manual_window_management=True)
+    with pytest.raises(TypeError):
+        HttpRequest(body_stream=object())
+    with pytest.raises(TypeError):
+        HttpClientConnection.new(None, 80)  # type: ignore[arg-type]
