@@ -180,10 +180,10 @@ def decode_signature(data: bytes) -> tuple[bytes, bytes]:
 
 
 def padded_pair(data: bytes, pad_to: int) -> bytes:
-    if not 0 < pad_to <= MAX_PAD:
+    if not 0 <= pad_to <= MAX_PAD:
         raise fail("AWS_ERROR_INVALID_ARGUMENT", f"pad_to must be between 1 and {MAX_PAD}")
     r, s = decode_signature(data)
-    if len(r) > pad_to or len(s) > pad_to:
+    if len(r) > pad_to or len(s) > pad_to:  # r and s are never empty, so 0 fails here
         raise fail("AWS_ERROR_INVALID_ARGUMENT", "r or s is longer than pad_to")
     return r.rjust(pad_to, b"\0") + s.rjust(pad_to, b"\0")
 
