@@ -8,12 +8,13 @@ none of them can be involved:
   tag numbers): tag 1 over an int/float becomes the epoch callback's result, any other tag
   aborts -- so cbor2's own date, bignum, decimal, string-reference, shared-value and
   self-describe handling never applies;
-* ``object_hook`` aborts on a map used as a key container (cbor2 turns array/map keys into
-  tuple/frozendict where the reference raises) and on maps of more than 10,000 entries;
+* ``strict_hashable_types`` makes cbor2 refuse map keys other than text and byte strings
+  (it would turn array/map keys into tuple/frozendict where the reference raises
+  ``TypeError``): maps with integer, float, bool or null keys are left to the Python path;
 * the result is checked for ``undefined`` and unassigned simple values (cbor2 returns
   objects, the reference calls them malformed / returns ``None``): ``marshal.dumps`` does
   it at C speed, a Python walk when the result holds objects marshal cannot write or the
-  input is large enough to hold an array of more than 10,000 entries;
+  input is large enough to hold an array or map of more than 10,000 entries;
 * ``max_depth`` is set below the reference's limit (cbor2 counts tags and containers), so
   anything near the limit aborts.
 
@@ -51,18 +52,6 @@ class Abort(Exception):
 
 _ABORT = Abort()
 
-if AVAILABLE:
-    _BAD_KEY_TYPES = frozenset((tuple, _frozendict, _SimpleValue, type(_undefined)))
-else:  # pragma: no cover
-    _BAD_KEY_TYPES = frozenset()
-
-
-def _object_hook(d: dict, immutable: bool) -> dict:
-    if len(d) > MAX_CONTAINER_SIZE or not _BAD_KEY_TYPES.isdisjoint(map(type, d)):
-        raise _ABORT
-    return d
-
-
 def _reject(value: Any, immutable: bool) -> Any:
     raise _ABORT
 
@@ -99,6 +88,8 @@ def _walk_ok(obj: Any, check_sizes: bool) -> bool:
                 return False
             push(x)
         elif t is dict:
+            if check_sizes and len(x) > MAX_CONTAINER_SIZE:
+                return False
             push(x.values())
         elif t is simple or x is undef:
             return False
@@ -126,7 +117,7 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
     dec = _C2Decoder(
         fp,
         semantic_decoders=_Tags(on_epoch),
-        object_hook=_object_hook,
+        strict_hashable_types=True,
         max_depth=_MAX_DEPTH - top_depth,
     )
     obj = dec.decode()
@@ -134,12 +125,13 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
     if pos > end:
         raise _ABORT
     big = pos - start > MAX_CONTAINER_SIZE
-    if not big and not called:
+    if not big:
         try:
             marshal.dumps(obj)
+            return obj, pos
         except ValueError:
-            raise _ABORT from None
-        return obj, pos
+            if not called:
+                raise _ABORT from None
     if not _walk_ok(obj, big):
         raise _ABORT
     return obj, pos
