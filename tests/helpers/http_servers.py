@@ -120,7 +120,7 @@ class Http1Server:
         self.httpd.requests = []
         self.httpd.bodies = []
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True,
                                         name="test-http1-server")
         self._thread.start()
 
@@ -355,7 +355,7 @@ class Tinyproxy:
         self.port = port
         conf = os.path.join(directory, "tinyproxy.conf")
         lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "MaxClients 50",
-                 "Allow 127.0.0.1", "ConnectPort 1-65535", "DisableViaHeader Yes",
+                 "Allow 127.0.0.1", "DisableViaHeader Yes",
                  f"PidFile \"{os.path.join(directory, 'tinyproxy.pid')}\"",
                  f"LogFile \"{os.path.join(directory, 'tinyproxy.log')}\"", "LogLevel Info"]
         if basic_auth:
