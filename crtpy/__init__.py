@@ -10,6 +10,7 @@ import threading
 from weakref import WeakSet
 
 from ._runtime import fork as _fork
+from ._runtime import logs as _logs  # noqa: F401  (sets crtpy's default log level)
 
 __all__ = [
     "aio",

@@ -808,10 +808,6 @@ class InputStream(NativeResource):
 
 
 # ----------------------------------------------------------------------------------------
-class ExponentialBackoffJitterMode(IntEnum):
-    """Jitter applied to retry delays (same values as crtpy's internal backoff helper)."""
-
-    DEFAULT = _JitterMode.DEFAULT.value
-    NONE = _JitterMode.NONE.value
-    FULL = _JitterMode.FULL.value
-    DECORRELATED = _JitterMode.DECORRELATED.value
+#: Jitter applied to retry delays (defined once, in the runtime's backoff helper).
+ExponentialBackoffJitterMode = _JitterMode
+ExponentialBackoffJitterMode.__module__ = __name__

@@ -10,4 +10,5 @@ Every protocol module builds on these pieces and on nothing else for threads:
 - :mod:`.fork`      -- process generation, reset hooks for the child after ``os.fork()``.
 - :mod:`.threads`   -- registry of crtpy's threads, for ``join_all_native_threads``.
 - :mod:`.backoff`   -- the one exponential backoff with jitter, used by every retry loop.
+- :mod:`.logs`      -- one Python logger per subsystem under ``crtpy`` (``get_logger("mqtt5")``).
 """

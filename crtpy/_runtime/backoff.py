@@ -7,13 +7,17 @@ import random
 from typing import Callable, Optional
 
 
-class JitterMode(enum.IntEnum):
-    """Same values as ``crtpy.io.ExponentialBackoffJitterMode``."""
+class ExponentialBackoffJitterMode(enum.IntEnum):
+    """Jitter applied to retry delays.  The one definition: ``crtpy.io`` exports this
+    class as ``ExponentialBackoffJitterMode``; crtpy's own code calls it ``JitterMode``."""
 
     DEFAULT = 0
     NONE = 1
     FULL = 2
     DECORRELATED = 3
+
+
+JitterMode = ExponentialBackoffJitterMode
 
 
 class Backoff:
