@@ -11,11 +11,12 @@ The protocol work (packet codec, client state machine) lives in ``crtpy._mqtt``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
 from inspect import signature
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
 from ._errors import error
@@ -26,18 +27,45 @@ if TYPE_CHECKING:
     from .io import ClientBootstrap, ClientTlsContext, ExponentialBackoffJitterMode, SocketOptions
 
 __all__ = [
-    "QoS", "ConnectReasonCode", "DisconnectReasonCode", "PubackReasonCode", "SubackReasonCode",
-    "UnsubackReasonCode", "ClientSessionBehaviorType", "PayloadFormatIndicator",
-    "RetainHandlingType", "RetainAndHandlingType", "ExtendedValidationAndFlowControlOptions",
-    "ClientOperationQueueBehaviorType", "UserProperty", "OutboundTopicAliasBehaviorType",
-    "InboundTopicAliasBehaviorType", "TopicAliasingOptions", "NegotiatedSettings",
-    "ConnackPacket", "DisconnectPacket", "Subscription", "SubscribePacket", "SubackPacket",
-    "UnsubscribePacket", "UnsubackPacket", "PublishPacket", "PubackPacket", "ConnectPacket",
-    "WebsocketHandshakeTransformArgs", "PublishAcknowledgementControlHandle",
-    "PublishReceivedData", "OperationStatisticsData", "LifecycleStoppedData",
-    "LifecycleAttemptingConnectData", "LifecycleConnectSuccessData",
-    "LifecycleConnectFailureData", "LifecycleDisconnectData", "PublishCompletionData",
-    "ClientOptions", "Client",
+    "Client",
+    "ClientOperationQueueBehaviorType",
+    "ClientOptions",
+    "ClientSessionBehaviorType",
+    "ConnackPacket",
+    "ConnectPacket",
+    "ConnectReasonCode",
+    "DisconnectPacket",
+    "DisconnectReasonCode",
+    "ExtendedValidationAndFlowControlOptions",
+    "InboundTopicAliasBehaviorType",
+    "LifecycleAttemptingConnectData",
+    "LifecycleConnectFailureData",
+    "LifecycleConnectSuccessData",
+    "LifecycleDisconnectData",
+    "LifecycleStoppedData",
+    "NegotiatedSettings",
+    "OperationStatisticsData",
+    "OutboundTopicAliasBehaviorType",
+    "PayloadFormatIndicator",
+    "PubackPacket",
+    "PubackReasonCode",
+    "PublishAcknowledgementControlHandle",
+    "PublishCompletionData",
+    "PublishPacket",
+    "PublishReceivedData",
+    "QoS",
+    "RetainAndHandlingType",
+    "RetainHandlingType",
+    "SubackPacket",
+    "SubackReasonCode",
+    "SubscribePacket",
+    "Subscription",
+    "TopicAliasingOptions",
+    "UnsubackPacket",
+    "UnsubackReasonCode",
+    "UnsubscribePacket",
+    "UserProperty",
+    "WebsocketHandshakeTransformArgs",
 ]
 
 
@@ -307,7 +335,7 @@ class ConnackPacket:
     assigned_client_identifier: str = None  # type: ignore[assignment]
     topic_alias_maximum: int = None  # type: ignore[assignment]
     reason_string: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
     wildcard_subscriptions_available: bool = None  # type: ignore[assignment]
     subscription_identifiers_available: bool = None  # type: ignore[assignment]
     shared_subscription_available: bool = None  # type: ignore[assignment]
@@ -316,12 +344,12 @@ class ConnackPacket:
     server_reference: str = None  # type: ignore[assignment]
 
     @property
-    def server_keep_alive(self) -> Optional[int]:
+    def server_keep_alive(self) -> int | None:
         """Old name of ``server_keep_alive_sec``."""
         return self.server_keep_alive_sec
 
     @server_keep_alive.setter
-    def server_keep_alive(self, value: Optional[int]) -> None:
+    def server_keep_alive(self, value: int | None) -> None:
         self.server_keep_alive_sec = value  # type: ignore[assignment]
 
 
@@ -332,7 +360,7 @@ class DisconnectPacket:
     reason_code: DisconnectReasonCode = DisconnectReasonCode.NORMAL_DISCONNECTION
     session_expiry_interval_sec: int = None  # type: ignore[assignment]
     reason_string: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
     server_reference: str = None  # type: ignore[assignment]
 
 
@@ -352,9 +380,9 @@ class SubscribePacket:
     """A SUBSCRIBE: one or more subscriptions, an optional subscription identifier that
     the broker echoes on matching messages, and user properties."""
 
-    subscriptions: "Sequence[Subscription]"
+    subscriptions: Sequence[Subscription]
     subscription_identifier: int = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -362,16 +390,16 @@ class SubackPacket:
     """The broker's answer to a SUBSCRIBE: one reason code per subscription."""
 
     reason_string: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
-    reason_codes: "Sequence[SubackReasonCode]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    reason_codes: Sequence[SubackReasonCode] = None  # type: ignore[assignment]
 
 
 @dataclass
 class UnsubscribePacket:
     """An UNSUBSCRIBE of one or more topic filters."""
 
-    topic_filters: "Sequence[str]"
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    topic_filters: Sequence[str]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -379,8 +407,8 @@ class UnsubackPacket:
     """The broker's answer to an UNSUBSCRIBE: one reason code per topic filter."""
 
     reason_string: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
-    reason_codes: "Sequence[UnsubackReasonCode]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    reason_codes: Sequence[UnsubackReasonCode] = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -402,11 +430,11 @@ class PublishPacket:
     message_expiry_interval_sec: int = None  # type: ignore[assignment]
     topic_alias: int = None  # type: ignore[assignment]
     response_topic: str = None  # type: ignore[assignment]
-    correlation_data_bytes: "Optional[Union[bytes, str]]" = None
-    correlation_data: "Optional[Union[bytes, str]]" = None
-    subscription_identifiers: "Sequence[int]" = None  # type: ignore[assignment]
+    correlation_data_bytes: bytes | str | None = None
+    correlation_data: bytes | str | None = None
+    subscription_identifiers: Sequence[int] = None  # type: ignore[assignment]
     content_type: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -415,7 +443,7 @@ class PubackPacket:
 
     reason_code: PubackReasonCode = None  # type: ignore[assignment]
     reason_string: str = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -434,7 +462,7 @@ class ConnectPacket:
     maximum_packet_size: int = None  # type: ignore[assignment]
     will_delay_interval_sec: int = None  # type: ignore[assignment]
     will: PublishPacket = None  # type: ignore[assignment]
-    user_properties: "Sequence[UserProperty]" = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -451,12 +479,12 @@ class WebsocketHandshakeTransformArgs:
     later, from any thread.
     """
 
-    def __init__(self, client: "Client", http_request: "HttpRequest", done_future: Future) -> None:
+    def __init__(self, client: Client, http_request: HttpRequest, done_future: Future) -> None:
         self.client = client
         self.http_request = http_request
         self._done_future = done_future
 
-    def set_done(self, exception: Optional[BaseException] = None) -> None:
+    def set_done(self, exception: BaseException | None = None) -> None:
         """Finish the transform; an exception cancels the handshake."""
         if exception is None:
             self._done_future.set_result(None)
@@ -551,16 +579,16 @@ class ClientOptions:
 
     host_name: str
     port: int = None  # type: ignore[assignment]
-    bootstrap: "ClientBootstrap" = None  # type: ignore[assignment]
-    socket_options: "SocketOptions" = None  # type: ignore[assignment]
-    tls_ctx: "ClientTlsContext" = None  # type: ignore[assignment]
-    http_proxy_options: "HttpProxyOptions" = None  # type: ignore[assignment]
+    bootstrap: ClientBootstrap = None  # type: ignore[assignment]
+    socket_options: SocketOptions = None  # type: ignore[assignment]
+    tls_ctx: ClientTlsContext = None  # type: ignore[assignment]
+    http_proxy_options: HttpProxyOptions = None  # type: ignore[assignment]
     websocket_handshake_transform: Callable[[WebsocketHandshakeTransformArgs], None] = None  # type: ignore[assignment]
     connect_options: ConnectPacket = None  # type: ignore[assignment]
     session_behavior: ClientSessionBehaviorType = None  # type: ignore[assignment]
     extended_validation_and_flow_control_options: ExtendedValidationAndFlowControlOptions = None  # type: ignore[assignment]
     offline_queue_behavior: ClientOperationQueueBehaviorType = None  # type: ignore[assignment]
-    retry_jitter_mode: "ExponentialBackoffJitterMode" = None  # type: ignore[assignment]
+    retry_jitter_mode: ExponentialBackoffJitterMode = None  # type: ignore[assignment]
     min_reconnect_delay_ms: int = None  # type: ignore[assignment]
     max_reconnect_delay_ms: int = None  # type: ignore[assignment]
     min_connected_time_to_reset_reconnect_delay_ms: int = None  # type: ignore[assignment]
@@ -575,7 +603,7 @@ class ClientOptions:
     on_lifecycle_event_connection_failure_fn: Callable[[LifecycleConnectFailureData], None] = None  # type: ignore[assignment]
     on_lifecycle_event_disconnection_fn: Callable[[LifecycleDisconnectData], None] = None  # type: ignore[assignment]
     disable_metrics: bool = False
-    metrics: "Optional[AWSIoTMetrics]" = None
+    metrics: AWSIoTMetrics | None = None
 
 
 def _check_callback(fn: Any, what: str) -> Any:
@@ -622,7 +650,7 @@ class Client(NativeResource):
             raise TypeError("disconnect_packet must be a DisconnectPacket")
         self._driver.stop(disconnect_packet)
 
-    def publish(self, publish_packet: PublishPacket) -> "Future[PublishCompletionData]":
+    def publish(self, publish_packet: PublishPacket) -> Future[PublishCompletionData]:
         """Send a PUBLISH.  The future gives a :class:`PublishCompletionData` (with the
         PUBACK for QoS 1) or the error that failed it."""
         self._check_fork()
@@ -630,14 +658,14 @@ class Client(NativeResource):
             raise TypeError("publish_packet must be a PublishPacket")
         return self._driver.publish(publish_packet)
 
-    def subscribe(self, subscribe_packet: SubscribePacket) -> "Future[SubackPacket]":
+    def subscribe(self, subscribe_packet: SubscribePacket) -> Future[SubackPacket]:
         """Send a SUBSCRIBE.  The future gives the :class:`SubackPacket`."""
         self._check_fork()
         if not isinstance(subscribe_packet, SubscribePacket):
             raise TypeError("subscribe_packet must be a SubscribePacket")
         return self._driver.subscribe(subscribe_packet)
 
-    def unsubscribe(self, unsubscribe_packet: UnsubscribePacket) -> "Future[UnsubackPacket]":
+    def unsubscribe(self, unsubscribe_packet: UnsubscribePacket) -> Future[UnsubackPacket]:
         """Send an UNSUBSCRIBE.  The future gives the :class:`UnsubackPacket`."""
         self._check_fork()
         if not isinstance(unsubscribe_packet, UnsubscribePacket):
@@ -649,7 +677,7 @@ class Client(NativeResource):
         return self._driver.get_stats()
 
     def invoke_publish_acknowledgement(
-            self, publish_acknowledgement_control_handle: "PublishAcknowledgementControlHandle") -> None:
+            self, publish_acknowledgement_control_handle: PublishAcknowledgementControlHandle) -> None:
         """Send the PUBACK of a message whose acknowledgement was taken over in the
         publish callback."""
         if not isinstance(publish_acknowledgement_control_handle, PublishAcknowledgementControlHandle):

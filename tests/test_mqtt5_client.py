@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from helpers)
 """crtpy.mqtt5.Client against a private Mosquitto 2 broker on loopback."""
 from __future__ import annotations
 
@@ -5,11 +6,11 @@ import threading
 import uuid
 
 import pytest
+from helpers.certs import pki  # noqa: F401 - fixture
+from helpers.mosquitto import Recorder, mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 from crtpy import io, mqtt5
 from crtpy.exceptions import AwsCrtError
-from helpers.certs import pki  # noqa: F401 - fixture
-from helpers.mosquitto import Recorder, mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("leak_check")
 

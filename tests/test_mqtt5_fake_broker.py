@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
+from helpers.fake_broker import FakeBroker, accept
+from helpers.mosquitto import Recorder
 
 from crtpy import mqtt5
 from crtpy._mqtt import codec as c
 from crtpy.exceptions import AwsCrtError
-from helpers.fake_broker import FakeBroker, accept
-from helpers.mosquitto import Recorder
 
 pytestmark = pytest.mark.usefixtures("leak_check")
 

@@ -17,7 +17,8 @@ driver.  Nothing here blocks, sleeps or touches a socket.
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, Deque, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import error
 from . import codec as c
@@ -49,14 +50,14 @@ MAXIMUM_PACKET_SIZE_DEFAULT = c.MAX_VARINT + 5
 class Op:
     """One user operation: a PUBLISH, SUBSCRIBE or UNSUBSCRIBE."""
 
-    __slots__ = ("packet", "on_done", "size", "deadline", "sent")
+    __slots__ = ("deadline", "on_done", "packet", "sent", "size")
 
-    def __init__(self, packet: c.Packet, on_done: Callable[[Any, Optional[BaseException]], None],
+    def __init__(self, packet: c.Packet, on_done: Callable[[Any, BaseException | None], None],
                  size: int) -> None:
         self.packet = packet
         self.on_done = on_done
         self.size = size
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
         self.sent = False
 
     @property
@@ -79,7 +80,7 @@ class Config:
         self.offline_queue = FAIL_QOS0_PUBLISH
         self.ping_timeout = DEFAULT_PING_TIMEOUT_MS / 1000.0
         self.connack_timeout = DEFAULT_CONNACK_TIMEOUT_MS / 1000.0
-        self.ack_timeout: Optional[float] = None
+        self.ack_timeout: float | None = None
         self.outbound_alias = ALIAS_DISABLED
         self.outbound_alias_cache = DEFAULT_OUTBOUND_ALIAS_CACHE
         self.inbound_alias_max = 0
@@ -90,14 +91,25 @@ class Config:
 class Negotiated:
     """Negotiated settings of one connection (protocol view of NegotiatedSettings)."""
 
-    __slots__ = ("maximum_qos", "session_expiry", "receive_maximum", "maximum_packet_size",
-                 "topic_alias_maximum_to_server", "topic_alias_maximum_to_client",
-                 "keep_alive", "retain_available", "wildcard_available", "sub_ids_available",
-                 "shared_available", "rejoined_session", "client_id")
+    __slots__ = (
+        "client_id",
+        "keep_alive",
+        "maximum_packet_size",
+        "maximum_qos",
+        "receive_maximum",
+        "rejoined_session",
+        "retain_available",
+        "session_expiry",
+        "shared_available",
+        "sub_ids_available",
+        "topic_alias_maximum_to_client",
+        "topic_alias_maximum_to_server",
+        "wildcard_available",
+    )
 
 
 class Event:
-    __slots__ = ("kind", "a", "b")
+    __slots__ = ("a", "b", "kind")
 
     def __init__(self, kind: str, a: Any = None, b: Any = None) -> None:
         self.kind = kind
@@ -114,24 +126,24 @@ class Core:
         self.state = DISCONNECTED
         self.output: list[bytes] = []
         self.events: list[Event] = []
-        self.close_error: Optional[BaseException] = None
-        self.queue: Deque[Op] = collections.deque()       # not yet sent
+        self.close_error: BaseException | None = None
+        self.queue: collections.deque[Op] = collections.deque()       # not yet sent
         self.unacked: dict[int, Op] = {}                   # sent, waiting for an ack
         self.inflight_qos1 = 0
         self.next_packet_id = 1
-        self.negotiated: Optional[Negotiated] = None
-        self.decoder: Optional[c.Decoder] = None
+        self.negotiated: Negotiated | None = None
+        self.decoder: c.Decoder | None = None
         self.has_connected_once = False
-        self.connack_deadline: Optional[float] = None
-        self.ping_due: Optional[float] = None
-        self.ping_deadline: Optional[float] = None
+        self.connack_deadline: float | None = None
+        self.ping_due: float | None = None
+        self.ping_deadline: float | None = None
         self.last_write = 0.0
-        self.alias_out: "collections.OrderedDict[str, int]" = collections.OrderedDict()
+        self.alias_out: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.alias_manual: dict[int, str] = {}
         self.alias_in: dict[int, str] = {}
-        self.disconnect_received: Optional[c.Disconnect] = None
+        self.disconnect_received: c.Disconnect | None = None
         self.stopping = False
-        self.pending_disconnect: Optional[c.Disconnect] = None
+        self.pending_disconnect: c.Disconnect | None = None
         self.incomplete_size = 0
         self.connected_on_transport = False
         self.failure_reported = False
@@ -143,7 +155,7 @@ class Core:
         if self.negotiated is not None and self.negotiated.keep_alive and self.ping_deadline is None:
             self.ping_due = now + self.negotiated.keep_alive
 
-    def _fail_connection(self, exc: BaseException, reason: Optional[int] = None, now: float = 0.0) -> None:
+    def _fail_connection(self, exc: BaseException, reason: int | None = None, now: float = 0.0) -> None:
         """Ask the driver to close; optionally send a DISCONNECT with ``reason`` first."""
         if self.close_error is not None:
             return
@@ -163,7 +175,7 @@ class Core:
         self.next_packet_id = pid + 1 if pid < 65535 else 1
         return pid
 
-    def _complete(self, op: Op, result: Any, exc: Optional[BaseException]) -> None:
+    def _complete(self, op: Op, result: Any, exc: BaseException | None) -> None:
         self.incomplete_size -= op.size
         try:
             op.on_done(result, exc)
@@ -242,7 +254,7 @@ class Core:
             if neg.keep_alive and self.ping_deadline is None:
                 self.ping_due = now + neg.keep_alive
 
-    def _encode_publish(self, op: Op, p: c.Publish, neg: Negotiated) -> Optional[bytes]:
+    def _encode_publish(self, op: Op, p: c.Publish, neg: Negotiated) -> bytes | None:
         if p.qos > neg.maximum_qos:
             self._complete(op, None, error("AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION",
                                            "QoS exceeds the server's maximum QoS"))
@@ -343,10 +355,10 @@ class Core:
                 self._fail_connection(error("AWS_ERROR_MQTT5_DECODE_PROTOCOL_ERROR",
                                             f"{c.PACKET_NAMES[t]} received before CONNACK"))
             return
-        if t == c.PUBLISH:
-            self._on_publish(p, now)  # type: ignore[arg-type]
-        elif t == c.PUBACK:
+        if t == c.PUBACK:
             self._on_ack(p, now)
+        elif t == c.PUBLISH:
+            self._on_publish(p, now)  # type: ignore[arg-type]
         elif t in (c.SUBACK, c.UNSUBACK):
             self._on_ack(p, now)
         elif t == c.PINGRESP:
@@ -485,7 +497,7 @@ class Core:
             if expired and self.queue:
                 self._service(now)
 
-    def next_deadline(self) -> Optional[float]:
+    def next_deadline(self) -> float | None:
         ds = []
         if self.state == CONNECTING:
             if self.connack_deadline is not None:
@@ -500,7 +512,7 @@ class Core:
                               default=float("inf")))
         return min(ds) if ds else None
 
-    def request_disconnect(self, packet: Optional[c.Disconnect]) -> None:
+    def request_disconnect(self, packet: c.Disconnect | None) -> None:
         """The user stopped the client: send ``packet`` if connected, then close."""
         self.stopping = True
         if self.close_error is not None:
@@ -510,7 +522,7 @@ class Core:
         self.close_error = error("AWS_ERROR_MQTT5_USER_REQUESTED_STOP")
         self.state = CLOSING
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         """The transport closed (or could not be opened): settle the lifecycle."""
         reason = self.close_error or exc or error("AWS_ERROR_MQTT_UNEXPECTED_HANGUP")
         if self.connected_on_transport:
@@ -537,7 +549,7 @@ class Core:
         self.unacked = keep_unacked
         self.inflight_qos1 = 0
         if self.queue:
-            kept: Deque[Op] = collections.deque()
+            kept: collections.deque[Op] = collections.deque()
             for op in self.queue:
                 if self._offline_fails(op):
                     self._complete(op, None, error("AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"))

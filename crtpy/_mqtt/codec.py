@@ -28,7 +28,8 @@ Errors (all :class:`crtpy.exceptions.AwsCrtError`, raised through ``crtpy._error
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any
 
 from .._errors import error
 
@@ -177,12 +178,12 @@ def _norm(v: Any) -> Any:
 
 
 class Publish(Packet):
-    __slots__ = ("topic", "payload", "qos", "retain", "dup", "packet_id", "props")
+    __slots__ = ("dup", "packet_id", "payload", "props", "qos", "retain", "topic")
     type = PUBLISH
 
-    def __init__(self, topic: str = "", payload: Union[bytes, bytearray, memoryview] = b"",
+    def __init__(self, topic: str = "", payload: bytes | bytearray | memoryview = b"",
                  qos: int = 0, retain: bool = False, dup: bool = False, packet_id: int = 0,
-                 props: Optional[Props] = None) -> None:
+                 props: Props | None = None) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -193,14 +194,22 @@ class Publish(Packet):
 
 
 class Connect(Packet):
-    __slots__ = ("version", "client_id", "clean_start", "keep_alive", "username", "password",
-                 "will", "props")
+    __slots__ = (
+        "clean_start",
+        "client_id",
+        "keep_alive",
+        "password",
+        "props",
+        "username",
+        "version",
+        "will",
+    )
     type = CONNECT
 
     def __init__(self, version: int = 5, client_id: str = "", clean_start: bool = True,
-                 keep_alive: int = 0, username: Optional[str] = None,
-                 password: Optional[bytes] = None, will: Optional[Publish] = None,
-                 props: Optional[Props] = None) -> None:
+                 keep_alive: int = 0, username: str | None = None,
+                 password: bytes | None = None, will: Publish | None = None,
+                 props: Props | None = None) -> None:
         self.version = version
         self.client_id = client_id
         self.clean_start = clean_start
@@ -212,11 +221,11 @@ class Connect(Packet):
 
 
 class Connack(Packet):
-    __slots__ = ("session_present", "reason_code", "props")
+    __slots__ = ("props", "reason_code", "session_present")
     type = CONNACK
 
     def __init__(self, session_present: bool = False, reason_code: int = 0,
-                 props: Optional[Props] = None) -> None:
+                 props: Props | None = None) -> None:
         self.session_present = session_present
         self.reason_code = reason_code
         self.props = props if props is not None else {}
@@ -225,10 +234,10 @@ class Connack(Packet):
 class Ack(Packet):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (``kind`` is the packet type)."""
 
-    __slots__ = ("kind", "packet_id", "reason_code", "props")
+    __slots__ = ("kind", "packet_id", "props", "reason_code")
 
     def __init__(self, kind: int = PUBACK, packet_id: int = 1, reason_code: int = 0,
-                 props: Optional[Props] = None) -> None:
+                 props: Props | None = None) -> None:
         self.kind = kind
         self.packet_id = packet_id
         self.reason_code = reason_code
@@ -242,7 +251,7 @@ class Ack(Packet):
 class Subscription:
     """One topic filter of a SUBSCRIBE with its options."""
 
-    __slots__ = ("topic_filter", "qos", "no_local", "retain_as_published", "retain_handling")
+    __slots__ = ("no_local", "qos", "retain_as_published", "retain_handling", "topic_filter")
 
     def __init__(self, topic_filter: str, qos: int = 0, no_local: bool = False,
                  retain_as_published: bool = False, retain_handling: int = 0) -> None:
@@ -264,44 +273,44 @@ class Subscription:
 
 
 class Subscribe(Packet):
-    __slots__ = ("packet_id", "subscriptions", "props")
+    __slots__ = ("packet_id", "props", "subscriptions")
     type = SUBSCRIBE
 
-    def __init__(self, packet_id: int = 1, subscriptions: Optional[list[Subscription]] = None,
-                 props: Optional[Props] = None) -> None:
+    def __init__(self, packet_id: int = 1, subscriptions: list[Subscription] | None = None,
+                 props: Props | None = None) -> None:
         self.packet_id = packet_id
         self.subscriptions = subscriptions if subscriptions is not None else []
         self.props = props if props is not None else {}
 
 
 class Suback(Packet):
-    __slots__ = ("packet_id", "reason_codes", "props")
+    __slots__ = ("packet_id", "props", "reason_codes")
     type = SUBACK
 
-    def __init__(self, packet_id: int = 1, reason_codes: Optional[list[int]] = None,
-                 props: Optional[Props] = None) -> None:
+    def __init__(self, packet_id: int = 1, reason_codes: list[int] | None = None,
+                 props: Props | None = None) -> None:
         self.packet_id = packet_id
         self.reason_codes = reason_codes if reason_codes is not None else []
         self.props = props if props is not None else {}
 
 
 class Unsubscribe(Packet):
-    __slots__ = ("packet_id", "topic_filters", "props")
+    __slots__ = ("packet_id", "props", "topic_filters")
     type = UNSUBSCRIBE
 
-    def __init__(self, packet_id: int = 1, topic_filters: Optional[list[str]] = None,
-                 props: Optional[Props] = None) -> None:
+    def __init__(self, packet_id: int = 1, topic_filters: list[str] | None = None,
+                 props: Props | None = None) -> None:
         self.packet_id = packet_id
         self.topic_filters = topic_filters if topic_filters is not None else []
         self.props = props if props is not None else {}
 
 
 class Unsuback(Packet):
-    __slots__ = ("packet_id", "reason_codes", "props")
+    __slots__ = ("packet_id", "props", "reason_codes")
     type = UNSUBACK
 
-    def __init__(self, packet_id: int = 1, reason_codes: Optional[list[int]] = None,
-                 props: Optional[Props] = None) -> None:
+    def __init__(self, packet_id: int = 1, reason_codes: list[int] | None = None,
+                 props: Props | None = None) -> None:
         self.packet_id = packet_id
         self.reason_codes = reason_codes if reason_codes is not None else []
         self.props = props if props is not None else {}
@@ -318,19 +327,19 @@ class Pingresp(Packet):
 
 
 class Disconnect(Packet):
-    __slots__ = ("reason_code", "props")
+    __slots__ = ("props", "reason_code")
     type = DISCONNECT
 
-    def __init__(self, reason_code: int = 0, props: Optional[Props] = None) -> None:
+    def __init__(self, reason_code: int = 0, props: Props | None = None) -> None:
         self.reason_code = reason_code
         self.props = props if props is not None else {}
 
 
 class Auth(Packet):
-    __slots__ = ("reason_code", "props")
+    __slots__ = ("props", "reason_code")
     type = AUTH
 
-    def __init__(self, reason_code: int = 0, props: Optional[Props] = None) -> None:
+    def __init__(self, reason_code: int = 0, props: Props | None = None) -> None:
         self.reason_code = reason_code
         self.props = props if props is not None else {}
 
@@ -375,7 +384,7 @@ def varint_size(n: int) -> int:
     return 4
 
 
-def check_utf8(s: str, what: str = "string") -> Optional[str]:
+def check_utf8(s: str, what: str = "string") -> str | None:
     """None if ``s`` is acceptable as an MQTT UTF-8 string, else the reason."""
     if "\x00" in s:
         return f"{what} contains U+0000"
@@ -400,7 +409,7 @@ def encode_string(s: str, version: int = 5) -> bytes:
     return _pack_H(len(b)) + b
 
 
-def encode_binary(b: Union[bytes, bytearray, memoryview, str], version: int = 5) -> bytes:
+def encode_binary(b: bytes | bytearray | memoryview | str, version: int = 5) -> bytes:
     if isinstance(b, str):
         b = b.encode("utf-8")
     if len(b) > 65535:
@@ -474,7 +483,7 @@ def encode_publish(p: Publish, version: int = 5) -> bytes:
     return _frame(first, b"".join(parts))
 
 
-def encode_connect(p: Connect, version: Optional[int] = None) -> bytes:
+def encode_connect(p: Connect, version: int | None = None) -> bytes:
     v = p.version if version is None else version
     if v not in (4, 5):
         raise _enc_fail(5, f"unsupported protocol level {v}")
@@ -622,7 +631,7 @@ class _Malformed(Exception):
 
 
 class _Reader:
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "end", "pos")
 
     def __init__(self, buf: memoryview, pos: int, end: int) -> None:
         self.buf = buf
@@ -925,7 +934,7 @@ class Decoder:
         self.version = version
         self.maximum_packet_size = maximum_packet_size
         self._buf = bytearray()
-        self._failed: Optional[BaseException] = None
+        self._failed: BaseException | None = None
 
     def _error(self, name4: str, msg: str, utf8: bool = False) -> BaseException:
         if self.version == 5:
@@ -936,7 +945,7 @@ class Decoder:
         self._failed = exc
         return exc
 
-    def feed(self, data: Union[bytes, bytearray, memoryview]) -> list[Packet]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         if self._failed is not None:
             raise self._failed
         buf = self._buf
@@ -954,6 +963,14 @@ class Decoder:
                 if total - pos < 2:
                     break
                 first = view[pos]
+                if first == 0x40 and total - pos >= 4 and view[pos + 1] == 2:
+                    # fast path: the common bare PUBACK
+                    pid = (view[pos + 2] << 8) | view[pos + 3]
+                    if pid == 0:
+                        raise self._error("AWS_ERROR_MQTT_PROTOCOL_ERROR", "malformed PUBACK: packet id 0")
+                    out.append(Ack(PUBACK, pid))
+                    pos += 4
+                    continue
                 # remaining length
                 length = 0
                 shift = 0
@@ -1015,7 +1032,7 @@ class Decoder:
         return out
 
     @property
-    def failed(self) -> Optional[BaseException]:
+    def failed(self) -> BaseException | None:
         """The error that made this decoder unusable, if any."""
         return self._failed
 

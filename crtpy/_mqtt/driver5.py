@@ -12,19 +12,29 @@ import asyncio
 import collections
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Optional
+from typing import Any
 
+from .. import mqtt5
+from .. import mqtt5 as m
 from .._errors import error
 from .._runtime.backoff import Backoff
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
 from . import codec as c
-from .client5 import (ALIAS_DISABLED, ALIAS_LRU, ALIAS_MANUAL, DEFAULT_CONNACK_TIMEOUT_MS,
-                      DEFAULT_INBOUND_ALIAS_CACHE, DEFAULT_KEEP_ALIVE_SEC, DEFAULT_OUTBOUND_ALIAS_CACHE,
-                      DEFAULT_PING_TIMEOUT_MS, FAIL_QOS0_PUBLISH, Config, Core, Op)
-
-if TYPE_CHECKING:
-    from .. import mqtt5
+from .client5 import (
+    ALIAS_DISABLED,
+    ALIAS_LRU,
+    ALIAS_MANUAL,
+    DEFAULT_CONNACK_TIMEOUT_MS,
+    DEFAULT_INBOUND_ALIAS_CACHE,
+    DEFAULT_KEEP_ALIVE_SEC,
+    DEFAULT_OUTBOUND_ALIAS_CACHE,
+    DEFAULT_PING_TIMEOUT_MS,
+    FAIL_QOS0_PUBLISH,
+    Config,
+    Core,
+    Op,
+)
 
 _MONO = time.monotonic
 
@@ -57,7 +67,7 @@ def valid_topic_filter(f: str) -> bool:
     return True
 
 
-def _user_props(props: Any, err: str) -> Optional[list[tuple[str, str]]]:
+def _user_props(props: Any, err: str) -> list[tuple[str, str]] | None:
     if not props:
         return None
     out = []
@@ -93,7 +103,7 @@ def _uint(value: Any, bits: int, what: str, err: str) -> int:
     return value
 
 
-def publish_to_codec(p: "mqtt5.PublishPacket", *, will: bool = False) -> c.Publish:
+def publish_to_codec(p: mqtt5.PublishPacket, *, will: bool = False) -> c.Publish:
     err = "AWS_ERROR_MQTT5_CONNECT_OPTIONS_VALIDATION" if will else "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION"
     topic = _check_str(p.topic, "topic", err)
     qos = int(p.qos) if p.qos is not None else 0
@@ -134,7 +144,7 @@ def publish_to_codec(p: "mqtt5.PublishPacket", *, will: bool = False) -> c.Publi
     return c.Publish(topic, payload, qos, bool(p.retain), False, 0, props)
 
 
-def subscribe_to_codec(p: "mqtt5.SubscribePacket") -> c.Subscribe:
+def subscribe_to_codec(p: mqtt5.SubscribePacket) -> c.Subscribe:
     err = "AWS_ERROR_MQTT5_SUBSCRIBE_OPTIONS_VALIDATION"
     subs = list(p.subscriptions or ())
     if not subs:
@@ -169,7 +179,7 @@ def subscribe_to_codec(p: "mqtt5.SubscribePacket") -> c.Subscribe:
     return c.Subscribe(0, out, props)
 
 
-def unsubscribe_to_codec(p: "mqtt5.UnsubscribePacket") -> c.Unsubscribe:
+def unsubscribe_to_codec(p: mqtt5.UnsubscribePacket) -> c.Unsubscribe:
     err = "AWS_ERROR_MQTT5_UNSUBSCRIBE_OPTIONS_VALIDATION"
     filters = list(p.topic_filters or ())
     if not filters:
@@ -185,7 +195,7 @@ def unsubscribe_to_codec(p: "mqtt5.UnsubscribePacket") -> c.Unsubscribe:
     return c.Unsubscribe(0, filters, props)
 
 
-def disconnect_to_codec(p: "mqtt5.DisconnectPacket") -> c.Disconnect:
+def disconnect_to_codec(p: mqtt5.DisconnectPacket) -> c.Disconnect:
     err = "AWS_ERROR_MQTT5_DISCONNECT_OPTIONS_VALIDATION"
     props: dict[int, Any] = {}
     if p.session_expiry_interval_sec is not None:
@@ -203,12 +213,10 @@ def disconnect_to_codec(p: "mqtt5.DisconnectPacket") -> c.Disconnect:
 
 # -- codec -> public ---------------------------------------------------------------------
 def _ups_out(props: dict) -> Any:
-    from ..mqtt5 import UserProperty
-
     ups = props.get(c.P_USER_PROPERTY)
     if not ups:
         return None
-    return [UserProperty(n, v) for n, v in ups]
+    return [m.UserProperty(n, v) for n, v in ups]
 
 
 def _enum_or_none(enum_cls: Any, value: Any) -> Any:
@@ -218,9 +226,7 @@ def _enum_or_none(enum_cls: Any, value: Any) -> Any:
         return None
 
 
-def connack_from_codec(p: c.Connack) -> "mqtt5.ConnackPacket":
-    from .. import mqtt5 as m
-
+def connack_from_codec(p: c.Connack) -> mqtt5.ConnackPacket:
     pr = p.props
     b = (lambda k: bool(pr[k]) if k in pr else None)
     return m.ConnackPacket(
@@ -244,9 +250,7 @@ def connack_from_codec(p: c.Connack) -> "mqtt5.ConnackPacket":
     )
 
 
-def negotiated_from_core(n: Any) -> "mqtt5.NegotiatedSettings":
-    from .. import mqtt5 as m
-
+def negotiated_from_core(n: Any) -> mqtt5.NegotiatedSettings:
     return m.NegotiatedSettings(
         maximum_qos=m.QoS(n.maximum_qos), session_expiry_interval_sec=n.session_expiry,
         receive_maximum_from_server=n.receive_maximum, maximum_packet_size_to_server=n.maximum_packet_size,
@@ -259,9 +263,7 @@ def negotiated_from_core(n: Any) -> "mqtt5.NegotiatedSettings":
         client_id=n.client_id)
 
 
-def disconnect_from_codec(p: c.Disconnect) -> "mqtt5.DisconnectPacket":
-    from .. import mqtt5 as m
-
+def disconnect_from_codec(p: c.Disconnect) -> mqtt5.DisconnectPacket:
     pr = p.props
     return m.DisconnectPacket(
         reason_code=_enum_or_none(m.DisconnectReasonCode, p.reason_code),
@@ -270,9 +272,7 @@ def disconnect_from_codec(p: c.Disconnect) -> "mqtt5.DisconnectPacket":
         server_reference=pr.get(c.P_SERVER_REFERENCE))
 
 
-def publish_from_codec(p: c.Publish) -> "mqtt5.PublishPacket":
-    from .. import mqtt5 as m
-
+def publish_from_codec(p: c.Publish) -> mqtt5.PublishPacket:
     pr = p.props
     out = m.PublishPacket(payload=p.payload, qos=m.QoS(p.qos), retain=p.retain, topic=p.topic)
     if pr:
@@ -295,9 +295,7 @@ def publish_from_codec(p: c.Publish) -> "mqtt5.PublishPacket":
 
 
 # -- configuration -----------------------------------------------------------------------
-def build_config(o: "mqtt5.ClientOptions") -> Config:
-    from .. import mqtt5 as m
-
+def build_config(o: mqtt5.ClientOptions) -> Config:
     err = "AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION"
     cerr = "AWS_ERROR_MQTT5_CONNECT_OPTIONS_VALIDATION"
     cfg = Config()
@@ -369,10 +367,10 @@ def build_config(o: "mqtt5.ClientOptions") -> Config:
 
 # -- the asyncio protocol ----------------------------------------------------------------
 class _Protocol(asyncio.Protocol):
-    def __init__(self, driver: "ClientDriver") -> None:
+    def __init__(self, driver: ClientDriver) -> None:
         self.driver = driver
-        self.transport: Optional[asyncio.Transport] = None
-        self.closed: "asyncio.Future[Optional[BaseException]]" = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -385,13 +383,13 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(exc)
 
 
 class ClientDriver:
-    def __init__(self, client: "mqtt5.Client", o: "mqtt5.ClientOptions") -> None:
+    def __init__(self, client: mqtt5.Client, o: mqtt5.ClientOptions) -> None:
         from .._net.connect import pick_loop
 
         if not isinstance(o.host_name, str) or not o.host_name:
@@ -423,13 +421,13 @@ class ClientDriver:
         self.jitter = int(o.retry_jitter_mode) if o.retry_jitter_mode is not None else 0
         self.on_publish = o.on_publish_callback_fn
         self.want_running = False
-        self.task: Optional[asyncio.Task] = None
-        self.protocol: Optional[_Protocol] = None
-        self.wake: Optional[asyncio.Event] = None
-        self.stop_packet: Optional[c.Disconnect] = None
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.task: asyncio.Task | None = None
+        self.protocol: _Protocol | None = None
+        self.wake: asyncio.Event | None = None
+        self.stop_packet: c.Disconnect | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
-        self.incoming: Deque[Any] = collections.deque()
+        self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_lock = threading.Lock()
         self.incoming_scheduled = False
         self.puback_ids = 0
@@ -441,20 +439,23 @@ class ClientDriver:
             self._handle_item(item)
             self.after_core()
             return
-        with self.incoming_lock:
-            self.incoming.append(item)
-            if self.incoming_scheduled:
-                return
+        # Lock-free hand-off: append, then schedule a drain unless one is pending.  The
+        # drain clears the flag *before* it empties the deque, so an item appended while
+        # the flag still read True is always seen by that drain.
+        self.incoming.append(item)
+        if not self.incoming_scheduled:
             self.incoming_scheduled = True
-        self.loop_thread.call_soon(self._drain)
+            self.loop_thread.call_soon(self._drain)
 
     def _drain(self) -> None:
-        with self.incoming_lock:
-            items = self.incoming
-            self.incoming = collections.deque()
-            self.incoming_scheduled = False
-        for item in items:
-            self._handle_item(item)
+        self.incoming_scheduled = False
+        pop = self.incoming.popleft
+        handle = self._handle_item
+        try:
+            while True:
+                handle(pop())
+        except IndexError:
+            pass
         self.after_core()
 
     def _handle_item(self, item: Any) -> None:
@@ -472,7 +473,7 @@ class ClientDriver:
     def start(self) -> None:
         self._post(("start",))
 
-    def stop(self, packet: "Optional[mqtt5.DisconnectPacket]") -> None:
+    def stop(self, packet: mqtt5.DisconnectPacket | None) -> None:
         pk = disconnect_to_codec(packet) if packet is not None else None
         self._post(("stop", pk))
 
@@ -480,7 +481,7 @@ class ClientDriver:
         fut = CrtFuture()
         size = _approx_size(packet)
 
-        def on_done(result: Any, exc: Optional[BaseException]) -> None:
+        def on_done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 fut.try_set_exception(exc)
             else:
@@ -492,21 +493,19 @@ class ClientDriver:
         self._post(("op", Op(packet, on_done, size)))
         return fut
 
-    def publish(self, p: "mqtt5.PublishPacket") -> CrtFuture:
+    def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:
         return self._submit(publish_to_codec(p), _puback_result)
 
-    def subscribe(self, p: "mqtt5.SubscribePacket") -> CrtFuture:
+    def subscribe(self, p: mqtt5.SubscribePacket) -> CrtFuture:
         return self._submit(subscribe_to_codec(p), _suback_result)
 
-    def unsubscribe(self, p: "mqtt5.UnsubscribePacket") -> CrtFuture:
+    def unsubscribe(self, p: mqtt5.UnsubscribePacket) -> CrtFuture:
         return self._submit(unsubscribe_to_codec(p), _unsuback_result)
 
-    def get_stats(self) -> "mqtt5.OperationStatisticsData":
-        from ..mqtt5 import OperationStatisticsData
-
+    def get_stats(self) -> mqtt5.OperationStatisticsData:
         # Read on the loop thread, after every operation posted before this call.
         stats = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
-        return OperationStatisticsData(*stats)
+        return m.OperationStatisticsData(*stats)
 
     def invoke_puback(self, control_id: int) -> None:
         pid = self.manual_pubacks.pop(control_id, None)
@@ -521,7 +520,7 @@ class ClientDriver:
             self.wake = asyncio.Event()
             self.task = self.loop.create_task(self._run())
 
-    def _stop_on_loop(self, packet: Optional[c.Disconnect]) -> None:
+    def _stop_on_loop(self, packet: c.Disconnect | None) -> None:
         if not self.want_running:
             return
         self.want_running = False
@@ -560,8 +559,6 @@ class ClientDriver:
         self.after_core()
 
     def _deliver(self, ev: Any) -> None:
-        from .. import mqtt5 as m
-
         o = self.opts
         kind = ev.kind
         if kind == "publish":
@@ -589,8 +586,6 @@ class ClientDriver:
             if p.qos:
                 self.core.send_puback(p.packet_id, _MONO())
             return
-        from .. import mqtt5 as m
-
         pub = publish_from_codec(p)
         if p.qos == 0:
             self.callbacks.post(fn, m.PublishReceivedData(pub, None))
@@ -601,7 +596,7 @@ class ClientDriver:
         def run() -> None:
             state = {"taken": False, "active": True}
 
-            def acquire() -> "m.PublishAcknowledgementControlHandle":
+            def acquire() -> m.PublishAcknowledgementControlHandle:
                 if state["taken"]:
                     raise RuntimeError("acquire_publish_acknowledgement_control() may be called only once")
                 if not state["active"]:
@@ -623,7 +618,6 @@ class ClientDriver:
         self.callbacks.post(run)
 
     async def _run(self) -> None:
-        from .. import mqtt5 as m
         from .._net.connect import open_connection
 
         o = self.opts
@@ -686,28 +680,28 @@ def _approx_size(p: c.Packet) -> int:
     return 4 + sum(len(f) + 2 for f in p.topic_filters)  # type: ignore[attr-defined]
 
 
-def _puback_result(p: Optional[c.Ack]) -> "mqtt5.PublishCompletionData":
-    from .. import mqtt5 as m
+_PUBACK_CODES: dict[int, Any] = {}
 
+
+def _puback_result(p: c.Ack | None) -> mqtt5.PublishCompletionData:
     if p is None:
         return m.PublishCompletionData(m.PubackPacket())
+    if not _PUBACK_CODES:
+        _PUBACK_CODES.update({int(v): v for v in m.PubackReasonCode})
     pr = p.props
+    if not pr:
+        return m.PublishCompletionData(m.PubackPacket(_PUBACK_CODES.get(p.reason_code)))
     return m.PublishCompletionData(m.PubackPacket(
-        _enum_or_none(m.PubackReasonCode, p.reason_code), pr.get(c.P_REASON_STRING) if pr else None,
-        _ups_out(pr) if pr else None))
+        _PUBACK_CODES.get(p.reason_code), pr.get(c.P_REASON_STRING), _ups_out(pr)))
 
 
-def _suback_result(p: c.Suback) -> "mqtt5.SubackPacket":
-    from .. import mqtt5 as m
-
+def _suback_result(p: c.Suback) -> mqtt5.SubackPacket:
     pr = p.props
     return m.SubackPacket(pr.get(c.P_REASON_STRING), _ups_out(pr),
                           [_enum_or_none(m.SubackReasonCode, x) for x in p.reason_codes])
 
 
-def _unsuback_result(p: c.Unsuback) -> "mqtt5.UnsubackPacket":
-    from .. import mqtt5 as m
-
+def _unsuback_result(p: c.Unsuback) -> mqtt5.UnsubackPacket:
     pr = p.props
     return m.UnsubackPacket(pr.get(c.P_REASON_STRING), _ups_out(pr),
                             [_enum_or_none(m.UnsubackReasonCode, x) for x in p.reason_codes])

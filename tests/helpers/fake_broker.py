@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from crtpy._mqtt import codec as c
 
@@ -18,7 +19,7 @@ __all__ = ["Conn", "FakeBroker", "accept"]
 
 
 class Conn:
-    def __init__(self, broker: "FakeBroker", reader: asyncio.StreamReader,
+    def __init__(self, broker: FakeBroker, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, index: int) -> None:
         self.broker = broker
         self.reader = reader
@@ -27,7 +28,7 @@ class Conn:
         self.decoder = c.Decoder(5)
         self.pending: list[c.Packet] = []
 
-    async def read(self, timeout: float = 10.0) -> Optional[c.Packet]:
+    async def read(self, timeout: float = 10.0) -> c.Packet | None:
         """The next packet from the client, or None when it closed the connection."""
         while not self.pending:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
@@ -44,7 +45,7 @@ class Conn:
                 return out
             out.append(p)
 
-    def send(self, data: "bytes | c.Packet") -> None:
+    def send(self, data: bytes | c.Packet) -> None:
         if isinstance(data, c.Packet):
             data = c.encode(data, 5)
         self.writer.write(data)
@@ -53,7 +54,7 @@ class Conn:
         self.writer.close()
 
 
-async def accept(conn: Conn, connack: Optional[c.Connack] = None) -> c.Connect:
+async def accept(conn: Conn, connack: c.Connack | None = None) -> c.Connect:
     """Read the CONNECT and answer with ``connack`` (success by default)."""
     p = await conn.read()
     assert isinstance(p, c.Connect), p
@@ -70,7 +71,7 @@ class FakeBroker:
         self.errors: list[BaseException] = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-mqtt-broker", daemon=True)
 
@@ -108,7 +109,7 @@ class FakeBroker:
             except Exception:  # noqa: BLE001
                 pass
 
-    def start(self) -> "FakeBroker":
+    def start(self) -> FakeBroker:
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -119,8 +120,8 @@ class FakeBroker:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
 
-    def __enter__(self) -> "FakeBroker":
+    def __enter__(self) -> FakeBroker:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -11,18 +11,17 @@ reconnect after a restart.  The fixture ``mosquitto`` gives a started default br
 """
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-
 from conftest import free_port, require_binary
 
 __all__ = ["Mosquitto", "Recorder", "mosquitto", "mosquitto_factory", "wait_port"]
@@ -49,9 +48,9 @@ def _password_line(user: str, password: str) -> str:
 
 
 class Mosquitto:
-    def __init__(self, directory: str, *, binary: Optional[str] = None, tls: bool = False,
+    def __init__(self, directory: str, *, binary: str | None = None, tls: bool = False,
                  pki: Any = None, require_client_cert: bool = False,
-                 users: Optional[dict[str, str]] = None, extra: Optional[dict[str, Any]] = None,
+                 users: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
                  verbose: bool = False) -> None:
         self.binary = binary or require_binary("mosquitto", "/usr/sbin/mosquitto")
         self.dir = directory
@@ -65,7 +64,7 @@ class Mosquitto:
         self.require_client_cert = require_client_cert
         self.extra = dict(extra or {})
         self.verbose = verbose
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(directory, "mosquitto.log")
         self.conf_path = os.path.join(directory, "mosquitto.conf")
         self._write_config()
@@ -84,8 +83,7 @@ class Mosquitto:
         if self.auth_port:
             pw = os.path.join(self.dir, "passwords")
             with open(pw, "w") as f:
-                for u, p in self.users.items():
-                    f.write(_password_line(u, p) + "\n")
+                f.writelines(_password_line(u, p) + "\n" for u, p in self.users.items())
             os.chmod(pw, 0o600)
             lines += [f"listener {self.auth_port} {self.host}", "allow_anonymous false",
                       f"password_file {pw}"]
@@ -101,7 +99,7 @@ class Mosquitto:
             f.write("\n".join(lines) + "\n")
 
     # -- process control ------------------------------------------------------------------
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             return self
         self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
@@ -150,10 +148,10 @@ class Mosquitto:
         except OSError:
             return ""
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
