@@ -13,14 +13,15 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import awscrt.checksums as ref  # noqa: E402
+import awscrt.checksums as ref
 
-import crtpy.checksums as ours  # noqa: E402
-from crtpy import _checksums  # noqa: E402
+import crtpy.checksums as ours
+from crtpy import _checksums
 
 
 def _cases(mod: Any) -> dict[str, Callable[[bytes], Any]]:

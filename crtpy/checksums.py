@@ -8,19 +8,19 @@ All the work is done by native libraries chosen at import time; see
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from . import NativeResource
 from . import _checksums as _backend
 
 __all__ = [
-    "crc32",
-    "crc32c",
-    "crc64nvme",
+    "XXHash",
     "combine_crc32",
     "combine_crc32c",
     "combine_crc64nvme",
-    "XXHash",
+    "crc32",
+    "crc32c",
+    "crc64nvme",
 ]
 
 _MASK32 = 0xFFFFFFFF
@@ -44,7 +44,7 @@ def _bad_previous(value: Any) -> BaseException:
     return OverflowError("the previous CRC does not fit in 64 bits")
 
 
-def crc32(input: Union[bytes, bytearray, memoryview, str], previous_crc32: int = 0) -> int:
+def crc32(input: bytes | bytearray | memoryview | str, previous_crc32: int = 0) -> int:
     """Compute the CRC32 (Ethernet, gzip, zlib) of ``input``.
 
     Pass the value returned for the preceding data as ``previous_crc32`` to continue a
@@ -60,7 +60,7 @@ def crc32(input: Union[bytes, bytearray, memoryview, str], previous_crc32: int =
     raise _bad_previous(previous_crc32)
 
 
-def crc32c(input: Union[bytes, bytearray, memoryview, str], previous_crc32c: int = 0) -> int:
+def crc32c(input: bytes | bytearray | memoryview | str, previous_crc32c: int = 0) -> int:
     """Compute the CRC32C (Castagnoli, iSCSI) of ``input``.
 
     Pass the value returned for the preceding data as ``previous_crc32c`` to continue a
@@ -84,7 +84,7 @@ def crc32c(input: Union[bytes, bytearray, memoryview, str], previous_crc32c: int
 if _crc64_direct is not None:
     _direct = _crc64_direct
 
-    def crc64nvme(input: Union[bytes, bytearray, memoryview, str], previous_crc64nvme: int = 0) -> int:
+    def crc64nvme(input: bytes | bytearray | memoryview | str, previous_crc64nvme: int = 0) -> int:
         """Compute the CRC64-NVME (CRC-64/Rocksoft) of ``input``.
 
         Pass the value returned for the preceding data as ``previous_crc64nvme`` to
@@ -98,7 +98,7 @@ if _crc64_direct is not None:
 
 else:  # pragma: no cover - only without ISA-L
 
-    def crc64nvme(input: Union[bytes, bytearray, memoryview, str], previous_crc64nvme: int = 0) -> int:
+    def crc64nvme(input: bytes | bytearray | memoryview | str, previous_crc64nvme: int = 0) -> int:
         """Compute the CRC64-NVME (CRC-64/Rocksoft) of ``input``.
 
         Pass the value returned for the preceding data as ``previous_crc64nvme`` to
@@ -162,12 +162,12 @@ def combine_crc64nvme(crc64nvme_result1: int, crc64nvme_result2: int, data_lengt
 try:
     import xxhash as _xxhash  # type: ignore[import-not-found]
 
-    _xxh64_digest = _xxhash.xxh64_digest
-    _xxh3_64_digest = _xxhash.xxh3_64_digest
-    _xxh3_128_digest = _xxhash.xxh3_128_digest
-    _xxh64_new = _xxhash.xxh64
-    _xxh3_64_new = _xxhash.xxh3_64
-    _xxh3_128_new = _xxhash.xxh3_128
+    _xxh64_digest: Any = _xxhash.xxh64_digest
+    _xxh3_64_digest: Any = _xxhash.xxh3_64_digest
+    _xxh3_128_digest: Any = _xxhash.xxh3_128_digest
+    _xxh64_new: Any = _xxhash.xxh64
+    _xxh3_64_new: Any = _xxhash.xxh3_64
+    _xxh3_128_new: Any = _xxhash.xxh3_128
 except ImportError:  # pragma: no cover - depends on the environment
 
     def _xxhash_missing(*args: Any, **kwargs: Any) -> Any:
@@ -200,48 +200,48 @@ class XXHash(NativeResource):
         self._binding = binding
 
     @staticmethod
-    def new_xxhash64(seed: int = 0) -> "XXHash":
+    def new_xxhash64(seed: int = 0) -> XXHash:
         """Start a streaming XXH64 computation."""
         if not (isinstance(seed, int) and 0 <= seed <= _MASK64):
             raise _bad_seed(seed)
         return XXHash(_xxh64_new(seed=seed))
 
     @staticmethod
-    def new_xxhash3_64(seed: int = 0) -> "XXHash":
+    def new_xxhash3_64(seed: int = 0) -> XXHash:
         """Start a streaming XXH3 (64-bit) computation."""
         if not (isinstance(seed, int) and 0 <= seed <= _MASK64):
             raise _bad_seed(seed)
         return XXHash(_xxh3_64_new(seed=seed))
 
     @staticmethod
-    def new_xxhash3_128(seed: int = 0) -> "XXHash":
+    def new_xxhash3_128(seed: int = 0) -> XXHash:
         """Start a streaming XXH3 (128-bit) computation."""
         if not (isinstance(seed, int) and 0 <= seed <= _MASK64):
             raise _bad_seed(seed)
         return XXHash(_xxh3_128_new(seed=seed))
 
     @staticmethod
-    def compute_xxhash64(input: Union[bytes, bytearray, memoryview], seed: int = 0) -> bytes:
+    def compute_xxhash64(input: bytes | bytearray | memoryview, seed: int = 0) -> bytes:
         """Return the 8-byte XXH64 digest of ``input``."""
         if seed and not 0 <= seed <= _MASK64:
             raise _bad_seed(seed)
         return _xxh64_digest(input, seed)
 
     @staticmethod
-    def compute_xxhash3_64(input: Union[bytes, bytearray, memoryview], seed: int = 0) -> bytes:
+    def compute_xxhash3_64(input: bytes | bytearray | memoryview, seed: int = 0) -> bytes:
         """Return the 8-byte XXH3 (64-bit) digest of ``input``."""
         if seed and not 0 <= seed <= _MASK64:
             raise _bad_seed(seed)
         return _xxh3_64_digest(input, seed)
 
     @staticmethod
-    def compute_xxhash3_128(input: Union[bytes, bytearray, memoryview], seed: int = 0) -> bytes:
+    def compute_xxhash3_128(input: bytes | bytearray | memoryview, seed: int = 0) -> bytes:
         """Return the 16-byte XXH3 (128-bit) digest of ``input``."""
         if seed and not 0 <= seed <= _MASK64:
             raise _bad_seed(seed)
         return _xxh3_128_digest(input, seed)
 
-    def update(self, input: Union[bytes, bytearray, memoryview]) -> None:
+    def update(self, input: bytes | bytearray | memoryview) -> None:
         """Feed more data to the computation."""
         self._binding.update(input)
 

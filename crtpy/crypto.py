@@ -11,31 +11,31 @@ import hashlib as _hashlib
 import hmac as _hmac
 from enum import IntEnum
 from operator import index as _index
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
-from . import NativeResource
-from . import _errors
+from . import NativeResource, _errors
 from ._crypto import as_bytes as _as_bytes
 from ._crypto import enum_value as _enum_value
 
 __all__ = [
-    "Hash",
+    "EC",
+    "ED25519",
     "HMAC",
+    "RSA",
+    "ECExportFormat",
+    "ECPublicCoords",
+    "ECRawSignature",
+    "ECType",
+    "ED25519ExportFormat",
+    "Hash",
     "RSAEncryptionAlgorithm",
     "RSASignatureAlgorithm",
-    "RSA",
-    "ED25519ExportFormat",
-    "ED25519",
-    "ECType",
-    "ECExportFormat",
-    "ECRawSignature",
-    "ECPublicCoords",
-    "EC",
 ]
 
 _md5 = _hashlib.md5
 _sha1 = _hashlib.sha1
 _sha256 = _hashlib.sha256
+_HASH_TYPE = type(_sha256())
 
 
 def _finished() -> BaseException:
@@ -61,6 +61,9 @@ class Hash:
     result once with :meth:`digest`; the object cannot be used after that.
     """
 
+    # ``_hash`` is the hashlib constructor until the first update (the hash object is
+    # then built with that data: one call, and no per-object lock for big first
+    # updates), then the hashlib object, and None once digest() was called.
     __slots__ = ("_hash",)
 
     def __init__(self, native_handle: Any) -> None:
@@ -68,31 +71,34 @@ class Hash:
         self._hash = native_handle
 
     @staticmethod
-    def sha1_new() -> "Hash":
+    def sha1_new() -> Hash:
         """Start a SHA-1 computation."""
-        return Hash(_sha1())
+        return Hash(_sha1)
 
     @staticmethod
-    def sha256_new() -> "Hash":
+    def sha256_new() -> Hash:
         """Start a SHA-256 computation."""
-        return Hash(_sha256())
+        return Hash(_sha256)
 
     @staticmethod
-    def md5_new() -> "Hash":
+    def md5_new() -> Hash:
         """Start an MD5 computation."""
-        return Hash(_md5())
+        return Hash(_md5)
 
-    def update(self, to_hash: Union[bytes, bytearray, memoryview, str]) -> None:
+    def update(self, to_hash: bytes | bytearray | memoryview | str) -> None:
         """Feed more data."""
+        h = self._hash
         try:
-            self._hash.update(to_hash)
-        except AttributeError:
-            raise _finished() from None
-        except TypeError:
-            if isinstance(to_hash, str):
-                self._hash.update(to_hash.encode("utf-8"))
+            if h.__class__ is _HASH_TYPE:
+                h.update(to_hash)  # type: ignore[arg-type]
+            elif h is None:
+                raise _finished()
             else:
+                self._hash = h(to_hash)
+        except TypeError:
+            if not isinstance(to_hash, str):
                 raise _not_bytes(to_hash) from None
+            self.update(to_hash.encode("utf-8"))
 
     def digest(self, truncate_to: int = 0) -> bytes:
         """Finish and return the digest, cut to ``truncate_to`` bytes when that is
@@ -101,6 +107,8 @@ class Hash:
         if h is None:
             raise _finished()
         self._hash = None
+        if h.__class__ is not _HASH_TYPE:
+            h = h()
         if truncate_to:
             return _truncate(h.digest(), truncate_to)
         return h.digest()
@@ -120,7 +128,7 @@ class HMAC:
         self._hmac = native_handle
 
     @staticmethod
-    def sha256_hmac_new(secret_key: Union[bytes, bytearray, memoryview, str]) -> "HMAC":
+    def sha256_hmac_new(secret_key: bytes | bytearray | memoryview | str) -> HMAC:
         """Start an HMAC-SHA256 computation keyed with ``secret_key``."""
         if isinstance(secret_key, str):
             key = secret_key.encode("utf-8")
@@ -128,7 +136,7 @@ class HMAC:
             key = _as_bytes(secret_key, "secret_key")
         return HMAC(_hmac.new(key, digestmod=_sha256))
 
-    def update(self, to_hmac: Union[bytes, bytearray, memoryview, str]) -> None:
+    def update(self, to_hmac: bytes | bytearray | memoryview | str) -> None:
         """Feed more data."""
         try:
             self._hmac.update(to_hmac)
@@ -200,7 +208,7 @@ class RSA(NativeResource):
         return f"<crtpy.crypto.RSA {self._binding!r}>"
 
     @staticmethod
-    def new_private_key_from_pem_data(pem_data: Union[str, bytes, bytearray, memoryview]) -> "RSA":
+    def new_private_key_from_pem_data(pem_data: str | bytes | bytearray | memoryview) -> RSA:
         """Load a private key from the first object of PEM text.
 
         Raises ValueError when that object is not an RSA private key."""
@@ -208,7 +216,7 @@ class RSA(NativeResource):
         return RSA(_rsa_impl().private_from_pem(data))
 
     @staticmethod
-    def new_public_key_from_pem_data(pem_data: Union[str, bytes, bytearray, memoryview]) -> "RSA":
+    def new_public_key_from_pem_data(pem_data: str | bytes | bytearray | memoryview) -> RSA:
         """Load a public key from the first object of PEM text (``RSA PUBLIC KEY``).
 
         Raises ValueError when that object is not an RSA public key."""
@@ -216,36 +224,36 @@ class RSA(NativeResource):
         return RSA(_rsa_impl().public_from_pem(data))
 
     @staticmethod
-    def new_private_key_from_der_data(der_data: Union[bytes, bytearray, memoryview]) -> "RSA":
+    def new_private_key_from_der_data(der_data: bytes | bytearray | memoryview) -> RSA:
         """Load a private key from PKCS #1 ``RSAPrivateKey`` DER."""
         return RSA(_rsa_impl().private_from_der(_as_bytes(der_data, "der_data")))
 
     @staticmethod
-    def new_public_key_from_der_data(der_data: Union[bytes, bytearray, memoryview]) -> "RSA":
+    def new_public_key_from_der_data(der_data: bytes | bytearray | memoryview) -> RSA:
         """Load a public key from PKCS #1 ``RSAPublicKey`` DER."""
         return RSA(_rsa_impl().public_from_der(_as_bytes(der_data, "der_data")))
 
     def encrypt(self, encryption_algorithm: RSAEncryptionAlgorithm,
-                plaintext: Union[bytes, bytearray, memoryview]) -> bytes:
+                plaintext: bytes | bytearray | memoryview) -> bytes:
         """Encrypt one block with the public key."""
         alg = _enum_value(encryption_algorithm, RSAEncryptionAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
         return _rsa_impl().encrypt(self._binding, alg, _as_bytes(plaintext, "plaintext"))
 
     def decrypt(self, encryption_algorithm: RSAEncryptionAlgorithm,
-                ciphertext: Union[bytes, bytearray, memoryview]) -> bytes:
+                ciphertext: bytes | bytearray | memoryview) -> bytes:
         """Decrypt one block with the private key."""
         alg = _enum_value(encryption_algorithm, RSAEncryptionAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
         return _rsa_impl().decrypt(self._binding, alg, _as_bytes(ciphertext, "ciphertext"))
 
     def sign(self, signature_algorithm: RSASignatureAlgorithm,
-             digest: Union[bytes, bytearray, memoryview]) -> bytes:
+             digest: bytes | bytearray | memoryview) -> bytes:
         """Sign a message digest (not the message: hash it first) with the private key."""
         alg = _enum_value(signature_algorithm, RSASignatureAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
         return _rsa_impl().sign(self._binding, alg, _as_bytes(digest, "digest"))
 
     def verify(self, signature_algorithm: RSASignatureAlgorithm,
-               digest: Union[bytes, bytearray, memoryview],
-               signature: Union[bytes, bytearray, memoryview]) -> bool:
+               digest: bytes | bytearray | memoryview,
+               signature: bytes | bytearray | memoryview) -> bool:
         """Return whether ``signature`` is a valid signature of ``digest``."""
         alg = _enum_value(signature_algorithm, RSASignatureAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
         return _rsa_impl().verify(self._binding, alg, _as_bytes(digest, "digest"),
@@ -281,7 +289,7 @@ class ED25519(NativeResource):
         return "<crtpy.crypto.ED25519>"
 
     @staticmethod
-    def new_generate() -> "ED25519":
+    def new_generate() -> ED25519:
         """Generate a new random key pair."""
         return ED25519(_ed_impl().generate())
 
@@ -357,13 +365,13 @@ class EC(NativeResource):
         return f"<crtpy.crypto.EC {self._binding!r}>"
 
     @staticmethod
-    def new_generate(type: ECType) -> "EC":
+    def new_generate(type: ECType) -> EC:
         """Generate a new random key pair on curve ``type``."""
         curve = _enum_value(type, ECType, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
         return EC(_ec_impl().generate(curve))
 
     @staticmethod
-    def new_key_from_der_data(der_data: Union[bytes, bytearray, memoryview]) -> "EC":
+    def new_key_from_der_data(der_data: bytes | bytearray | memoryview) -> EC:
         """Load a key from DER in any :class:`ECExportFormat` (detected from the data;
         no PEM armour)."""
         return EC(_ec_impl().load_der(_as_bytes(der_data, "der_data")))
@@ -398,11 +406,11 @@ class EC(NativeResource):
         x, y = _ec_impl().public_coords(self._binding)
         return ECPublicCoords(x=x, y=y)
 
-    def sign(self, digest: Union[bytes, bytearray, memoryview]) -> bytes:
+    def sign(self, digest: bytes | bytearray | memoryview) -> bytes:
         """Sign a message digest (hash the message first) and return a DER signature."""
         return _ec_impl().sign(self._binding, _as_bytes(digest, "digest"))
 
-    def verify(self, digest: Union[bytes, bytearray, memoryview],
-               signature: Union[bytes, bytearray, memoryview]) -> bool:
+    def verify(self, digest: bytes | bytearray | memoryview,
+               signature: bytes | bytearray | memoryview) -> bool:
         """Return whether the DER ``signature`` is valid for ``digest``."""
         return _ec_impl().verify(self._binding, _as_bytes(digest, "digest"), _as_bytes(signature, "signature"))

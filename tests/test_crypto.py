@@ -112,8 +112,8 @@ RFC4231 = [
     (b"\x0c" * 20, b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b", 16),
     (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", 0),
-    (b"\xaa" * 131, b"This is a test using a larger than block-size key and a larger than block-size "
-                    b"data. The key needs to be hashed before being used by the HMAC algorithm.",
+    (b"\xaa" * 131, (b"This is a test using a larger than block-size key and a larger than block-size "
+                     b"data. The key needs to be hashed before being used by the HMAC algorithm."),
      "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2", 0),
 ]
 

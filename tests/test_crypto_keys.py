@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
@@ -109,8 +110,8 @@ LOADERS = ("new_private_key_from_pem_data", "new_public_key_from_pem_data",
 def test_rsa_key_formats_and_errors_match_reference(rsa_key: crsa.RSAPrivateKey) -> None:
     for form, data in _rsa_encodings(rsa_key).items():
         for loader in LOADERS:
-            mine = outcome(lambda: getattr(ours.RSA, loader)(data))
-            theirs = outcome(lambda: getattr(ref.RSA, loader)(data))
+            mine = outcome(lambda loader=loader, data=data: getattr(ours.RSA, loader)(data))
+            theirs = outcome(lambda loader=loader, data=data: getattr(ref.RSA, loader)(data))
             assert same_outcome(mine, theirs), (form, loader, mine, theirs)
     pem = rsa_key.private_bytes(E.PEM, PF.TraditionalOpenSSL, NE)
     assert outcome(lambda: ours.RSA.new_private_key_from_pem_data(pem.decode())) == ("ok",)
@@ -180,8 +181,8 @@ def test_rsa_operation_errors_match_reference(rsa_pair: dict[str, Any]) -> None:
         for sig in (b"", b"\0" * 10, b"\0" * 256, b"\0" * 257):
             cases.append((f"verify {alg.name} sig {len(sig)}", lambda k, kp, a=alg, s=sig: kp.verify(a, b"d" * 32, s)))
     for label, case in cases:
-        m = outcome(lambda: case(mine, mine_pub))
-        t = outcome(lambda: case(theirs, theirs_pub))
+        m = outcome(lambda case=case: case(mine, mine_pub))
+        t = outcome(lambda case=case: case(theirs, theirs_pub))
         assert same_outcome(m, t), (label, m, t)
 
 
@@ -214,8 +215,8 @@ def test_ec_exports_are_bit_identical(curve: ours.ECType) -> None:
         mine = ours.EC.new_key_from_der_data(der)
         assert mine.get_public_coords() == tuple(theirs.get_public_coords())
         for fmt in ours.ECExportFormat:
-            m = outcome(lambda: mine.export_key(fmt))
-            t = outcome(lambda: ref.EC.new_key_from_der_data(der).export_key(fmt))
+            m = outcome(lambda mine=mine, fmt=fmt: mine.export_key(fmt))
+            t = outcome(lambda der=der, fmt=fmt: ref.EC.new_key_from_der_data(der).export_key(fmt))
             assert m == t, (source_format, fmt)
     # And the other way round: the reference reads crtpy's exports.
     mine = ours.EC.new_generate(curve)
@@ -303,8 +304,8 @@ def test_ec_key_loading_errors_match_reference() -> None:
             E.DER, PubF.SubjectPublicKeyInfo),
     }
     for name, der in forms.items():
-        mine = outcome(lambda: ours.EC.new_key_from_der_data(der))
-        theirs = outcome(lambda: ref.EC.new_key_from_der_data(der))
+        mine = outcome(lambda der=der: ours.EC.new_key_from_der_data(der))
+        theirs = outcome(lambda der=der: ref.EC.new_key_from_der_data(der))
         assert same_outcome(mine, theirs), (name, mine, theirs)
 
 
@@ -313,7 +314,8 @@ def test_ec_public_only_key_errors_match_reference() -> None:
     spki = mine_full.export_key(ours.ECExportFormat.SPKI)
     mine, theirs = ours.EC.new_key_from_der_data(spki), ref.EC.new_key_from_der_data(spki)
     for fmt in ours.ECExportFormat:
-        assert same_outcome(outcome(lambda: mine.export_key(fmt)), outcome(lambda: theirs.export_key(fmt)))
+        assert same_outcome(outcome(lambda fmt=fmt: mine.export_key(fmt)),
+                            outcome(lambda fmt=fmt: theirs.export_key(fmt)))
     assert same_outcome(outcome(lambda: mine.sign(b"x" * 32)), outcome(lambda: theirs.sign(b"x" * 32)))
     with pytest.raises(AwsCrtError) as info:
         mine_full.export_key(5)

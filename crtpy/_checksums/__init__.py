@@ -16,7 +16,8 @@ are bound once, so the public wrappers cost one Python call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import _errors
 from . import combine as _pycombine
@@ -42,7 +43,7 @@ def _load_isal() -> Any:
     ISA-L is linked into python-isal's extension modules, which export its symbols; a
     system ``libisal`` is used when that is not the case."""
     try:
-        import cffi  # type: ignore[import-not-found]
+        import cffi  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:  # pragma: no cover
         return None
     ffi = cffi.FFI()
@@ -65,9 +66,8 @@ def _load_isal() -> Any:
     for path in candidates:
         try:
             lib = ffi.dlopen(path)
-            # Touch both symbols so a library lacking them is skipped.
-            lib.crc64_rocksoft_refl
-            lib.crc32_iscsi
+            # Look both symbols up now, so a library lacking them is skipped.
+            _ = (lib.crc64_rocksoft_refl, lib.crc32_iscsi)
         except (OSError, AttributeError):  # pragma: no cover
             continue
         return ffi, lib
@@ -164,7 +164,7 @@ if _ISAL is not None:
     CRC64_BACKEND = "isal"
 else:  # pragma: no cover - depends on the environment
     try:
-        import anycrc  # type: ignore[import-not-found]
+        import anycrc  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         _any64 = anycrc.Model("CRC64-NVME").calc
 
@@ -183,7 +183,7 @@ else:  # pragma: no cover - depends on the environment
 # ---------------------------------------------------------------- combine
 def _combiners() -> tuple[Callable[[int, int, int], int], ...]:
     try:
-        import anycrc  # type: ignore[import-not-found]
+        import anycrc  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         return (
             anycrc.Model("CRC32").combine,

@@ -9,9 +9,8 @@ the tests as an independent implementation.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
-
 
 # x^(2^k) mod P for k = 0 .. 66 covers every byte length below 2^64 (8 * n < 2^67).
 _TABLE_SIZE = 67

@@ -20,7 +20,7 @@ MAX_PAD = 256
 
 
 class EcKey:
-    __slots__ = ("private", "public", "curve_type", "coord_size")
+    __slots__ = ("coord_size", "curve_type", "private", "public")
 
     def __init__(self, private: ec.EllipticCurvePrivateKey | None,
                  public: ec.EllipticCurvePublicKey, curve_type: int) -> None:
