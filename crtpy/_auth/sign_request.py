@@ -22,7 +22,9 @@ def payload_hash(body: Any) -> str:
 
     raw = _raw(body)
     if isinstance(raw, io.BytesIO):
-        return hashlib.sha256(raw.getbuffer()).hexdigest()
+        raw.seek(0)
+        with raw.getbuffer() as view:
+            return hashlib.sha256(view).hexdigest()
     seekable = False
     try:
         seekable = bool(raw.seekable())
