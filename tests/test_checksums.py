@@ -250,3 +250,52 @@ def test_isal_crc32c_fallback_matches_reference() -> None:
         buf = _data(n, n)
         assert fn(buf) == ref.crc32c(buf)
         assert fn(bytearray(buf), 99) == ref.crc32c(buf, 99)
+
+
+FALLBACK_SCRIPT = r"""
+import sys, array
+for name in {blocked!r}:
+    sys.modules[name] = None  # make "import name" fail
+import crtpy.checksums as c
+from crtpy import _checksums as b
+import awscrt.checksums as r
+print(b.CRC32_BACKEND, b.CRC32C_BACKEND, b.CRC64_BACKEND)
+data = bytes(range(256)) * 40
+for buf in (data, bytearray(data), memoryview(data)[3:], array.array("I", data[:4000]), "text \u00e9"):
+    for fn in ("crc32", "crc32c", "crc64nvme"):
+        ref_buf = buf.encode() if isinstance(buf, str) else bytes(memoryview(buf).cast("B"))
+        assert getattr(c, fn)(buf) == getattr(r, fn)(ref_buf), (fn, type(buf))
+        assert getattr(c, fn)(buf, 77) == getattr(r, fn)(ref_buf, 77), (fn, type(buf))
+for fn in ("combine_crc32", "combine_crc32c", "combine_crc64nvme"):
+    assert getattr(c, fn)(123, 456, 789) == getattr(r, fn)(123, 456, 789), fn
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("blocked, backends", [
+    (("fastcrc",), "isal isal isal"),
+    (("fastcrc", "isal", "isal.isal_zlib"), "zlib google_crc32c anycrc"),
+    (("fastcrc", "isal", "isal.isal_zlib", "anycrc"), "zlib google_crc32c none"),
+])
+def test_fallback_backends_match_reference(blocked: tuple[str, ...], backends: str) -> None:
+    """Each back-end chain gives the reference's results (the last one also exercises the
+    pure-Python combine); without any CRC64 library crc64nvme raises instead of running
+    slow Python."""
+    import subprocess
+    import sys
+
+    script = FALLBACK_SCRIPT.format(blocked=blocked)
+    if backends.endswith("none"):
+        script = script.replace('("crc32", "crc32c", "crc64nvme")', '("crc32", "crc32c")')
+        script += (
+            "\nfrom crtpy.exceptions import AwsCrtError\n"
+            "try:\n    c.crc64nvme(b'x')\nexcept AwsCrtError as e:\n    print(e.name)\n"
+        )
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert " ".join(lines[:3]) == backends
+    assert "ok" in lines
+    if backends.endswith("none"):
+        assert lines[-1] == "AWS_ERROR_PLATFORM_NOT_SUPPORTED"

@@ -49,6 +49,8 @@ def test_hash_known_answers(name: str, expected: str) -> None:
     h.update(b"a")
     h.update("bc")
     assert h.digest().hex() == expected
+    # No update at all: the digest of the empty message, as the reference gives.
+    assert HASHES[name][0]().digest() == HASHES[name][1]().digest() == HASHES[name][2]().digest()
 
 
 @common
