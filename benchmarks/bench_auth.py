@@ -12,7 +12,8 @@ import argparse
 import datetime
 import gc
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _s3_get(auth: Any, http: Any, algorithm: Any, provider: Any) -> Callable[[], Any]:
@@ -63,8 +64,7 @@ def main() -> None:
     import awscrt.auth as ref_auth
     import awscrt.http as ref_http
 
-    import crtpy.auth as auth
-    import crtpy.http as http
+    from crtpy import auth, http
 
     akid, secret, token = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "SESSIONTOKEN" * 20
     for label, alg_name in (("SigV4 headers, S3 GET", "V4"), ("SigV4a headers, S3 GET", "V4_ASYMMETRIC")):

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any
 
 from . import NativeResource
 from ._auth import providers as _providers
@@ -17,9 +18,15 @@ from ._auth.sign_request import sign_request as _sign_request
 from ._errors import error as _error
 
 __all__ = [
-    "AwsCredentials", "AwsCredentialsProviderBase", "AwsCredentialsProvider",
-    "AwsSigningAlgorithm", "AwsSignatureType", "AwsSignedBodyValue", "AwsSignedBodyHeaderType",
-    "AwsSigningConfig", "aws_sign_request",
+    "AwsCredentials",
+    "AwsCredentialsProvider",
+    "AwsCredentialsProviderBase",
+    "AwsSignatureType",
+    "AwsSignedBodyHeaderType",
+    "AwsSignedBodyValue",
+    "AwsSigningAlgorithm",
+    "AwsSigningConfig",
+    "aws_sign_request",
 ]
 
 _MAX_TIMESTAMP = 0xFFFFFFFFFFFFFFFF
@@ -46,14 +53,14 @@ class AwsCredentials(NativeResource):
     The secret and the token are never shown by ``repr()``.
     """
 
-    __slots__ = ("_access_key_id", "_secret_access_key", "_session_token", "_expiration_ts")
+    __slots__ = ("_access_key_id", "_expiration_ts", "_secret_access_key", "_session_token")
 
-    def __init__(self, access_key_id: str, secret_access_key: str, session_token: Optional[str] = None,
-                 expiration: Optional[datetime.datetime] = None) -> None:
+    def __init__(self, access_key_id: str, secret_access_key: str, session_token: str | None = None,
+                 expiration: datetime.datetime | None = None) -> None:
         _check_str(access_key_id, "access_key_id")
         _check_str(secret_access_key, "secret_access_key")
         _check_str(session_token, "session_token", optional=True)
-        ts: Optional[int] = None
+        ts: int | None = None
         if expiration is not None:
             if not isinstance(expiration, datetime.datetime):
                 raise TypeError("expiration must be a datetime.datetime or None")
@@ -67,8 +74,8 @@ class AwsCredentials(NativeResource):
         self._expiration_ts = ts
 
     @classmethod
-    def _new(cls, access_key_id: str, secret_access_key: str, session_token: Optional[str],
-             expiration_ts: Optional[int]) -> "AwsCredentials":
+    def _new(cls, access_key_id: str, secret_access_key: str, session_token: str | None,
+             expiration_ts: int | None) -> AwsCredentials:
         self = cls.__new__(cls)
         NativeResource.__init__(self)
         self._access_key_id = access_key_id
@@ -88,21 +95,21 @@ class AwsCredentials(NativeResource):
         return self._secret_access_key
 
     @property
-    def session_token(self) -> Optional[str]:
+    def session_token(self) -> str | None:
         """Optional[str]: the session token, or None."""
         return self._session_token
 
     @property
-    def expiration(self) -> Optional[datetime.datetime]:
+    def expiration(self) -> datetime.datetime | None:
         """Optional[datetime.datetime]: expiration time in UTC, or None if they never expire."""
         if self._expiration_ts is None:
             return None
         return datetime.datetime.fromtimestamp(self._expiration_ts, tz=datetime.timezone.utc)
 
-    def __deepcopy__(self, memo: Any) -> "AwsCredentials":
+    def __deepcopy__(self, memo: Any) -> AwsCredentials:
         return self
 
-    def __copy__(self) -> "AwsCredentials":
+    def __copy__(self) -> AwsCredentials:
         return self
 
     def __reduce__(self) -> Any:
@@ -167,7 +174,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return f"<crtpy.auth.AwsCredentialsProvider {type(self._binding).__name__}>"
 
     @classmethod
-    def new_default_chain(cls, client_bootstrap: Optional[Any] = None) -> "AwsCredentialsProvider":
+    def new_default_chain(cls, client_bootstrap: Any | None = None) -> AwsCredentialsProvider:
         """The default chain of the AWS SDKs: environment variables, the shared profile
         files, web identity (``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``), the ECS
         container endpoint (when ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` or ``..._FULL_URI``
@@ -183,7 +190,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
 
     @classmethod
     def new_static(cls, access_key_id: str, secret_access_key: str,
-                   session_token: Optional[str] = None) -> "AwsCredentialsProvider":
+                   session_token: str | None = None) -> AwsCredentialsProvider:
         """A provider that always gives the same credentials."""
         _check_str(access_key_id, "access_key_id")
         _check_str(secret_access_key, "secret_access_key")
@@ -194,9 +201,9 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(_providers.StaticSource(creds))
 
     @classmethod
-    def new_profile(cls, client_bootstrap: Optional[Any] = None, profile_name: Optional[str] = None,
-                    config_filepath: Optional[str] = None,
-                    credentials_filepath: Optional[str] = None) -> "AwsCredentialsProvider":
+    def new_profile(cls, client_bootstrap: Any | None = None, profile_name: str | None = None,
+                    config_filepath: str | None = None,
+                    credentials_filepath: str | None = None) -> AwsCredentialsProvider:
         """Credentials from a profile of the shared config and credentials files: static
         keys, ``credential_process``, or a role (``role_arn`` with ``source_profile`` or
         ``web_identity_token_file``) assumed through STS.
@@ -215,7 +222,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(_providers.ProfileSource(bootstrap, profile_name, config_filepath, credentials_filepath))
 
     @classmethod
-    def new_process(cls, profile_to_use: Optional[str] = None) -> "AwsCredentialsProvider":
+    def new_process(cls, profile_to_use: str | None = None) -> AwsCredentialsProvider:
         """Credentials printed (as JSON, ``Version`` 1) by the ``credential_process``
         command of a profile of the config file.
 
@@ -226,13 +233,13 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(_providers.new_process_source(profile_to_use))
 
     @classmethod
-    def new_environment(cls) -> "AwsCredentialsProvider":
+    def new_environment(cls) -> AwsCredentialsProvider:
         """Credentials from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
         ``AWS_SESSION_TOKEN``, read at each call."""
         return cls(_providers.EnvironmentSource())
 
     @classmethod
-    def new_chain(cls, providers: Sequence["AwsCredentialsProvider"]) -> "AwsCredentialsProvider":
+    def new_chain(cls, providers: Sequence[AwsCredentialsProvider]) -> AwsCredentialsProvider:
         """Ask each provider in order until one gives credentials.
 
         Args:
@@ -247,7 +254,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(_providers.ChainSource([p._binding for p in providers]))
 
     @classmethod
-    def new_delegate(cls, get_credentials: Callable[[], AwsCredentials]) -> "AwsCredentialsProvider":
+    def new_delegate(cls, get_credentials: Callable[[], AwsCredentials]) -> AwsCredentialsProvider:
         """A provider calling ``get_credentials()`` (no arguments, returns
         :class:`AwsCredentials`) each time credentials are needed."""
         if not callable(get_credentials):
@@ -256,10 +263,10 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
 
     @classmethod
     def new_cognito(cls, *, endpoint: str, identity: str, tls_ctx: Any,
-                    logins: Optional[Sequence[Tuple[str, str]]] = None,
-                    custom_role_arn: Optional[str] = None,
-                    client_bootstrap: Optional[Any] = None,
-                    http_proxy_options: Optional[Any] = None) -> "AwsCredentialsProvider":
+                    logins: Sequence[tuple[str, str]] | None = None,
+                    custom_role_arn: str | None = None,
+                    client_bootstrap: Any | None = None,
+                    http_proxy_options: Any | None = None) -> AwsCredentialsProvider:
         """Credentials from Amazon Cognito Identity (GetCredentialsForIdentity).
 
         Args:
@@ -292,8 +299,8 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
 
     @classmethod
     def new_x509(cls, *, endpoint: str, thing_name: str, role_alias: str, tls_ctx: Any,
-                 client_bootstrap: Optional[Any] = None,
-                 http_proxy_options: Optional[Any] = None) -> "AwsCredentialsProvider":
+                 client_bootstrap: Any | None = None,
+                 http_proxy_options: Any | None = None) -> AwsCredentialsProvider:
         """Credentials from the AWS IoT credentials endpoint, authenticated by the
         X.509 client certificate of ``tls_ctx`` (mutual TLS).
 
@@ -316,7 +323,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(network.x509_source(endpoint, thing_name, role_alias, tls_ctx, bootstrap,
                                        http_proxy_options))
 
-    def get_credentials(self) -> "concurrent.futures.Future":
+    def get_credentials(self) -> concurrent.futures.Future:
         """Fetch credentials.
 
         Returns:
@@ -417,7 +424,7 @@ class AwsSigningConfig(NativeResource):
             still added to the request).
     """
 
-    __slots__ = ("_params", "_algorithm", "_signature_type", "_credentials_provider", "_date")
+    __slots__ = ("_algorithm", "_credentials_provider", "_date", "_params", "_signature_type")
 
     _attributes = ("algorithm", "signature_type", "credentials_provider", "region", "service", "date",
                    "should_sign_header", "use_double_uri_encode", "should_normalize_uri_path",
@@ -427,16 +434,16 @@ class AwsSigningConfig(NativeResource):
     def __init__(self,
                  algorithm: AwsSigningAlgorithm = AwsSigningAlgorithm.V4,
                  signature_type: AwsSignatureType = AwsSignatureType.HTTP_REQUEST_HEADERS,
-                 credentials_provider: Optional[AwsCredentialsProvider] = None,
+                 credentials_provider: AwsCredentialsProvider | None = None,
                  region: str = "",
                  service: str = "",
-                 date: Optional[datetime.datetime] = None,
-                 should_sign_header: Optional[Callable[[str], bool]] = None,
+                 date: datetime.datetime | None = None,
+                 should_sign_header: Callable[[str], bool] | None = None,
                  use_double_uri_encode: bool = True,
                  should_normalize_uri_path: bool = True,
-                 signed_body_value: Optional[str] = None,
+                 signed_body_value: str | None = None,
                  signed_body_header_type: AwsSignedBodyHeaderType = AwsSignedBodyHeaderType.NONE,
-                 expiration_in_seconds: Optional[int] = None,
+                 expiration_in_seconds: int | None = None,
                  omit_session_token: bool = False) -> None:
         algorithm = _enum(algorithm, AwsSigningAlgorithm, "algorithm")
         signature_type = _enum(signature_type, AwsSignatureType, "signature_type")
@@ -475,7 +482,7 @@ class AwsSigningConfig(NativeResource):
             signed_body_header_type=int(signed_body_header_type),
             expiration_in_seconds=expiration_in_seconds, omit_session_token=bool(omit_session_token))
 
-    def replace(self, **kwargs: Any) -> "AwsSigningConfig":
+    def replace(self, **kwargs: Any) -> AwsSigningConfig:
         """A copy of this config with the given attributes changed."""
         unknown = set(kwargs) - set(self._attributes)
         if unknown:
@@ -498,7 +505,7 @@ class AwsSigningConfig(NativeResource):
         return self._signature_type
 
     @property
-    def credentials_provider(self) -> Optional[AwsCredentialsProvider]:
+    def credentials_provider(self) -> AwsCredentialsProvider | None:
         """AwsCredentialsProvider: where the signing credentials come from."""
         return self._credentials_provider
 
@@ -518,7 +525,7 @@ class AwsSigningConfig(NativeResource):
         return self._date
 
     @property
-    def should_sign_header(self) -> Optional[Callable[[str], bool]]:
+    def should_sign_header(self) -> Callable[[str], bool] | None:
         """Optional[Callable[[str], bool]]: the header filter, or None."""
         return self._params.should_sign_header
 
@@ -533,7 +540,7 @@ class AwsSigningConfig(NativeResource):
         return self._params.should_normalize_uri_path
 
     @property
-    def signed_body_value(self) -> Optional[str]:
+    def signed_body_value(self) -> str | None:
         """Optional[str]: the canonical request's body value, or None to hash the body."""
         return self._params.signed_body_value
 
@@ -543,7 +550,7 @@ class AwsSigningConfig(NativeResource):
         return AwsSignedBodyHeaderType(self._params.signed_body_header_type)
 
     @property
-    def expiration_in_seconds(self) -> Optional[int]:
+    def expiration_in_seconds(self) -> int | None:
         """Optional[int]: ``X-Amz-Expires`` for query-parameter signing, or None."""
         return self._params.expiration_in_seconds
 
@@ -556,7 +563,7 @@ class AwsSigningConfig(NativeResource):
 _HttpRequest: Any = None
 
 
-def aws_sign_request(http_request: Any, signing_config: AwsSigningConfig) -> "concurrent.futures.Future":
+def aws_sign_request(http_request: Any, signing_config: AwsSigningConfig) -> concurrent.futures.Future:
     """Sign an HTTP request in place.
 
     Headers (``X-Amz-Date``, ``Authorization``, ...) or query parameters

@@ -12,8 +12,7 @@ import threading
 
 import pytest
 
-import crtpy.auth as auth
-import crtpy.http as http
+from crtpy import auth, http
 from crtpy._auth import signing as S
 from crtpy._auth import streaming
 from crtpy.exceptions import AwsCrtError

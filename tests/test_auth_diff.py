@@ -7,10 +7,10 @@ import hashlib
 import os
 import re
 
+from helpers.auth_diff import AKID, FIXED_DATE, SECRET, sign_both
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.auth_diff import AKID, FIXED_DATE, SECRET, sign_both
 from crtpy._auth import signing as S
 from crtpy._auth import sigv4a
 
@@ -70,7 +70,7 @@ configs = st.fixed_dictionaries({
 tokens = st.sampled_from([None, "TOKEN/with+specials==", "t"])
 
 
-def _request(path: str, query: "str | None") -> str:
+def _request(path: str, query: str | None) -> str:
     return path if query is None else path + "?" + query
 
 

@@ -8,11 +8,11 @@ import re
 from urllib.parse import parse_qs
 
 import pytest
-
-import crtpy.auth as auth
-import crtpy.io as crt_io
 from helpers.auth_servers import EcsEndpoint, LocalServer, ecs_endpoint, imds, moto_server  # noqa: F401
 from helpers.certs import pki  # noqa: F401
+
+import crtpy.io as crt_io
+from crtpy import auth
 
 UTC = datetime.timezone.utc
 ROLE = "arn:aws:iam::123456789012:role/test-role"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import threading
 
 import pytest
 
-import crtpy.auth as auth
+from crtpy import auth
 from crtpy._auth import providers as P
 from crtpy._auth.profile import parse
 from crtpy.exceptions import AwsCrtError

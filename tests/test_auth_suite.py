@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers.auth_suite import SUITE, Case, cases
+
 from crtpy._auth import signing as S
 from crtpy._auth import sigv4a
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .._errors import error
 from . import httpfetch
@@ -19,8 +20,8 @@ _log = logging.getLogger("crtpy.auth")
 _FAIL = "AWS_AUTH_CREDENTIALS_PROVIDER_COGNITO_SOURCE_FAILURE"
 
 
-def fetch_blocking(endpoint: str, identity: str, tls_ctx: Any, logins: Optional[Sequence[tuple[str, str]]],
-                   custom_role_arn: Optional[str], bootstrap: Any, proxy: Any) -> Any:
+def fetch_blocking(endpoint: str, identity: str, tls_ctx: Any, logins: Sequence[tuple[str, str]] | None,
+                   custom_role_arn: str | None, bootstrap: Any, proxy: Any) -> Any:
     override = os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY")
     ep = httpfetch.parse_endpoint(override or endpoint)
     doc: dict[str, Any] = {"IdentityId": identity}

@@ -9,15 +9,16 @@ made on first use, and reading it needs no lock since it never changes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures._base import FINISHED
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .._runtime.callbacks import invoke
 from .._runtime.futures import CrtFuture
 
 
 class DoneFuture(CrtFuture):
-    def __init__(self, result: Any = None, exception: Optional[BaseException] = None) -> None:
+    def __init__(self, result: Any = None, exception: BaseException | None = None) -> None:
         # Deliberately no super().__init__(): the state is final from the start.
         self._state = FINISHED
         self._result = result
@@ -36,12 +37,12 @@ class DoneFuture(CrtFuture):
     def _condition(self, value: threading.Condition) -> None:
         self.__dict__["_cond"] = value
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         if self._exception is not None:
             raise self._exception
         return self._result
 
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+    def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._exception
 
     def done(self) -> bool:

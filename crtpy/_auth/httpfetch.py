@@ -5,11 +5,15 @@ are capped (credentials documents are small) and every request has a timeout.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import error
+
+_log = logging.getLogger("crtpy.auth")
 
 MAX_BODY = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
@@ -54,7 +58,7 @@ def parse_endpoint(url: str, default_scheme: str = "https") -> Endpoint:
 
 
 def request(endpoint: Endpoint, method: str, path: str, headers: Sequence[tuple[str, str]] = (),
-            body: Optional[bytes] = None, *, tls_ctx: Any = None, bootstrap: Any = None,
+            body: bytes | None = None, *, tls_ctx: Any = None, bootstrap: Any = None,
             proxy_options: Any = None, timeout: float = DEFAULT_TIMEOUT,
             signer: Any = None) -> Response:
     """Send one request and return the whole response.  ``signer(request)`` may sign the
@@ -103,4 +107,4 @@ def request(endpoint: Endpoint, method: str, path: str, headers: Sequence[tuple[
         try:
             conn.close()
         except Exception:  # noqa: BLE001
-            pass
+            _log.debug("closing the credentials connection failed", exc_info=True)

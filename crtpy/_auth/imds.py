@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Optional
+from typing import Any
 
 from .._errors import error
 from . import httpfetch
@@ -40,7 +40,7 @@ class _Client:
     def __init__(self, bootstrap: Any) -> None:
         self._bootstrap = bootstrap
         self._endpoint = endpoint()
-        self._token: Optional[str] = None
+        self._token: str | None = None
 
     def _send(self, method: str, path: str, headers: list[tuple[str, str]]) -> httpfetch.Response:
         try:

@@ -3,18 +3,22 @@ container endpoint, Cognito Identity and the IoT X.509 credentials endpoint, plu
 default provider chain that strings them together."""
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .._errors import error
 from .._runtime.futures import CrtFuture, failed
 from . import providers as P
 
+_log = logging.getLogger("crtpy.auth")
+
 
 class FailingSource(P.Source):
     """A source that always fails with one error name (used when a source cannot work)."""
 
-    def __init__(self, error_name: str, message: Optional[str] = None) -> None:
+    def __init__(self, error_name: str, message: str | None = None) -> None:
         self._name = error_name
         self._message = message
 
@@ -30,8 +34,8 @@ def default_chain(bootstrap: Any) -> P.Source:
     sources: list[P.Source] = [P.EnvironmentSource()]
     try:
         sources.append(P.ProfileSource(bootstrap, None, None, None))
-    except Exception:  # noqa: BLE001 - no usable profile: skip this link
-        pass
+    except Exception as exc:  # noqa: BLE001 - no usable profile: skip this link
+        _log.debug("default chain: no profile link (%s)", getattr(exc, "name", type(exc).__name__))
     token_file = os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
     role_arn = os.environ.get("AWS_ROLE_ARN")
     if token_file and role_arn:
@@ -46,7 +50,7 @@ def default_chain(bootstrap: Any) -> P.Source:
 
 
 def web_identity_source(bootstrap: Any, role_arn: str, token_file: str,
-                        session_name: Optional[str]) -> P.Source:
+                        session_name: str | None) -> P.Source:
     from . import sts
 
     def fetch() -> Any:
@@ -69,8 +73,8 @@ def imds_source(bootstrap: Any) -> P.Source:
     return P.CachingSource(P.BlockingSource(lambda: imds.fetch_blocking(bootstrap)))
 
 
-def cognito_source(endpoint: str, identity: str, tls_ctx: Any, logins: Optional[Sequence[tuple[str, str]]],
-                   custom_role_arn: Optional[str], bootstrap: Any, proxy: Any) -> P.Source:
+def cognito_source(endpoint: str, identity: str, tls_ctx: Any, logins: Sequence[tuple[str, str]] | None,
+                   custom_role_arn: str | None, bootstrap: Any, proxy: Any) -> P.Source:
     from . import cognito
 
     return P.CachingSource(P.BlockingSource(lambda: cognito.fetch_blocking(

@@ -11,31 +11,30 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 from .._errors import error
 
 Profiles = dict[str, dict[str, str]]
 
 
-def config_path(explicit: Optional[str] = None) -> str:
+def config_path(explicit: str | None = None) -> str:
     path = explicit or os.environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config")
     return os.path.expanduser(path)
 
 
-def credentials_path(explicit: Optional[str] = None) -> str:
+def credentials_path(explicit: str | None = None) -> str:
     path = (explicit or os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
             or os.path.join("~", ".aws", "credentials"))
     return os.path.expanduser(path)
 
 
-def profile_name(explicit: Optional[str] = None) -> str:
+def profile_name(explicit: str | None = None) -> str:
     return explicit or os.environ.get("AWS_PROFILE") or "default"
 
 
 def parse(text: str, is_config: bool) -> Profiles:
     profiles: Profiles = {}
-    current: Optional[dict[str, str]] = None
+    current: dict[str, str] | None = None
     in_property_block = False
     for raw in text.splitlines():
         stripped = raw.strip()
@@ -51,7 +50,7 @@ def parse(text: str, is_config: bool) -> Profiles:
             if is_config:
                 if name == "default":
                     pass
-                elif name.startswith("profile ") or name.startswith("profile\t"):
+                elif name.startswith(("profile ", "profile\t")):
                     name = name[8:].strip()
                 else:
                     current = None  # sso-session, services, ... sections
@@ -83,7 +82,7 @@ def parse(text: str, is_config: bool) -> Profiles:
     return profiles
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -96,7 +95,7 @@ class ProfileSet:
     config: Profiles = field(default_factory=dict)
     credentials: Profiles = field(default_factory=dict)
 
-    def get(self, name: str) -> Optional[dict[str, str]]:
+    def get(self, name: str) -> dict[str, str] | None:
         if name not in self.config and name not in self.credentials:
             return None
         merged = dict(self.config.get(name, {}))
@@ -104,7 +103,7 @@ class ProfileSet:
         return merged
 
 
-def load(config_file: Optional[str] = None, credentials_file: Optional[str] = None,
+def load(config_file: str | None = None, credentials_file: str | None = None,
          require_any: bool = True) -> ProfileSet:
     """Read both files.  With ``require_any``, a missing pair of files is an error."""
     cfg_text = _read(config_path(config_file))

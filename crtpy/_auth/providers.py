@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._errors import error
 from .._runtime.callbacks import WorkerPool
@@ -31,7 +32,7 @@ REFRESH_MARGIN_SEC = 60.0
 #: How long credentials without an expiration are kept by a cache.
 NON_EXPIRING_CACHE_SEC = 15 * 60.0
 
-_pool: Optional[WorkerPool] = None
+_pool: WorkerPool | None = None
 _pool_lock = threading.Lock()
 
 
@@ -43,8 +44,8 @@ def _worker_pool() -> WorkerPool:
         return _pool
 
 
-def make_credentials(access_key_id: str, secret_access_key: str, session_token: Optional[str] = None,
-                     expiration: Optional[float] = None) -> Any:
+def make_credentials(access_key_id: str, secret_access_key: str, session_token: str | None = None,
+                     expiration: float | None = None) -> Any:
     """Build a ``crtpy.auth.AwsCredentials`` (expiration as a POSIX timestamp)."""
     from ..auth import AwsCredentials
 
@@ -153,7 +154,7 @@ class ChainSource(Source):
         self._try(0, result, None)
         return result
 
-    def _try(self, index: int, result: CrtFuture, last_exc: Optional[BaseException]) -> None:
+    def _try(self, index: int, result: CrtFuture, last_exc: BaseException | None) -> None:
         while index < len(self._sources):
             source = self._sources[index]
             try:
@@ -163,11 +164,11 @@ class ChainSource(Source):
                 index += 1
                 continue
             if fut.done():
-                exc = fut.exception()
-                if exc is None:
+                err = fut.exception()
+                if err is None:
                     result.try_set_result(fut.result())
                     return
-                last_exc = exc
+                last_exc = err
                 index += 1
                 continue
             nxt = index + 1
@@ -185,7 +186,7 @@ class ChainSource(Source):
                                  else error("AWS_AUTH_SIGNING_NO_CREDENTIALS"))
 
 
-def _expiry_of(creds: Any) -> Optional[float]:
+def _expiry_of(creds: Any) -> float | None:
     return creds._expiration_ts
 
 
@@ -203,7 +204,7 @@ class CachingSource(Source):
         self._lock = threading.Lock()
         self._creds: Any = None
         self._valid_until = 0.0
-        self._pending: Optional[CrtFuture] = None
+        self._pending: CrtFuture | None = None
 
     def peek(self) -> Any:
         creds = self._creds
@@ -278,7 +279,7 @@ def parse_timestamp(text: str) -> float:
     from datetime import datetime, timezone
 
     value = text.strip()
-    if value.endswith("Z") or value.endswith("z"):
+    if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
@@ -296,7 +297,7 @@ def run_credential_process(command: str) -> Any:
 
     try:
         proc = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              stdin=subprocess.DEVNULL, timeout=60)
+                              stdin=subprocess.DEVNULL, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         _log.warning("credential_process could not be run")
         raise error("AWS_ERROR_STRING_MATCH_NOT_FOUND", "The credential process failed.") from None
@@ -323,7 +324,7 @@ def run_credential_process(command: str) -> Any:
     return make_credentials(ak, sk, token, expiration)
 
 
-def new_process_source(profile_to_use: Optional[str]) -> Source:
+def new_process_source(profile_to_use: str | None) -> Source:
     from . import profile as _profile
 
     profiles = _profile.load(require_any=False)
@@ -340,8 +341,8 @@ class ProfileSource(Source):
     """Credentials from a profile: static keys, ``credential_process``, or a role assumed
     through STS (``role_arn`` with ``source_profile`` / ``web_identity_token_file``)."""
 
-    def __init__(self, bootstrap: Any, name: Optional[str], config_file: Optional[str],
-                 credentials_file: Optional[str]) -> None:
+    def __init__(self, bootstrap: Any, name: str | None, config_file: str | None,
+                 credentials_file: str | None) -> None:
         from . import profile as _profile
 
         self._bootstrap = bootstrap

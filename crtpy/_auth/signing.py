@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from hashlib import sha256
-from operator import itemgetter
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence
+from hashlib import sha256
+from operator import itemgetter
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from .._errors import error
@@ -64,13 +65,13 @@ class SigningParams:
     signature_type: int = HEADERS
     region: str = ""
     service: str = ""
-    date: Optional[datetime] = None
-    should_sign_header: Optional[Callable[..., bool]] = None
+    date: datetime | None = None
+    should_sign_header: Callable[..., bool] | None = None
     use_double_uri_encode: bool = True
     should_normalize_uri_path: bool = True
-    signed_body_value: Optional[str] = None
+    signed_body_value: str | None = None
     signed_body_header_type: int = BODY_HEADER_NONE
-    expiration_in_seconds: Optional[int] = None
+    expiration_in_seconds: int | None = None
     omit_session_token: bool = False
     _memo: Any = field(default=None, repr=False, compare=False)
 
@@ -84,7 +85,7 @@ class SigningResult:
     ``string_to_sign`` are kept for tests and for chunk signing (the seed signature)."""
 
     headers: list[tuple[str, str]] = field(default_factory=list)
-    path: Optional[str] = None
+    path: str | None = None
     signature: str = ""
     canonical_request: str = ""
     string_to_sign: str = ""
@@ -146,7 +147,7 @@ def canonical_header_value(value: str) -> str:
 
 # -- signing keys ----------------------------------------------------------------------
 
-_KEY_CACHE: dict[tuple[str, str, str, str], "HmacKey"] = {}
+_KEY_CACHE: dict[tuple[str, str, str, str], HmacKey] = {}
 _KEY_CACHE_MAX = 256
 _key_lock = threading.Lock()
 
@@ -155,7 +156,7 @@ class HmacKey:
     """An HMAC-SHA256 key with its inner and outer pad states precomputed, so each
     signature costs two hash-object copies instead of a full HMAC setup."""
 
-    __slots__ = ("key", "_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -200,7 +201,7 @@ def signing_key(secret: str, datestamp: str, region: str, service: str) -> bytes
 
 # -- canonical request -------------------------------------------------------------------
 
-def _parse_target(target: str) -> tuple[str, Optional[str], str]:
+def _parse_target(target: str) -> tuple[str, str | None, str]:
     """Split a request target as the reference's URI parser does.
 
     Returns (the target without its query, the query or None, the path to canonicalize).
@@ -237,7 +238,7 @@ def _parse_target(target: str) -> tuple[str, Optional[str], str]:
     return head, query, ("/" if slash < 0 else rest[slash:])
 
 
-def _parse_query(query: Optional[str]) -> list[tuple[str, str]]:
+def _parse_query(query: str | None) -> list[tuple[str, str]]:
     """Raw (key, value) pairs of a query string, empty parameters dropped."""
     if not query:
         return []
@@ -338,7 +339,7 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")
 class _Memo:
     """Values derived from a SigningParams and a date, computed once per config."""
 
-    __slots__ = ("date", "stamp", "day", "alg_name", "scope", "token_name")
+    __slots__ = ("alg_name", "date", "day", "scope", "stamp", "token_name")
 
     def __init__(self, params: SigningParams, date: datetime) -> None:
         self.date = date
@@ -375,7 +376,7 @@ def _canonical_uri(uri_path: str, params: SigningParams) -> str:
 # -- the signer --------------------------------------------------------------------------
 
 def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_hash: str,
-         access_key_id: str, secret_access_key: str, session_token: Optional[str],
+         access_key_id: str, secret_access_key: str, session_token: str | None,
          params: SigningParams) -> SigningResult:
     """Sign a request described by plain data; see :class:`SigningResult`."""
     memo = _memo(params)
@@ -488,16 +489,15 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
 
         signature = sigv4a.sign_hex(access_key_id, secret_access_key, string_to_sign.encode())
     else:
-        key = _KEY_CACHE.get((secret_access_key, memo.day, params.region, params.service))
-        if key is None:
-            key = signing_hmac_key(secret_access_key, memo.day, params.region, params.service)
-        signature = key.digest(string_to_sign.encode()).hex()
+        hkey = _KEY_CACHE.get((secret_access_key, memo.day, params.region, params.service))
+        if hkey is None:
+            hkey = signing_hmac_key(secret_access_key, memo.day, params.region, params.service)
+        signature = hkey.digest(string_to_sign.encode()).hex()
 
     if params.signature_type == HEADERS:
-        added_headers.append((
-            "Authorization",
-            f"{alg_name} Credential={access_key_id}/{scope}, SignedHeaders={signed_names}, "
-            f"Signature={signature}"))
+        authorization = (f"{alg_name} Credential={access_key_id}/{scope}, SignedHeaders={signed_names}, "
+                         f"Signature={signature}")
+        added_headers.append(("Authorization", authorization))
         return SigningResult(added_headers, None, signature, canonical_request, string_to_sign, stamp, scope)
     # The query is rebuilt from its parsed parameters (empty ones dropped, a bare key
     # gets "="), followed by the signing parameters.

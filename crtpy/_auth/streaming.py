@@ -13,21 +13,21 @@ credentials' derived ECDSA key.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable, Optional, Union
 
 from .._errors import error
 from . import signing as S
 from . import sigv4a
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 _EMPTY_SHA256 = S.EMPTY_SHA256
 
 
 class _Base:
     def __init__(self, access_key_id: str, secret_access_key: str, params: S.SigningParams,
-                 seed_signature: str, date: Optional[datetime] = None) -> None:
+                 seed_signature: str, date: datetime | None = None) -> None:
         if not seed_signature:
             raise error("AWS_AUTH_SIGNING_MISSING_PREVIOUS_SIGNATURE")
         self._akid = access_key_id
@@ -109,7 +109,7 @@ def _encode_date_header(millis: int) -> bytes:
 class EventSigner(_Base):
     """Signs event-stream messages; each signature chains from the previous one."""
 
-    def sign_event(self, payload: Buffer, date: Optional[datetime] = None) -> tuple[int, bytes]:
+    def sign_event(self, payload: Buffer, date: datetime | None = None) -> tuple[int, bytes]:
         """Return (``:date`` in epoch milliseconds, ``:chunk-signature`` bytes) for a
         message whose encoded bytes are ``payload`` (empty for the closing frame)."""
         when = date or datetime.now(timezone.utc)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import xml.etree.ElementTree as ET
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlencode
 
 from .._errors import error
@@ -25,7 +25,7 @@ _FAIL_WEB = "AWS_AUTH_CREDENTIALS_PROVIDER_STS_WEB_IDENTITY_SOURCE_FAILURE"
 DURATION_SECONDS = 900
 
 
-def region_of(region: Optional[str]) -> str:
+def region_of(region: str | None) -> str:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
@@ -68,7 +68,7 @@ def _post(ep: httpfetch.Endpoint, form: dict[str, str], bootstrap: Any, fail: st
 
 
 def assume_role_blocking(bootstrap: Any, source_credentials: Any, role_arn: str, session_name: str,
-                         region: Optional[str] = None, external_id: Optional[str] = None,
+                         region: str | None = None, external_id: str | None = None,
                          duration_seconds: int = DURATION_SECONDS) -> Any:
     region = region_of(region)
     ep = endpoint(region)
@@ -90,7 +90,7 @@ def assume_role_blocking(bootstrap: Any, source_credentials: Any, role_arn: str,
 
 
 def assume_role_with_web_identity_blocking(bootstrap: Any, role_arn: str, session_name: str, token_file: str,
-                                           region: Optional[str] = None) -> Any:
+                                           region: str | None = None) -> Any:
     try:
         with open(os.path.expanduser(token_file), encoding="utf-8") as f:
             token = f.read().strip()

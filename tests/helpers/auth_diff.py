@@ -3,28 +3,28 @@ from __future__ import annotations
 
 import datetime
 import io
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import awscrt.auth as ref_auth
 import awscrt.http as ref_http
 
-import crtpy.auth as auth
-import crtpy.http as http
+from crtpy import auth, http
 
 FIXED_DATE = datetime.datetime(2024, 2, 29, 23, 59, 58, tzinfo=datetime.timezone.utc)
 AKID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
 
-def sign_both(method: str, path: str, headers: Sequence[tuple[str, str]], body: Optional[bytes],
-              token: Optional[str] = None, **config: Any) -> tuple[Any, Any]:
+def sign_both(method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes | None,
+              token: str | None = None, **config: Any) -> tuple[Any, Any]:
     """Sign with both runtimes; each result is ("ok", path, headers) or ("error", name)."""
     return (_sign(auth, http, method, path, headers, body, token, config),
             _sign(ref_auth, ref_http, method, path, headers, body, token, config))
 
 
 def _sign(a: Any, h: Any, method: str, path: str, headers: Sequence[tuple[str, str]],
-          body: Optional[bytes], token: Optional[str], config: dict[str, Any]) -> Any:
+          body: bytes | None, token: str | None, config: dict[str, Any]) -> Any:
     cfg_args = dict(config)
     for key, enum_name in (("algorithm", "AwsSigningAlgorithm"), ("signature_type", "AwsSignatureType"),
                            ("signed_body_header_type", "AwsSignedBodyHeaderType")):

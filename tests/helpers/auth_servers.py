@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pytest
-
 from conftest import free_port
 
 Handler = Callable[["Request"], tuple[int, dict[str, str], bytes]]
@@ -28,7 +28,7 @@ class Request:
 class LocalServer:
     """A threaded HTTP(S) server calling ``handler(Request) -> (status, headers, body)``."""
 
-    def __init__(self, handler: Handler, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.requests: list[Request] = []
         self.lock = threading.Lock()
@@ -67,7 +67,7 @@ class LocalServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         self.thread.start()
         return self
 

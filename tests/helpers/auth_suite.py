@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 SUITE = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "aws-signing-test-suite"
 SUITE = Path(os.path.normpath(SUITE))
@@ -23,7 +22,7 @@ class Case:
     headers: list[tuple[str, str]]
     body: bytes
 
-    def text(self, name: str) -> Optional[str]:
+    def text(self, name: str) -> str | None:
         p = self.folder / name
         return p.read_text(encoding="utf-8") if p.exists() else None
 
@@ -37,7 +36,7 @@ class Case:
 
 
 def parse_request(raw: str) -> tuple[str, str, list[tuple[str, str]], bytes]:
-    head, sep, body = raw.partition("\n\n")
+    head, _, body = raw.partition("\n\n")
     lines = head.split("\n")
     method, rest = lines[0].split(" ", 1)
     path = rest.rsplit(" ", 1)[0]
