@@ -36,6 +36,7 @@ once the whole frame has been handed to the operating system.  Cap the number of
 from __future__ import annotations
 
 import logging
+import traceback
 import weakref
 from dataclasses import dataclass
 from enum import IntEnum
@@ -284,7 +285,10 @@ class _Callbacks:
         try:
             fn(data)
         except BaseException:  # noqa: BLE001 - a user's error closes the connection
-            _log.exception("exception in WebSocket %s callback; closing the WebSocket", name)
+            # Log the formatted traceback, not the exception object: a kept log record must
+            # not keep the connection's frames alive.
+            _log.error("exception in WebSocket %s callback; closing the WebSocket\n%s",
+                       name, traceback.format_exc())
             if self._conn is not None:
                 self._conn.close()
 

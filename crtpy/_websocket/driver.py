@@ -107,6 +107,7 @@ class Connection(NativeResource):
         self._close_sent_flag = False  # a CLOSE was handed to send_frame / close()
         self._undelivered = 0
         self._blocked_on_callbacks = False
+        self._finished = False  # the connection ended; nothing more to do on the loop
 
     # ------------------------------------------------------------------ connecting -------
     def start(self, host: str, port: int, request_bytes: bytes, key: Optional[str], *,
@@ -141,7 +142,8 @@ class Connection(NativeResource):
             elif not hasattr(exc, "name"):
                 exc = map_connect_error(exc)
             self._state = "closed"
-            self._queue.post(self._sink.setup, exc, None, None, None, None)
+            self._finished = True
+            self._queue.post(self._sink.setup, exc.with_traceback(None), None, None, None, None)
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -163,6 +165,7 @@ class Connection(NativeResource):
         from .._errors import error
 
         self._state = "closed"
+        self._finished = True
         self._cancel_timer()
         self._queue.post(self._sink.setup, error(name, detail), None, status, headers, body)
         if self._transport is not None:
@@ -283,6 +286,7 @@ class Connection(NativeResource):
     def _connection_lost(self, exc: Optional[BaseException]) -> None:
         state = self._state
         self._state = "closed"
+        self._finished = True
         self._cancel_timer()
         if state == "handshake":
             try:
@@ -412,6 +416,8 @@ class Connection(NativeResource):
         """Start shutting down (any thread, idempotent)."""
         with self._lock:
             self._close_sent_flag = True
+        if self._finished:
+            return
         try:
             self._loop.call_soon_threadsafe(self._close_on_loop)
         except RuntimeError:
@@ -426,7 +432,7 @@ class Connection(NativeResource):
                              None, None, None)
 
     def increment_read_window(self, size: int) -> None:
-        if not self._manage_window or size == 0:
+        if not self._manage_window or size == 0 or self._finished:
             return
         try:
             self._loop.call_soon_threadsafe(self._increment_on_loop, size)

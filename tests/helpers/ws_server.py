@@ -248,3 +248,153 @@ class RawServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Recorder:
+    """Connects a client of ``module`` (``crtpy.websocket`` or ``awscrt.websocket``) and
+    records every callback as a plain tuple, so two implementations can be compared.
+
+    ``events`` holds ``("setup", error_name, status)``, ``("begin", opcode_name, length,
+    fin)``, ``("payload", bytes)``, ``("complete", error_name)``, ``("shutdown",
+    error_name)``; ``messages`` receives whole messages as ``(opcode_name, bytes)``
+    (control frames included)."""
+
+    def __init__(self, module) -> None:  # type: ignore[no-untyped-def]
+        import queue
+
+        self.W = module
+        self.events: list[tuple] = []
+        self.setup_done = threading.Event()
+        self.shutdown_done = threading.Event()
+        self.setup_data = None
+        self.shutdown_data = None
+        self.websocket = None
+        self.messages: "queue.Queue[tuple[str, bytes]]" = queue.Queue()
+        self.callback_threads: set[str] = set()
+        self._msg_op: Optional[str] = None
+        self._msg = bytearray()
+        self._ctrl = bytearray()
+        self.payload_bytes = 0
+        self.payload_event = threading.Event()
+
+    @staticmethod
+    def _name(exc) -> Optional[str]:  # type: ignore[no-untyped-def]
+        return None if exc is None else getattr(exc, "name", type(exc).__name__)
+
+    def _on_setup(self, d) -> None:  # type: ignore[no-untyped-def]
+        self.callback_threads.add(threading.current_thread().name)
+        self.setup_data = d
+        self.websocket = d.websocket
+        self.events.append(("setup", self._name(d.exception), d.handshake_response_status))
+        self.setup_done.set()
+
+    def _on_shutdown(self, d) -> None:  # type: ignore[no-untyped-def]
+        self.callback_threads.add(threading.current_thread().name)
+        self.shutdown_data = d
+        self.events.append(("shutdown", self._name(d.exception)))
+        self.shutdown_done.set()
+
+    def _on_begin(self, d) -> None:  # type: ignore[no-untyped-def]
+        self.callback_threads.add(threading.current_thread().name)
+        f = d.frame
+        self.events.append(("begin", f.opcode.name, f.payload_length, f.fin))
+        if f.opcode.is_data_frame():
+            if f.opcode.name != "CONTINUATION":
+                self._msg_op = f.opcode.name
+                self._msg = bytearray()
+        else:
+            self._ctrl = bytearray()
+
+    def _on_payload(self, d) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("payload", bytes(d.data)))
+        if d.frame.opcode.is_data_frame():
+            self._msg += d.data
+            self.payload_bytes += len(d.data)
+            self.payload_event.set()
+        else:
+            self._ctrl += d.data
+
+    def _on_complete(self, d) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("complete", self._name(d.exception)))
+        if d.exception is not None:
+            return
+        f = d.frame
+        if not f.opcode.is_data_frame():
+            self.messages.put((f.opcode.name, bytes(self._ctrl)))
+        elif f.fin:
+            self.messages.put((self._msg_op or "?", bytes(self._msg)))
+
+    def connect(self, port: int, *, host: str = "127.0.0.1", path: str = "/", request=None,  # type: ignore[no-untyped-def]
+                **kwargs) -> "Recorder":
+        if request is None:
+            request = self.W.create_handshake_request(host=host, path=path)
+        self.W.connect(host=host, port=port, handshake_request=request,
+                       on_connection_setup=self._on_setup,
+                       on_connection_shutdown=self._on_shutdown,
+                       on_incoming_frame_begin=self._on_begin,
+                       on_incoming_frame_payload=self._on_payload,
+                       on_incoming_frame_complete=self._on_complete, **kwargs)
+        return self
+
+    def wait_setup(self, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        assert self.setup_done.wait(timeout), "on_connection_setup was not called"
+        return self.setup_data
+
+    def wait_open(self, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        d = self.wait_setup(timeout)
+        assert d.exception is None, f"connection failed: {d.exception!r}"
+        return d.websocket
+
+    def wait_shutdown(self, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        assert self.shutdown_done.wait(timeout), "on_connection_shutdown was not called"
+        return self.shutdown_data
+
+    def next_message(self, timeout: float = 10.0) -> tuple[str, bytes]:
+        return self.messages.get(timeout=timeout)
+
+    def next_data_message(self, timeout: float = 10.0) -> tuple[str, bytes]:
+        """The next TEXT/BINARY message, skipping control frames (PONGs and the like)."""
+        while True:
+            op, data = self.next_message(timeout)
+            if op in ("TEXT", "BINARY"):
+                return op, data
+
+    def close_and_release(self, timeout: float = 10.0) -> None:
+        """Close the WebSocket (if any), wait for the shutdown callback, drop every
+        reference and wait until the connection object is gone (for leak checks)."""
+        import gc
+        import time
+        import weakref
+
+        ws = self.websocket
+        if ws is None:
+            self.forget()
+            return
+        binding = weakref.ref(ws._binding) if hasattr(ws, "_binding") else None
+        ws.close()
+        self.wait_shutdown(timeout)
+        self.forget()
+        del ws
+        deadline = time.monotonic() + timeout
+        while binding is not None and binding() is not None and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.01)
+
+    def forget(self) -> None:
+        """Drop references to callback data (so leak checks see the WebSocket go)."""
+        self.websocket = None
+        self.setup_data = None
+        self.shutdown_data = None
+
+    def send_and_wait(self, opcode, payload=None, fin=True, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        """send_frame and wait for on_complete; returns the OnSendFrameCompleteData."""
+        done = threading.Event()
+        box = []
+
+        def on_complete(d):  # type: ignore[no-untyped-def]
+            box.append(d)
+            done.set()
+
+        self.websocket.send_frame(opcode, payload, fin=fin, on_complete=on_complete)
+        assert done.wait(timeout), "send_frame on_complete was not called"
+        return box[0]
