@@ -68,12 +68,12 @@ def _round(fn: Callable[[bytes], Any], data: bytes, calls: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     args = ap.parse_args()
     rounds = 2 if args.quick else args.rounds
     scale = 0.25 if args.quick else 1.0
-    sizes = [("64MiB", 64 << 20, 2), ("4KiB", 4096, int(40000 * scale)), ("64B", 64, int(200000 * scale))]
+    sizes = [("64MiB", 64 << 20, 1), ("4KiB", 4096, int(10000 * scale)), ("64B", 64, int(50000 * scale))]
     cases: list[tuple[str, Callable[[bytes], Any], Callable[[bytes], Any] | None]] = [
         ("md5", _hash_op(ours.Hash.md5_new), _hash_op(ref.Hash.md5_new)),
         ("sha1", _hash_op(ours.Hash.sha1_new), _hash_op(ref.Hash.sha1_new)),
