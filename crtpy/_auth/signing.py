@@ -375,6 +375,8 @@ def _canonical_uri(uri_path: str, params: SigningParams) -> str:
 
 # -- the signer --------------------------------------------------------------------------
 
+_sigv4a_sign: Any = None  # crtpy._auth.sigv4a.sign_hex, imported on first SigV4a use
+
 def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_hash: str,
          access_key_id: str, secret_access_key: str, session_token: str | None,
          params: SigningParams) -> SigningResult:
@@ -485,9 +487,10 @@ def sign(method: str, path: str, headers: Sequence[tuple[str, str]], payload_has
     string_to_sign = (f"{alg_name}\n{stamp}\n{scope}\n"
                       + sha256(canonical_request.encode()).hexdigest())
     if asymmetric:
-        from . import sigv4a
-
-        signature = sigv4a.sign_hex(access_key_id, secret_access_key, string_to_sign.encode())
+        global _sigv4a_sign
+        if _sigv4a_sign is None:
+            from .sigv4a import sign_hex as _sigv4a_sign
+        signature = _sigv4a_sign(access_key_id, secret_access_key, string_to_sign.encode())
     else:
         hkey = _KEY_CACHE.get((secret_access_key, memo.day, params.region, params.service))
         if hkey is None:

@@ -64,7 +64,10 @@ def sign_digest(access_key_id: str, secret_access_key: str, digest: bytes) -> by
 
 def sign_hex(access_key_id: str, secret_access_key: str, message: bytes) -> str:
     """Hex DER signature over SHA-256(message)."""
-    return sign_digest(access_key_id, secret_access_key, hashlib.sha256(message).digest()).hex()
+    key = _cache.get((access_key_id, secret_access_key))
+    if key is None:
+        key = private_key(access_key_id, secret_access_key)
+    return key.sign(hashlib.sha256(message).digest(), _PREHASHED).hex()
 
 
 def public_key_xy(access_key_id: str, secret_access_key: str) -> tuple[int, int]:
