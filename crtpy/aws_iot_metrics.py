@@ -32,9 +32,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
-__all__ = ["IoTMetricsMetadata", "AWSIoTMetrics", "IOT_SDK_METRICS_FEATURE_VERSION"]
+__all__ = ["IOT_SDK_METRICS_FEATURE_VERSION", "AWSIoTMetrics", "IoTMetricsMetadata"]
 
 
 @dataclass
@@ -60,7 +60,7 @@ class AWSIoTMetrics:
     """
 
     library_name: str = "IoTDeviceSDK/Python"
-    metadata_entries: Optional[List[IoTMetricsMetadata]] = None
+    metadata_entries: list[IoTMetricsMetadata] | None = None
 
 
 #: Version of the feature-list encoding (``IoTSDKMetricsVersion``).
@@ -101,7 +101,7 @@ _CERT_SOURCE = {"CERTIFICATE_FILES": "A", "PKCS11": "B", "WINDOWS_CERT_STORE": "
 _CERT_SOURCE_BY_INT = {0: "CERTIFICATE_FILES", 1: "PKCS11", 2: "WINDOWS_CERT_STORE", 4: "PKCS12_FILE"}
 
 
-def _member_name(value: Any, enum_path: Optional[Tuple[str, str]] = None) -> Optional[str]:
+def _member_name(value: Any, enum_path: tuple[str, str] | None = None) -> str | None:
     """Name of an enum member (crtpy's or awscrt's); a plain int is looked up in the
     crtpy enum ``enum_path`` = (module, class)."""
     if value is None:
@@ -119,7 +119,7 @@ def _member_name(value: Any, enum_path: Optional[Tuple[str, str]] = None) -> Opt
     return None
 
 
-def _lookup(table: Dict[str, str], value: Any, enum_path: Optional[Tuple[str, str]] = None) -> Optional[str]:
+def _lookup(table: dict[str, str], value: Any, enum_path: tuple[str, str] | None = None) -> str | None:
     name = _member_name(value, enum_path)
     return table.get(name) if name is not None else None
 
@@ -159,7 +159,7 @@ def _tls_attribute(tls_ctx: Any, private: str, public: str) -> Any:
     return None
 
 
-def _certificate_source_value(tls_ctx: Any) -> Optional[str]:
+def _certificate_source_value(tls_ctx: Any) -> str | None:
     source = _tls_attribute(tls_ctx, "_certificate_source", "")
     if source is not None:
         name = source.name if isinstance(source, Enum) else _CERT_SOURCE_BY_INT.get(int(source))
@@ -179,7 +179,7 @@ def _certificate_source_value(tls_ctx: Any) -> Optional[str]:
     return None
 
 
-def _tls_features(tls_ctx: Any) -> List[str]:
+def _tls_features(tls_ctx: Any) -> list[str]:
     features = []
     value = _certificate_source_value(tls_ctx)
     if value:
@@ -197,7 +197,7 @@ def _get_encoded_feature_list(client_options: Any) -> str:
     """``IoTSDKFeature`` pairs for an MQTT 5 client's options."""
     features = []
 
-    def add(feature: _MetricsFeatureId, value: Optional[str]) -> None:
+    def add(feature: _MetricsFeatureId, value: str | None) -> None:
         if value:
             features.append(f"{feature.value}/{value}")
 
@@ -241,7 +241,7 @@ def _get_encoded_feature_list_mqtt3(proxy_options: Any, tls_ctx: Any = None) -> 
 def _merge_feature_lists(crt_features: str, user_features: str) -> str:
     """Merge two ``ID/Value`` lists; for an ID in both, the user's value wins (keeping
     the position of its first appearance)."""
-    merged: Dict[str, str] = {}
+    merged: dict[str, str] = {}
     for text in (crt_features, user_features):
         for pair in text.split(","):
             fid, slash, value = pair.partition("/")
@@ -258,11 +258,11 @@ def _crt_version() -> str:
     return __awscrt_version__
 
 
-def _create_metrics(user_metrics: Optional[AWSIoTMetrics], crt_feature_list: str) -> AWSIoTMetrics:
+def _create_metrics(user_metrics: AWSIoTMetrics | None, crt_feature_list: str) -> AWSIoTMetrics:
     """The final metrics: crtpy's feature list merged with the SDK's metrics."""
     library = user_metrics.library_name if user_metrics else _DEFAULT_LIBRARY
-    metadata: Dict[str, str] = {"CRTVersion": _crt_version()}
-    user_version: Optional[str] = None
+    metadata: dict[str, str] = {"CRTVersion": _crt_version()}
+    user_version: str | None = None
     user_features = ""
     if user_metrics and user_metrics.metadata_entries:
         for entry in user_metrics.metadata_entries:
@@ -285,7 +285,7 @@ def _create_metrics_mqtt5(client_options: Any) -> AWSIoTMetrics:
     return _create_metrics(getattr(client_options, "metrics", None), _get_encoded_feature_list(client_options))
 
 
-def _create_metrics_mqtt3(user_metrics: Optional[AWSIoTMetrics] = None, proxy_options: Any = None,
+def _create_metrics_mqtt3(user_metrics: AWSIoTMetrics | None = None, proxy_options: Any = None,
                           tls_ctx: Any = None) -> AWSIoTMetrics:
     """Final metrics of an MQTT 3.1.1 connection."""
     return _create_metrics(user_metrics, _get_encoded_feature_list_mqtt3(proxy_options, tls_ctx))
@@ -298,13 +298,13 @@ def _render(key: str, value: str) -> str:
     return f"{key}={value}" if value else key
 
 
-def _build_username(username: Optional[str], metrics: Optional[AWSIoTMetrics]) -> Optional[str]:
+def _build_username(username: str | None, metrics: AWSIoTMetrics | None) -> str | None:
     """``username`` with the metrics query parameters added (unchanged if ``metrics``
     is None)."""
     if metrics is None:
         return username
     base, question, query = (username or "").partition("?")
-    params: List[List[str]] = []
+    params: list[list[str]] = []
     if question:
         for item in query.split("&"):
             if item:
@@ -331,7 +331,7 @@ def _build_username(username: Optional[str], metrics: Optional[AWSIoTMetrics]) -
     return base + "?" + "&".join(_render(k, v) for k, v in params)
 
 
-def _mqtt5_username(client_options: Any) -> Optional[str]:
+def _mqtt5_username(client_options: Any) -> str | None:
     """The CONNECT username of an MQTT 5 client: the configured one, with metrics
     unless ``client_options.disable_metrics``."""
     connect = getattr(client_options, "connect_options", None)
@@ -341,9 +341,9 @@ def _mqtt5_username(client_options: Any) -> Optional[str]:
     return _build_username(username, _create_metrics_mqtt5(client_options))
 
 
-def _mqtt3_username(username: Optional[str], *, metrics: Optional[AWSIoTMetrics] = None,
+def _mqtt3_username(username: str | None, *, metrics: AWSIoTMetrics | None = None,
                     disable_metrics: bool = False, proxy_options: Any = None,
-                    tls_ctx: Any = None) -> Optional[str]:
+                    tls_ctx: Any = None) -> str | None:
     """The CONNECT username of an MQTT 3.1.1 connection (see :func:`_mqtt5_username`)."""
     if disable_metrics:
         return username

@@ -9,13 +9,13 @@ import zlib
 
 import pytest
 from botocore.eventstream import EventStreamBuffer
+from helpers.eventstream_server import frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crtpy._eventstream import codec
 from crtpy.eventstream import Header, HeaderType
 from crtpy.exceptions import AwsCrtError
-from helpers.eventstream_server import frame
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
 

@@ -5,17 +5,28 @@ from __future__ import annotations
 import queue
 import ssl
 import threading
-from typing import Any, List, Optional
+from typing import Any
 
 import pytest
-
-from crtpy.eventstream import Header, HeaderType
-from crtpy.eventstream.rpc import (ClientConnection, ClientConnectionHandler, ClientContinuation,
-                                   ClientContinuationHandler, MessageFlag, MessageType)
-from crtpy.exceptions import AwsCrtError
 from helpers.certs import pki  # noqa: F401 - fixture
-from helpers.eventstream_server import (APPLICATION_MESSAGE, CONNECT, PING, PING_RESPONSE, PROTOCOL_ERROR,
-                                        RpcServer, rpc_frame)
+from helpers.eventstream_server import (
+    CONNECT,
+    PING,
+    PING_RESPONSE,
+    PROTOCOL_ERROR,
+    RpcServer,
+)
+
+from crtpy.eventstream import Header
+from crtpy.eventstream.rpc import (
+    ClientConnection,
+    ClientConnectionHandler,
+    ClientContinuation,
+    ClientContinuationHandler,
+    MessageFlag,
+    MessageType,
+)
+from crtpy.exceptions import AwsCrtError
 
 TIMEOUT = 10.0
 
@@ -26,9 +37,9 @@ def headers_dict(headers):
 
 class ConnHandler(ClientConnectionHandler):
     def __init__(self) -> None:
-        self.events: "queue.Queue[tuple]" = queue.Queue()
-        self.log: List[tuple] = []
-        self.connection: Optional[ClientConnection] = None
+        self.events: queue.Queue[tuple] = queue.Queue()
+        self.log: list[tuple] = []
+        self.connection: ClientConnection | None = None
         self.threads: set = set()
 
     def _put(self, event: tuple) -> None:
@@ -46,7 +57,7 @@ class ConnHandler(ClientConnectionHandler):
     def on_protocol_message(self, headers, payload, message_type, flags, **kwargs) -> None:
         self._put(("protocol", headers_dict(headers), payload, message_type, flags))
 
-    def next(self, kind: Optional[str] = None) -> tuple:
+    def next(self, kind: str | None = None) -> tuple:
         while True:
             event = self.events.get(timeout=TIMEOUT)
             if kind is None or event[0] == kind:
@@ -54,11 +65,11 @@ class ConnHandler(ClientConnectionHandler):
 
 
 class StreamHandler(ClientContinuationHandler):
-    def __init__(self, log: Optional[list] = None, name: str = "") -> None:
-        self.events: "queue.Queue[tuple]" = queue.Queue()
+    def __init__(self, log: list | None = None, name: str = "") -> None:
+        self.events: queue.Queue[tuple] = queue.Queue()
         self.shared_log = log
         self.name = name
-        self.continuation: Optional[ClientContinuation] = None
+        self.continuation: ClientContinuation | None = None
 
     def on_continuation_message(self, headers, payload, message_type, flags, **kwargs) -> None:
         event = ("message", headers_dict(headers), payload, message_type, flags)
@@ -85,7 +96,7 @@ def open_connection(port: int, tls=None, payload: bytes = b"") -> tuple:
     handler = ConnHandler()
     ClientConnection.connect(handler=handler, host_name="127.0.0.1", port=port,
                              tls_connection_options=tls).result(TIMEOUT)
-    kind, connection, error = handler.next("setup")
+    _kind, connection, error = handler.next("setup")
     assert error is None and connection is not None
     connection.send_protocol_message(message_type=MessageType.CONNECT, payload=payload,
                                      headers=[Header.from_string(":version", "0.1.0")]).result(TIMEOUT)
@@ -114,7 +125,7 @@ def test_connect_ack_ping_and_close(server, leak_check):
                                            headers=[Header.from_string("k", "v")],
                                            on_flush=lambda error, **kw: flushed.append(error))
     assert fut.result(TIMEOUT) is None
-    kind, headers, payload, mtype, flags = handler.next("protocol")
+    _kind, headers, payload, mtype, _flags = handler.next("protocol")
     assert (payload, mtype, headers["k"]) == (b"hi", MessageType.PING_RESPONSE, "v")
     assert flushed == [None]
 
@@ -138,7 +149,7 @@ def test_connect_refused_by_server_ack(server, leak_check):
     server.reject = True
     connection, handler, ack = open_connection(server.port, payload=b"reject")
     assert not ack[4] & MessageFlag.CONNECTION_ACCEPTED
-    kind, reason = handler.next("shutdown")
+    _kind, reason = handler.next("shutdown")
     assert isinstance(reason, AwsCrtError) and reason.name == "AWS_IO_SOCKET_CLOSED"
     with pytest.raises(AwsCrtError):
         connection.shutdown_future.result(TIMEOUT)
@@ -175,7 +186,7 @@ def test_messages_before_connect_ack_are_protocol_errors(server, leak_check):
     with pytest.raises(AwsCrtError) as info:
         fut.result(TIMEOUT)
     assert info.value.name == "AWS_ERROR_EVENT_STREAM_RPC_PROTOCOL_ERROR"
-    kind, reason = handler.next("shutdown")
+    _kind, reason = handler.next("shutdown")
     assert reason.name == "AWS_ERROR_EVENT_STREAM_RPC_PROTOCOL_ERROR"
     assert not connection.is_open()
 
@@ -193,7 +204,7 @@ def test_server_ping_is_delivered_not_answered(server, leak_check):
     stream = StreamHandler()
     cont = connection.new_stream(stream)
     cont.activate(operation="ping_me", message_type=MessageType.APPLICATION_MESSAGE, payload=b"x").result(TIMEOUT)
-    kind, headers, payload, mtype, flags = handler.next("protocol")
+    _kind, _headers, payload, mtype, _flags = handler.next("protocol")
     assert (mtype, payload) == (MessageType.PING, b"are you there")
     assert stream.next()[2] == b"x"
     # our own ping goes out after the point where an automatic answer would have been
@@ -207,7 +218,7 @@ def test_server_ping_is_delivered_not_answered(server, leak_check):
 
 # -- streams ---------------------------------------------------------------------------------------
 def test_concurrent_continuations_messages_both_ways(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     n_streams, n_messages = 6, 15
     handlers = [StreamHandler() for _ in range(n_streams)]
     continuations = [connection.new_stream(h) for h in handlers]
@@ -259,7 +270,7 @@ def test_concurrent_continuations_messages_both_ways(server, leak_check):
     for m in sc.received:
         if m.stream_id > 0:
             by_stream.setdefault(m.stream_id, []).append(m)
-    for sid, msgs in by_stream.items():
+    for msgs in by_stream.values():
         i = msgs[0].headers["stream"]
         assert [m.payload for m in msgs] == [f"{i}:{j}".encode() for j in range(n_messages)]
         assert msgs[-1].flags == MessageFlag.TERMINATE_STREAM
@@ -268,7 +279,7 @@ def test_concurrent_continuations_messages_both_ways(server, leak_check):
 
 
 def test_server_terminates_stream(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     stream = StreamHandler()
     cont = connection.new_stream(stream)
     assert not cont.is_closed()
@@ -292,7 +303,7 @@ def test_application_error_and_late_messages(server, leak_check):
     connection, handler, _ = open_connection(server.port)
     err = StreamHandler()
     connection.new_stream(err).activate(operation="error", message_type=MessageType.APPLICATION_MESSAGE)
-    kind, headers, payload, mtype, flags = err.next()
+    _kind, _headers, _payload, mtype, flags = err.next()
     assert (mtype, flags) == (MessageType.APPLICATION_ERROR, MessageFlag.TERMINATE_STREAM)
     assert err.next() == ("closed",)
     late = StreamHandler()
@@ -307,7 +318,7 @@ def test_application_error_and_late_messages(server, leak_check):
 
 
 def test_client_terminate_on_activate(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     stream = StreamHandler()
     cont = connection.new_stream(stream)
     cont.activate(operation="silent", message_type=MessageType.APPLICATION_MESSAGE,
@@ -318,7 +329,7 @@ def test_client_terminate_on_activate(server, leak_check):
 
 
 def test_synchronous_errors(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     cont = connection.new_stream(StreamHandler())
     with pytest.raises(RuntimeError) as info:
         cont.send_message(message_type=MessageType.APPLICATION_MESSAGE)
@@ -346,7 +357,7 @@ def test_synchronous_errors(server, leak_check):
 
 
 def test_send_from_inside_callbacks_does_not_deadlock(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     done = threading.Event()
     count = []
 
@@ -390,7 +401,7 @@ def test_server_failures_close_streams_then_connection(server, leak_check, opera
     idle_cont.activate(operation="silent", message_type=MessageType.APPLICATION_MESSAGE).result(TIMEOUT)
     cont = connection.new_stream(active)
     cont.activate(operation=operation, message_type=MessageType.APPLICATION_MESSAGE).result(TIMEOUT)
-    kind, got = handler.next("shutdown")
+    _kind, got = handler.next("shutdown")
     assert got.name == reason
     with pytest.raises(AwsCrtError):
         connection.shutdown_future.result(TIMEOUT)
@@ -408,7 +419,7 @@ def test_server_failures_close_streams_then_connection(server, leak_check, opera
 
 
 def test_malformed_header_types_from_server(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    _connection, handler, _ = open_connection(server.port)
     # a stream message without :stream-id is a protocol violation
     server.send_raw(_frame_without_stream_id())
     assert handler.next("shutdown")[1].name == "AWS_ERROR_EVENT_STREAM_RPC_PROTOCOL_ERROR"
@@ -440,7 +451,7 @@ def _client_tls(ca_path: str):
 def test_tls_connection(pki, leak_check):  # noqa: F811
     with RpcServer(ssl_context=_server_ssl(pki)) as srv:
         tls = _client_tls(str(pki.ca_cert))
-        connection, handler, ack = open_connection(srv.port, tls=tls)
+        connection, _handler, ack = open_connection(srv.port, tls=tls)
         del tls
         assert ack[4] == MessageFlag.CONNECTION_ACCEPTED
         stream = StreamHandler()
@@ -468,7 +479,7 @@ def _scenario(rpc: Any, eventstream: Any, port: int) -> list:
 
     class H(rpc.ClientConnectionHandler):
         def __init__(self) -> None:
-            self.q: "queue.Queue[Any]" = queue.Queue()
+            self.q: queue.Queue[Any] = queue.Queue()
 
         def on_connection_setup(self, connection, error, **kw):
             log.append(("setup", error is None))
@@ -485,7 +496,7 @@ def _scenario(rpc: Any, eventstream: Any, port: int) -> list:
 
     class S(rpc.ClientContinuationHandler):
         def __init__(self) -> None:
-            self.q: "queue.Queue[Any]" = queue.Queue()
+            self.q: queue.Queue[Any] = queue.Queue()
 
         def on_continuation_message(self, headers, payload, message_type, flags, **kw):
             log.append(("message", [(h.name, int(h.type), h.value) for h in headers], payload,

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Union
 from uuid import UUID
 
 from .._errors import error
@@ -77,13 +78,13 @@ _BOOL_TRUE = int(HeaderType.BOOL_TRUE)
 _BOOL_FALSE = int(HeaderType.BOOL_FALSE)
 _MAX_TYPE = int(HeaderType.UUID)
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = Union[bytes, bytearray, memoryview]  # noqa: UP007 - a runtime alias
 
 
 class Message(NamedTuple):
     """One decoded message."""
 
-    headers: List[Header]
+    headers: list[Header]
     payload: bytes
 
 
@@ -148,7 +149,7 @@ def _encode_header(out: bytearray, header: Header) -> None:
     # BOOL_TRUE / BOOL_FALSE: the type byte is the value.
 
 
-def encode_headers(headers: Optional[Iterable[Header]]) -> bytes:
+def encode_headers(headers: Iterable[Header] | None) -> bytes:
     """Encode a header block."""
     out = bytearray()
     if headers:
@@ -159,15 +160,15 @@ def encode_headers(headers: Optional[Iterable[Header]]) -> bytes:
     return bytes(out)
 
 
-def encode_message_parts(headers: Optional[Iterable[Header]],
-                         payload: Optional[BytesLike] = None) -> Tuple[bytes, BytesLike, bytes]:
+def encode_message_parts(headers: Iterable[Header] | None,
+                         payload: BytesLike | None = None) -> tuple[bytes, BytesLike, bytes]:
     """Encode a message as three buffers (prelude+headers, payload, trailer) so that a
     large payload is written without being copied."""
     return encode_raw_parts(encode_headers(headers), payload)
 
 
 def encode_raw_parts(header_block: bytes,
-                     payload: Optional[BytesLike] = None) -> Tuple[bytes, BytesLike, bytes]:
+                     payload: BytesLike | None = None) -> tuple[bytes, BytesLike, bytes]:
     """Like :func:`encode_message_parts`, with an already encoded header block."""
     if len(header_block) > MAX_HEADERS_LENGTH:
         raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED",
@@ -189,7 +190,7 @@ def encode_raw_parts(header_block: bytes,
     return head, payload, _U32.pack(crc)
 
 
-def encode_message(headers: Optional[Iterable[Header]], payload: Optional[BytesLike] = None) -> bytes:
+def encode_message(headers: Iterable[Header] | None, payload: BytesLike | None = None) -> bytes:
     """Encode one complete message."""
     head, payload, trailer = encode_message_parts(headers, payload)
     return b"".join((head, payload, trailer))
@@ -198,7 +199,7 @@ def encode_message(headers: Optional[Iterable[Header]], payload: Optional[BytesL
 # ---------------------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------------------
-def _check_prelude(buf: BytesLike, pos: int) -> Tuple[int, int]:
+def _check_prelude(buf: BytesLike, pos: int) -> tuple[int, int]:
     """Validate the 12-byte prelude at ``pos``; return (total_length, headers_length)."""
     total, headers_len, prelude_crc = _PRELUDE.unpack_from(buf, pos)
     with memoryview(buf) as view:
@@ -229,9 +230,9 @@ def _utf8(view: memoryview, what: str) -> str:
         raise error("AWS_ERROR_INVALID_UTF8", f"{what} is not valid UTF-8") from None
 
 
-def decode_headers(view: memoryview) -> List[Header]:
+def decode_headers(view: memoryview) -> list[Header]:
     """Decode a complete header block."""
-    headers: List[Header] = []
+    headers: list[Header] = []
     end = len(view)
     pos = 0
     new = Header.__new__
@@ -322,7 +323,7 @@ class Decoder:
     ``AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE``.
     """
 
-    __slots__ = ("_buf", "_total", "_headers_len", "_failed")
+    __slots__ = ("_buf", "_failed", "_headers_len", "_total")
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -340,7 +341,7 @@ class Decoder:
         self._check_alive()
         self._buf += data
 
-    def next_message(self) -> Optional[Message]:
+    def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""
         self._check_alive()
         buf = self._buf
@@ -382,7 +383,7 @@ class Decoder:
                         f"input ended inside a message ({len(self._buf)} bytes left over)")
 
 
-def decode_all(data: BytesLike) -> List[Message]:
+def decode_all(data: BytesLike) -> list[Message]:
     """Decode a buffer holding zero or more whole messages."""
     decoder = Decoder()
     out = list(decoder.messages(data))

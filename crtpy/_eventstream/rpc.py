@@ -26,7 +26,8 @@ import enum
 import logging
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Union
 
 from .._errors import error
 from .._runtime.callbacks import CallbackQueue
@@ -69,7 +70,7 @@ class RpcRuntimeError(AwsCrtError, RuntimeError):
     these; crtpy's exception is both a RuntimeError and an AwsCrtError with the name."""
 
 
-def runtime_error(name: str, message: Optional[str] = None) -> RpcRuntimeError:
+def runtime_error(name: str, message: str | None = None) -> RpcRuntimeError:
     base = error(name, message)
     assert isinstance(base, AwsCrtError)
     return RpcRuntimeError(base.code, base.name, base.message)
@@ -103,7 +104,7 @@ def _error_payload(text: str) -> bytes:
 # events produced by the core from received bytes
 # ---------------------------------------------------------------------------------------
 class ProtocolMessage(NamedTuple):
-    headers: List[Header]
+    headers: list[Header]
     payload: bytes
     message_type: int
     flags: int
@@ -111,7 +112,7 @@ class ProtocolMessage(NamedTuple):
 
 class StreamMessage(NamedTuple):
     stream: Any            # the object registered with open_stream()
-    headers: List[Header]
+    headers: list[Header]
     payload: bytes
     message_type: int
     flags: int
@@ -123,10 +124,10 @@ class Violation(NamedTuple):
     and shut the connection down with ``error``."""
 
     error: BaseException
-    reply: Optional[Tuple[bytes, codec.BytesLike, bytes]]
+    reply: tuple[bytes, codec.BytesLike, bytes] | None
 
 
-Event = Union[ProtocolMessage, StreamMessage, Violation]
+Event = Union[ProtocolMessage, StreamMessage, Violation]  # noqa: UP007 - a runtime alias
 
 
 class RpcClientCore:
@@ -136,12 +137,12 @@ class RpcClientCore:
         self.lock = threading.RLock()
         self.handshake = Handshake.NONE
         self.latest_stream_id = 0
-        self.streams: Dict[int, Any] = {}
+        self.streams: dict[int, Any] = {}
         self.decoder = codec.Decoder()
         self.failed = False
 
     # -- sending ------------------------------------------------------------------------
-    def check_send(self, message_type: int) -> Optional[str]:
+    def check_send(self, message_type: int) -> str | None:
         """Handshake rules for an outgoing message; returns the name of the protocol
         error that sending it would be, or None (and advances the handshake)."""
         if message_type == CONNECT:
@@ -168,7 +169,7 @@ class RpcClientCore:
 
     @staticmethod
     def build(user_headers: bytes, payload: codec.BytesLike, message_type: int, flags: int,
-              stream_id: int, operation: Optional[bytes] = None) -> Tuple[bytes, codec.BytesLike, bytes]:
+              stream_id: int, operation: bytes | None = None) -> tuple[bytes, codec.BytesLike, bytes]:
         """Frame a message: the user's (already encoded) headers, then the protocol's."""
         proto = bytearray(user_headers)
         for name, value in ((H_MESSAGE_TYPE, message_type), (H_MESSAGE_FLAGS, flags),
@@ -185,14 +186,14 @@ class RpcClientCore:
             proto += operation
         return codec.encode_raw_parts(bytes(proto), payload)
 
-    def protocol_error_frame(self, text: str) -> Tuple[bytes, codec.BytesLike, bytes]:
+    def protocol_error_frame(self, text: str) -> tuple[bytes, codec.BytesLike, bytes]:
         return self.build(b"", _error_payload(text), PROTOCOL_ERROR, 0, 0)
 
     # -- receiving ----------------------------------------------------------------------
-    def receive(self, data: codec.BytesLike) -> List[Event]:
+    def receive(self, data: codec.BytesLike) -> list[Event]:
         """Feed received bytes; return what they complete.  After a Violation the core
         is dead and returns nothing more."""
-        events: List[Event] = []
+        events: list[Event] = []
         if self.failed:
             return events
         with self.lock:
@@ -217,7 +218,7 @@ class RpcClientCore:
         return Violation(error("AWS_ERROR_EVENT_STREAM_RPC_PROTOCOL_ERROR", text),
                          self.protocol_error_frame(text))
 
-    def _route(self, message: codec.Message) -> Optional[Event]:
+    def _route(self, message: codec.Message) -> Event | None:
         stream_id = message_type = flags = None
         for h in message.headers:
             name = h.name
@@ -260,8 +261,21 @@ class RpcClientCore:
 # ---------------------------------------------------------------------------------------
 class _Pending(NamedTuple):
     future: CrtFuture
-    on_flush: Optional[Callable[..., Any]]
-    after: Optional[Callable[[Optional[BaseException]], None]]
+    on_flush: Callable[..., Any] | None
+    after: Callable[[BaseException | None], None] | None
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Detach the tracebacks of a connect failure and of its causes.  The event loop
+    (uvloop) may keep the underlying socket/TLS exception for a while; its traceback
+    would keep the connect coroutine's frames, and with them the caller's TLS options,
+    alive."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 16:
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+        seen += 1
 
 
 def _closed_error() -> BaseException:
@@ -281,14 +295,14 @@ class RpcConnection(asyncio.Protocol):
         self.loop: asyncio.AbstractEventLoop = loop_thread.loop
         self.core = RpcClientCore()
         self.callbacks = CallbackQueue()
-        self.transport: Optional[asyncio.Transport] = None
-        self._outbox: Deque[Tuple[Tuple[bytes, codec.BytesLike, bytes], _Pending]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self._outbox: deque[tuple[tuple[bytes, codec.BytesLike, bytes], _Pending]] = deque()
         self._outbox_scheduled = False
-        self._unflushed: Deque[_Pending] = deque()
+        self._unflushed: deque[_Pending] = deque()
         self._paused = False
         self._open = False          # True from setup until shutdown starts
         self._shutting_down = False
-        self._reason: Optional[BaseException] = None
+        self._reason: BaseException | None = None
         self._user_closed = False
         self._finished = False
 
@@ -306,6 +320,7 @@ class RpcConnection(asyncio.Protocol):
                 self.transport.abort()
                 return
             failure = exc if isinstance(exc, Exception) else error("AWS_IO_SOCKET_CLOSED")
+            _drop_tracebacks(failure)
             self.callbacks.post(self._report_setup, self.owner, None, failure)
             self._finished = True
             self.owner = None  # nothing more will happen on this connection
@@ -321,7 +336,7 @@ class RpcConnection(asyncio.Protocol):
         self.callbacks.post(self._report_setup, self.owner, self.owner, None)
 
     @staticmethod
-    def _report_setup(owner: Any, connection: Any, failure: Optional[BaseException]) -> None:
+    def _report_setup(owner: Any, connection: Any, failure: BaseException | None) -> None:
         handler = owner._handler
         try:
             if handler is not None:
@@ -340,15 +355,15 @@ class RpcConnection(asyncio.Protocol):
 
     # -- sending (any thread) ---------------------------------------------------------------
     def send(self, user_headers: bytes, payload: codec.BytesLike, message_type: int, flags: int,
-             on_flush: Optional[Callable[..., Any]], *, stream: Any = None,
-             operation: Optional[bytes] = None, activate: bool = False) -> CrtFuture:
+             on_flush: Callable[..., Any] | None, *, stream: Any = None,
+             operation: bytes | None = None, activate: bool = False) -> CrtFuture:
         """Queue one message.  ``stream``: the ClientContinuation for stream messages;
         ``activate``: allocate its stream id (first message).  Errors that the reference
         reports synchronously are raised; the rest fail the returned future."""
         future = CrtFuture()
         future.set_running_or_notify_cancel()
         core = self.core
-        violation: Optional[str] = None
+        violation: str | None = None
         with core.lock:
             if stream is not None:
                 if activate:
@@ -386,19 +401,19 @@ class RpcConnection(asyncio.Protocol):
                     self._outbox_scheduled = True
                     self.loop.call_soon_threadsafe(self._drain_outbox)
                 return future
-        exc = error(violation)
-        future.set_exception(exc)
-        self._post_flush(on_flush, exc)
+        failure = error(violation)
+        future.set_exception(failure)
+        self._post_flush(on_flush, failure)
         self.loop.call_soon_threadsafe(self._shutdown, error(violation), None)
         return future
 
-    def _stream_ended_after_flush(self, stream: Any) -> Callable[[Optional[BaseException]], None]:
-        def ended(exc: Optional[BaseException]) -> None:
+    def _stream_ended_after_flush(self, stream: Any) -> Callable[[BaseException | None], None]:
+        def ended(exc: BaseException | None) -> None:
             if exc is None:
                 self._close_stream(stream)
         return ended
 
-    def _post_flush(self, on_flush: Optional[Callable[..., Any]], exc: Optional[BaseException]) -> None:
+    def _post_flush(self, on_flush: Callable[..., Any] | None, exc: BaseException | None) -> None:
         if on_flush is not None:
             self.callbacks.post(on_flush, error=exc)
 
@@ -413,7 +428,7 @@ class RpcConnection(asyncio.Protocol):
             if transport is None or transport.is_closing() or self._finished:
                 self._settle(pending, _closed_error())
                 continue
-            head, payload, trailer = parts
+            payload = parts[1]
             if len(payload) < 16384:
                 transport.write(b"".join(parts))
             else:
@@ -422,11 +437,11 @@ class RpcConnection(asyncio.Protocol):
         if not self._paused:
             self._flushed(None)
 
-    def _flushed(self, exc: Optional[BaseException]) -> None:
+    def _flushed(self, exc: BaseException | None) -> None:
         while self._unflushed:
             self._settle(self._unflushed.popleft(), exc)
 
-    def _settle(self, pending: _Pending, exc: Optional[BaseException]) -> None:
+    def _settle(self, pending: _Pending, exc: BaseException | None) -> None:
         if exc is None:
             pending.future.try_set_result(None)
         else:
@@ -458,11 +473,11 @@ class RpcConnection(asyncio.Protocol):
             else:
                 self._shutdown(event.error, event.reply)
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         self._shutdown(error("AWS_IO_SOCKET_CLOSED", "the server closed the connection"), None)
         return None
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         if not self._shutting_down:
             if exc is None:
                 reason = error("AWS_IO_SOCKET_CLOSED", "the connection closed")
@@ -487,7 +502,7 @@ class RpcConnection(asyncio.Protocol):
         except RuntimeError:  # the loop is gone: nothing left to close
             pass
 
-    def _begin_shutdown(self, reason: Optional[BaseException]) -> bool:
+    def _begin_shutdown(self, reason: BaseException | None) -> bool:
         with self.core.lock:
             if self._shutting_down:
                 return False
@@ -496,8 +511,8 @@ class RpcConnection(asyncio.Protocol):
             self._reason = reason
         return True
 
-    def _shutdown(self, reason: Optional[BaseException],
-                  reply: Optional[Tuple[bytes, codec.BytesLike, bytes]]) -> None:
+    def _shutdown(self, reason: BaseException | None,
+                  reply: tuple[bytes, codec.BytesLike, bytes] | None) -> None:
         if not self._begin_shutdown(reason):
             return
         self._drain_outbox()  # messages queued before the close still go out (or fail)
@@ -539,7 +554,7 @@ class RpcConnection(asyncio.Protocol):
         self.owner = None
 
 
-def encode_user_headers(headers: Optional[Sequence[Header]]) -> bytes:
+def encode_user_headers(headers: Sequence[Header] | None) -> bytes:
     """Encode the user's headers, raising the reference's synchronous errors."""
     if headers is None:
         return b""

@@ -12,10 +12,10 @@ implemented by the private sans-I/O codec in :mod:`crtpy._eventstream.codec`.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Union
+from typing import Any
 from uuid import UUID
 
-__all__ = ["HeaderType", "Header"]
+__all__ = ["Header", "HeaderType"]
 
 _LIMITS = {
     "BYTE": (-(1 << 7), (1 << 7) - 1),
@@ -80,50 +80,50 @@ class Header:
 
     # -- constructors --------------------------------------------------------------
     @classmethod
-    def from_bool(cls, name: str, value: bool) -> "Header":
+    def from_bool(cls, name: str, value: bool) -> Header:
         """A boolean header (type :attr:`HeaderType.BOOL_TRUE` or :attr:`HeaderType.BOOL_FALSE`)."""
         if value:
             return cls(name, True, HeaderType.BOOL_TRUE)
         return cls(name, False, HeaderType.BOOL_FALSE)
 
     @classmethod
-    def from_byte(cls, name: str, value: int) -> "Header":
+    def from_byte(cls, name: str, value: int) -> Header:
         """A signed 8-bit header.  Raises ValueError outside -128..127."""
         return cls(name, _checked_int(value, "BYTE", "a signed 8-bit byte"), HeaderType.BYTE)
 
     @classmethod
-    def from_int16(cls, name: str, value: int) -> "Header":
+    def from_int16(cls, name: str, value: int) -> Header:
         """A signed 16-bit header.  Raises ValueError if the value does not fit."""
         return cls(name, _checked_int(value, "INT16", "a signed 16-bit int"), HeaderType.INT16)
 
     @classmethod
-    def from_int32(cls, name: str, value: int) -> "Header":
+    def from_int32(cls, name: str, value: int) -> Header:
         """A signed 32-bit header.  Raises ValueError if the value does not fit."""
         return cls(name, _checked_int(value, "INT32", "a signed 32-bit int"), HeaderType.INT32)
 
     @classmethod
-    def from_int64(cls, name: str, value: int) -> "Header":
+    def from_int64(cls, name: str, value: int) -> Header:
         """A signed 64-bit header.  Raises ValueError if the value does not fit."""
         return cls(name, _checked_int(value, "INT64", "a signed 64-bit int"), HeaderType.INT64)
 
     @classmethod
-    def from_byte_buf(cls, name: str, value: Union[bytes, bytearray]) -> "Header":
+    def from_byte_buf(cls, name: str, value: bytes | bytearray) -> Header:
         """A binary header.  The data is kept as given (no copy)."""
         return cls(name, value, HeaderType.BYTE_BUF)
 
     @classmethod
-    def from_string(cls, name: str, value: str) -> "Header":
+    def from_string(cls, name: str, value: str) -> Header:
         """A text header; the value is converted with ``str()``."""
         return cls(name, str(value), HeaderType.STRING)
 
     @classmethod
-    def from_timestamp(cls, name: str, value: int) -> "Header":
+    def from_timestamp(cls, name: str, value: int) -> Header:
         """A timestamp header, in milliseconds since the Unix epoch (signed 64-bit)."""
         return cls(name, _checked_int(value, "INT64", "the timestamp range (signed 64-bit)"),
                    HeaderType.TIMESTAMP)
 
     @classmethod
-    def from_uuid(cls, name: str, value: UUID) -> "Header":
+    def from_uuid(cls, name: str, value: UUID) -> Header:
         """A UUID header.  Raises TypeError unless ``value`` is a :class:`uuid.UUID`."""
         if not isinstance(value, UUID):
             raise TypeError(f"a UUID header needs a uuid.UUID value, got {type(value)}")
@@ -175,7 +175,7 @@ class Header:
         """The value, if this is an INT64 header; otherwise TypeError."""
         return self._typed_value(HeaderType.INT64)
 
-    def value_as_byte_buf(self) -> Union[bytes, bytearray]:
+    def value_as_byte_buf(self) -> bytes | bytearray:
         """The value, if this is a BYTE_BUF header; otherwise TypeError."""
         return self._typed_value(HeaderType.BYTE_BUF)
 

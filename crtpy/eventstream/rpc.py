@@ -23,10 +23,10 @@ in :meth:`ClientConnectionHandler.on_protocol_message` like any protocol message
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from enum import IntEnum
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any
 
 from .. import NativeResource
 from .._eventstream import rpc as _impl
@@ -35,12 +35,12 @@ from ..eventstream import Header
 from ..io import ClientBootstrap, SocketOptions, TlsConnectionOptions
 
 __all__ = [
-    "MessageType",
-    "MessageFlag",
-    "ClientConnectionHandler",
     "ClientConnection",
+    "ClientConnectionHandler",
     "ClientContinuation",
     "ClientContinuationHandler",
+    "MessageFlag",
+    "MessageType",
 ]
 
 
@@ -103,7 +103,7 @@ class ClientConnectionHandler(ABC):
         """
 
     @abstractmethod
-    def on_connection_shutdown(self, reason: Optional[Exception], **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def on_connection_shutdown(self, reason: Exception | None, **kwargs) -> None:  # type: ignore[no-untyped-def]
         """The connection has shut down (only after a successful setup).
 
         Args:
@@ -154,8 +154,8 @@ class ClientContinuationHandler(ABC):
         """
 
 
-def _message_args(headers: Optional[Sequence[Header]], payload: Any, message_type: Any,
-                  flags: Any) -> tuple:
+def _message_args(headers: Sequence[Header] | None, payload: Any, message_type: Any,
+                  flags: Any) -> tuple[bytes, Any, int, int]:
     block = _impl.encode_user_headers(headers)
     body = _impl.as_payload(payload)
     mtype = _impl.as_int32(message_type, "message_type")
@@ -182,7 +182,7 @@ class ClientConnection(NativeResource):
             shut down: None after :meth:`close`, else the error that ended it.
     """
 
-    __slots__ = ("host_name", "port", "shutdown_future", "_connect_future", "_handler", "_impl")
+    __slots__ = ("_connect_future", "_handler", "_impl", "host_name", "port", "shutdown_future")
 
     def __init__(self, host_name, port, handler) -> None:  # type: ignore[no-untyped-def]
         # Not for direct use: call ClientConnection.connect().
@@ -192,13 +192,13 @@ class ClientConnection(NativeResource):
         self.shutdown_future: Future = _callback_future()
         self._connect_future: Future = _callback_future()
         self._handler: ClientConnectionHandler = handler
-        self._impl: Optional[_impl.RpcConnection] = None
+        self._impl: _impl.RpcConnection | None = None
 
     @classmethod
     def connect(cls, *, handler: ClientConnectionHandler, host_name: str, port: int,
-                bootstrap: Optional[ClientBootstrap] = None,
-                socket_options: Optional[SocketOptions] = None,
-                tls_connection_options: Optional[TlsConnectionOptions] = None) -> "Future":
+                bootstrap: ClientBootstrap | None = None,
+                socket_options: SocketOptions | None = None,
+                tls_connection_options: TlsConnectionOptions | None = None) -> Future:
         """Open a connection (asynchronously).
 
         Args:
@@ -239,7 +239,7 @@ class ClientConnection(NativeResource):
         return connection._connect_future
 
     # -- events from the implementation (callback thread) --------------------------------------
-    def _deliver(self, headers: List[Header], payload: bytes, message_type: int, flags: int) -> None:
+    def _deliver(self, headers: list[Header], payload: bytes, message_type: int, flags: int) -> None:
         try:
             mtype: Any = MessageType(message_type)
         except ValueError:
@@ -247,9 +247,9 @@ class ClientConnection(NativeResource):
         self._handler.on_protocol_message(headers=headers, payload=payload, message_type=mtype,
                                           flags=flags)
 
-    def _report_shutdown(self, reason: Optional[BaseException]) -> None:
+    def _report_shutdown(self, reason: BaseException | None) -> None:
         try:
-            self._handler.on_connection_shutdown(reason=reason)
+            self._handler.on_connection_shutdown(reason=reason)  # type: ignore[arg-type]
         finally:
             if reason is not None:
                 self.shutdown_future.set_exception(reason)
@@ -273,10 +273,10 @@ class ClientConnection(NativeResource):
         impl = self._impl
         return impl is not None and impl.is_open()
 
-    def send_protocol_message(self, *, headers: Optional[Sequence[Header]] = None,
-                              payload: Optional[Union[bytes, bytearray]] = None,
-                              message_type: MessageType, flags: Optional[int] = None,
-                              on_flush: Callable = None) -> "Future":  # type: ignore[assignment]
+    def send_protocol_message(self, *, headers: Sequence[Header] | None = None,
+                              payload: bytes | bytearray | None = None,
+                              message_type: MessageType, flags: int | None = None,
+                              on_flush: Callable | None = None) -> Future:
         """Send a connection-level message (stream id 0).
 
         Args:
@@ -303,7 +303,7 @@ class ClientConnection(NativeResource):
             return failed(exc)
         return impl.send(*args, on_flush)
 
-    def new_stream(self, handler: "ClientContinuationHandler") -> "ClientContinuation":
+    def new_stream(self, handler: ClientContinuationHandler) -> ClientContinuation:
         """A new stream on this connection.  Nothing is sent until
         :meth:`ClientContinuation.activate` is called."""
         return ClientContinuation(handler, self)
@@ -328,10 +328,10 @@ class ClientContinuation(NativeResource):
         self._activated = False
         self._closed = False
 
-    def activate(self, *, operation: str, headers: Sequence[Header] = None,  # type: ignore[assignment]
-                 payload: Union[bytes, bytearray] = None,  # type: ignore[assignment]
-                 message_type: MessageType, flags: int = None,  # type: ignore[assignment]
-                 on_flush: Callable = None):  # type: ignore[no-untyped-def, assignment]
+    def activate(self, *, operation: str, headers: Sequence[Header] | None = None,
+                 payload: bytes | bytearray | None = None,
+                 message_type: MessageType, flags: int | None = None,
+                 on_flush: Callable | None = None) -> Future:
         """Open the stream by sending its first message (once per continuation; use
         :meth:`send_message` afterwards).
 
@@ -360,10 +360,10 @@ class ClientContinuation(NativeResource):
             raise _impl.runtime_error("AWS_ERROR_EVENT_STREAM_RPC_CONNECTION_CLOSED")
         return impl.send(*args, on_flush, stream=self, operation=op, activate=True)
 
-    def send_message(self, *, headers: Sequence[Header] = None,  # type: ignore[assignment]
-                     payload: Union[bytes, bytearray] = None,  # type: ignore[assignment]
-                     message_type: MessageType, flags: int = None,  # type: ignore[assignment]
-                     on_flush: Callable = None) -> "Future":  # type: ignore[assignment]
+    def send_message(self, *, headers: Sequence[Header] | None = None,
+                     payload: bytes | bytearray | None = None,
+                     message_type: MessageType, flags: int | None = None,
+                     on_flush: Callable | None = None) -> Future:
         """Send a further message on an activated stream.
 
         Args:
@@ -390,7 +390,7 @@ class ClientContinuation(NativeResource):
         return self._closed
 
     # -- events from the implementation (callback thread) --------------------------------------
-    def _deliver(self, headers: List[Header], payload: bytes, message_type: int, flags: int) -> None:
+    def _deliver(self, headers: list[Header], payload: bytes, message_type: int, flags: int) -> None:
         try:
             mtype: Any = MessageType(message_type)
         except ValueError:

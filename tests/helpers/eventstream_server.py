@@ -33,9 +33,10 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from botocore.eventstream import EventStreamBuffer
+from typing_extensions import Self
 
 # message types / flags of the RPC protocol
 APPLICATION_MESSAGE, APPLICATION_ERROR, PING, PING_RESPONSE, CONNECT, CONNECT_ACK, \
@@ -67,7 +68,7 @@ def _header(name: str, htype: int, value: Any) -> bytes:
     raise ValueError(htype)
 
 
-def frame(headers: List[Tuple[str, int, Any]], payload: bytes = b"", *,
+def frame(headers: list[tuple[str, int, Any]], payload: bytes = b"", *,
           corrupt_prelude: bool = False, corrupt_message: bool = False) -> bytes:
     block = b"".join(_header(n, t, v) for n, t, v in headers)
     total = 16 + len(block) + len(payload)
@@ -79,7 +80,7 @@ def frame(headers: List[Tuple[str, int, Any]], payload: bytes = b"", *,
 
 
 def rpc_frame(message_type: int, flags: int = 0, stream_id: int = 0, payload: bytes = b"",
-              extra: Optional[List[Tuple[str, int, Any]]] = None, **kw: Any) -> bytes:
+              extra: list[tuple[str, int, Any]] | None = None, **kw: Any) -> bytes:
     headers = list(extra or [])
     headers += [(":message-type", 4, message_type), (":message-flags", 4, flags),
                 (":stream-id", 4, stream_id)]
@@ -106,7 +107,7 @@ class Received:
 
 @dataclass
 class ServerConnection:
-    received: List[Received] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
     operations: dict = field(default_factory=dict)   # stream id -> operation
     closed: threading.Event = field(default_factory=threading.Event)
     got_message: threading.Condition = field(default_factory=threading.Condition)
@@ -121,17 +122,17 @@ class ServerConnection:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, server: "RpcServer") -> None:
+    def __init__(self, server: RpcServer) -> None:
         self.server = server
         self.state = ServerConnection()
         self.buffer = EventStreamBuffer()
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server._add(self.state, self)
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.state.closed.set()
 
     def send(self, data: bytes) -> None:
@@ -142,7 +143,7 @@ class _Protocol(asyncio.Protocol):
         self.buffer.add_data(data)
         try:
             messages = list(self.buffer)
-        except Exception:  # the client sent something botocore cannot parse
+        except Exception:  # noqa: BLE001 - the client sent something botocore cannot parse
             self.server.parse_errors += 1
             assert self.transport is not None
             self.transport.close()
@@ -210,20 +211,20 @@ class _Protocol(asyncio.Protocol):
 class RpcServer:
     """``with RpcServer() as server: ... server.port``; ``ssl_context`` for TLS."""
 
-    def __init__(self, ssl_context: Optional[ssl.SSLContext] = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
         self.ssl_context = ssl_context
         self.reject = False
         self.silent_connect = False
         self.close_on_reject = True
         self.parse_errors = 0
-        self.connections: List[ServerConnection] = []
-        self._protocols: List[_Protocol] = []
+        self.connections: list[ServerConnection] = []
+        self._protocols: list[_Protocol] = []
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="es-test-server",
                                         daemon=True)
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: asyncio.AbstractServer | None = None
         self.port = 0
 
     def _add(self, state: ServerConnection, proto: _Protocol) -> None:
@@ -251,7 +252,7 @@ class RpcServer:
         assert proto.transport is not None
         self._loop.call_soon_threadsafe(proto.transport.close)
 
-    def start(self) -> "RpcServer":
+    def start(self) -> RpcServer:
         self._thread.start()
 
         async def serve() -> asyncio.AbstractServer:
@@ -277,8 +278,8 @@ class RpcServer:
         self._thread.join(10)
         self._loop.close()
 
-    def __enter__(self) -> "RpcServer":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
