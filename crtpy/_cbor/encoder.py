@@ -31,8 +31,6 @@ _unpack_f = struct.Struct(">f").unpack
 
 _NAN = b"\xfa\x7f\xc0\x00\x00"
 # text heads for lengths 0..23 are single bytes 0x60..0x77
-_TEXT_CACHE_MAX = 2048
-_TEXT_CACHE_LEN = 64
 
 
 def head(major: int, n: int) -> bytes:
@@ -66,6 +64,35 @@ def float_bytes(v: float) -> bytes:
     return _pack_Bd(0xFB, v)
 
 
+# Encoded map keys (text strings up to _KEY_CACHE_LEN characters), shared by all encoders:
+# keys repeat from one document to the next.  Bounded; cleared when full.
+_key_cache: dict[str, bytes] = {}
+_KEY_CACHE_MAX = 4096
+_KEY_CACHE_LEN = 48
+
+
+def _key_bytes(s: str) -> bytes:
+    b = s.encode("utf-8")
+    n = len(b)
+    enc = (bytes((0x60 | n,)) if n < 24 else head(0x60, n)) + b
+    if len(s) <= _KEY_CACHE_LEN:
+        if len(_key_cache) >= _KEY_CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[s] = enc
+    return enc
+
+
+def _int_bytes(v: int) -> bytes:
+    if v >= 0:
+        if v <= _U64_MAX:
+            return head(0, v)
+    else:
+        v = -1 - v
+        if v <= _U64_MAX:
+            return head(0x20, v)
+    raise OverflowError("The integer is too large for CBOR: bignums are not supported")
+
+
 def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
     """Return a function that appends the encoding of a Python data item to ``buf``.
 
@@ -73,88 +100,51 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
     ``dict`` and their subclasses; anything else raises ``ValueError`` (after the items before
     it have been written, as the reference does).  Nesting is bounded by the interpreter's
     recursion limit (``RecursionError``), which also stops self-referencing containers.
+    Text that cannot be UTF-8 encoded raises ``UnicodeEncodeError`` here (the caller turns
+    it into ``TypeError``).
     """
     append = buf.append
-    text_cache: dict[str, bytes] = {}
-    cache_get = text_cache.get
-    pack_BB, pack_BH, pack_BI, pack_BQ = _pack_BB, _pack_BH, _pack_BI, _pack_BQ
+    extend = buf.extend
+    key_get = _key_cache.get
+    key_bytes = _key_bytes
+    int_bytes = _int_bytes
+    fbytes = float_bytes
     _int, _float, _str, _bytes, _bool, _list, _dict = int, float, str, bytes, bool, list, dict
-
-    def text(s: str) -> None:
-        enc = cache_get(s)
-        if enc is not None:
-            buf.extend(enc)
-            return
-        try:
-            b = s.encode("utf-8")
-        except UnicodeEncodeError:
-            raise TypeError("Failed to encode the str as UTF-8 for a CBOR text string") from None
-        n = len(b)
-        if n < 24:
-            enc = bytes((0x60 | n,)) + b
-            if len(s) <= _TEXT_CACHE_LEN:
-                if len(text_cache) >= _TEXT_CACHE_MAX:
-                    text_cache.clear()
-                text_cache[s] = enc
-            buf.extend(enc)
-            return
-        buf.extend(head(0x60, n))
-        buf.extend(b)
-
-    def integer(v: int) -> None:
-        if v >= 0:
-            if v < 24:
-                append(v)
-            elif v < 0x100:
-                buf.extend(pack_BB(0x18, v))
-            elif v < 0x10000:
-                buf.extend(pack_BH(0x19, v))
-            elif v < 0x100000000:
-                buf.extend(pack_BI(0x1A, v))
-            elif v <= _U64_MAX:
-                buf.extend(pack_BQ(0x1B, v))
-            else:
-                raise OverflowError("The integer is too large for CBOR: bignums are not supported")
-        else:
-            v = -1 - v
-            if v < 24:
-                append(0x20 | v)
-            elif v < 0x100:
-                buf.extend(pack_BB(0x38, v))
-            elif v < 0x10000:
-                buf.extend(pack_BH(0x39, v))
-            elif v < 0x100000000:
-                buf.extend(pack_BI(0x3A, v))
-            elif v <= _U64_MAX:
-                buf.extend(pack_BQ(0x3B, v))
-            else:
-                raise OverflowError("The integer is too large for CBOR: bignums are not supported")
 
     def item(obj: Any) -> None:
         t = type(obj)
-        if t is _str:
-            text(obj)
-        elif t is _int:
-            if 0 <= obj < 24:
-                append(obj)
-            else:
-                integer(obj)
-        elif t is _dict:
+        if t is _dict:
             n = len(obj)
             if n < 24:
                 append(0xA0 | n)
             else:
-                buf.extend(head(0xA0, n))
+                extend(head(0xA0, n))
             for k, v in obj.items():
                 if type(k) is _str:
-                    text(k)
+                    e = key_get(k)
+                    extend(e if e is not None else key_bytes(k))
                 else:
                     item(k)
-                tv = type(v)
-                if tv is _str:
-                    text(v)
-                elif tv is _int and 0 <= v < 24:
-                    append(v)
+                t = type(v)
+                if t is _str:
+                    b = v.encode()
+                    n = len(b)
+                    if n < 24:
+                        append(0x60 | n)
+                    else:
+                        extend(head(0x60, n))
+                    extend(b)
+                elif t is _int:
+                    if 0 <= v < 24:
+                        append(v)
+                    else:
+                        extend(int_bytes(v))
+                elif t is _float:
+                    extend(fbytes(v))
+                elif t is _bool:
+                    append(0xF5 if v else 0xF4)
+                elif v is None:
+                    append(0xF6)
                 else:
                     item(v)
         elif t is _list:
@@ -162,40 +152,65 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
             if n < 24:
                 append(0x80 | n)
             else:
-                buf.extend(head(0x80, n))
+                extend(head(0x80, n))
             for v in obj:
-                tv = type(v)
-                if tv is _str:
-                    text(v)
-                elif tv is _int and 0 <= v < 24:
-                    append(v)
+                t = type(v)
+                if t is _str:
+                    b = v.encode()
+                    n = len(b)
+                    if n < 24:
+                        append(0x60 | n)
+                    else:
+                        extend(head(0x60, n))
+                    extend(b)
+                elif t is _int:
+                    if 0 <= v < 24:
+                        append(v)
+                    else:
+                        extend(int_bytes(v))
+                elif t is _float:
+                    extend(fbytes(v))
                 else:
                     item(v)
+        elif t is _str:
+            b = obj.encode()
+            extend(head(0x60, len(b)))
+            extend(b)
+        elif t is _int:
+            extend(int_bytes(obj))
         elif t is _float:
-            buf.extend(float_bytes(obj))
+            extend(fbytes(obj))
         elif t is _bool:
             append(0xF5 if obj else 0xF4)
         elif obj is None:
             append(0xF6)
         elif t is _bytes:
-            buf.extend(head(0x40, len(obj)))
-            buf.extend(obj)
+            extend(head(0x40, len(obj)))
+            extend(obj)
         elif isinstance(obj, _str):
-            text(_str.__str__(obj))
+            b = _str.__str__(obj).encode()
+            extend(head(0x60, len(b)))
+            extend(b)
         elif isinstance(obj, _list):
             n = _list.__len__(obj)
-            buf.extend(head(0x80, n))
+            extend(head(0x80, n))
             for i in range(n):
                 item(_list.__getitem__(obj, i))
         elif isinstance(obj, _dict):
-            buf.extend(head(0xA0, _dict.__len__(obj)))
+            extend(head(0xA0, _dict.__len__(obj)))
             for k, v in _dict.items(obj):
                 item(k)
                 item(v)
         else:
             raise ValueError(f"Not supported type {t!r} for CBOR encoding")
 
-    return item
+    def write(obj: Any) -> None:
+        try:
+            item(obj)
+        except UnicodeEncodeError:
+            raise TypeError("Failed to encode a str as UTF-8 for a CBOR text string") from None
+
+    return write
 
 
 def make_list_writer(item: Callable[[Any], None], buf: bytearray) -> Callable[[Any], None]:
