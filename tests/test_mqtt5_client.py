@@ -134,7 +134,7 @@ def test_bad_credentials_refused_with_connack_reason(mosquitto_factory):
     stop(good, rec2)
 
 
-def test_tls_success_and_failure(mosquitto_factory, pki):  # noqa: F811
+def test_tls_success_and_failure(mosquitto_factory, pki):
     broker = mosquitto_factory(tls=True, pki=pki)
     opts = io.TlsContextOptions()
     opts.override_default_trust_store_from_path(None, pki.ca_cert)
@@ -484,3 +484,145 @@ def test_operations_before_start_are_queued(mosquitto):
     client.start()
     assert sub.result(T).reason_codes == [mqtt5.SubackReasonCode.GRANTED_QOS_1]
     stop(client, rec)
+
+
+def test_reliability_qos1_across_two_broker_restarts(mosquitto_factory):
+    """10,000 QoS 1 messages while the broker restarts twice: none lost, first
+    deliveries in publish order, lifecycle callbacks fire, the session survives."""
+    n = 10_000
+    broker = mosquitto_factory(extra={"persistence": "true", "max_queued_messages": 0,
+                                      "max_inflight_messages": 20})
+    t = topic()
+    sub, srec = connected(broker, connect=mqtt5.ConnectPacket(
+        client_id="crtpy-rel-" + uuid.uuid4().hex[:6], session_expiry_interval_sec=3600),
+        # REJOIN_ALWAYS: Mosquitto 2.0.11 does not save a session that began with clean
+        # start while it is connected at shutdown; a fresh unique id makes rejoin safe.
+        session_behavior=mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS)
+    sub.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+    pub, prec = connected(broker)
+    futures = []
+
+    def publisher():
+        for i in range(n):
+            futures.append(pub.publish(mqtt5.PublishPacket(payload=b"%d" % i, topic=t, qos=1)))
+
+    th = threading.Thread(target=publisher)
+    th.start()
+    srec.wait_messages(n // 5, timeout=60)
+    broker.restart()
+    srec.wait("success", 2, timeout=30)
+    srec.wait_messages(len(srec.messages) + n // 5, timeout=60)
+    broker.restart()
+    srec.wait("success", 3, timeout=30)
+    th.join(60)
+    for f in futures:
+        f.result(60)
+    msgs = srec.wait_messages(n, timeout=60)
+    with srec.cond:
+        srec.cond.wait_for(lambda: len({m.payload for m in srec.messages}) >= n, 60)
+        payloads = [int(m.payload) for m in srec.messages]
+    assert set(payloads) == set(range(n))
+    first_seen = list(dict.fromkeys(payloads))
+    assert first_seen == sorted(first_seen), "first deliveries must keep publish order"
+    assert len(srec.of("disconnection")) >= 2 and len(prec.of("disconnection")) >= 2
+    assert all(s.negotiated_settings.rejoined_session for s in srec.of("success")[1:])
+    del msgs
+    stop(pub, prec)
+    stop(sub, srec)
+
+
+def test_reconnect_backoff_within_bounds():
+    """With jitter NONE the waits between attempts follow min*2^k capped at max."""
+    import time as _time
+
+    from conftest import free_port
+
+    class Closed:
+        host = "127.0.0.1"
+        port = free_port()
+
+    stamps = []
+    rec = Recorder()
+    opts = rec.options(min_reconnect_delay_ms=100, max_reconnect_delay_ms=400,
+                       retry_jitter_mode=io.ExponentialBackoffJitterMode.NONE)
+    inner = opts["on_lifecycle_event_attempting_connect_fn"]
+    opts["on_lifecycle_event_attempting_connect_fn"] = lambda d: (stamps.append(_time.monotonic()), inner(d))
+    client = mqtt5.Client(mqtt5.ClientOptions(Closed.host, Closed.port, **opts))
+    client.start()
+    rec.wait("attempting", 6, timeout=20)
+    stop(client, rec)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])][:5]
+    expected = [0.1, 0.2, 0.4, 0.4, 0.4]
+    for gap, want in zip(gaps, expected):
+        assert gap >= want * 0.9, (gaps, expected)
+        assert gap <= want + 2.0, (gaps, expected)  # generous: the machine may be loaded
+
+
+def test_full_jitter_stays_under_max():
+    import time as _time
+
+    from conftest import free_port
+
+    stamps = []
+    rec = Recorder()
+    opts = rec.options(min_reconnect_delay_ms=50, max_reconnect_delay_ms=150,
+                       retry_jitter_mode=io.ExponentialBackoffJitterMode.FULL)
+    inner = opts["on_lifecycle_event_attempting_connect_fn"]
+    opts["on_lifecycle_event_attempting_connect_fn"] = lambda d: (stamps.append(_time.monotonic()), inner(d))
+    client = mqtt5.Client(mqtt5.ClientOptions("127.0.0.1", free_port(), **opts))
+    client.start()
+    rec.wait("attempting", 8, timeout=20)
+    stop(client, rec)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(set(round(g, 3) for g in gaps)) > 1, "full jitter should vary the waits"
+
+
+def test_shared_subscription_distributes_messages(mosquitto):
+    t = topic()
+    a, arec = connected(mosquitto)
+    b, brec = connected(mosquitto)
+    for cl in (a, b):
+        cl.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(f"$share/grp/{t}", 1)])).result(T)
+    pub, prec = connected(mosquitto)
+    for i in range(40):
+        pub.publish(mqtt5.PublishPacket(payload=b"%d" % i, topic=t, qos=1)).result(T)
+    import time as _time
+    end = _time.monotonic() + T
+    while len(arec.messages) + len(brec.messages) < 40 and _time.monotonic() < end:
+        _time.sleep(0.02)
+    got = [m.payload for m in arec.messages] + [m.payload for m in brec.messages]
+    assert sorted(got) == sorted(b"%d" % i for i in range(40))
+    assert arec.messages and brec.messages, "both group members should get some"
+    for cl, r in ((a, arec), (b, brec), (pub, prec)):
+        stop(cl, r)
+
+
+def test_retain_as_published(mosquitto):
+    t = topic()
+    client, rec = connected(mosquitto)
+    client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1, retain_as_published=True)])).result(T)
+    other, orec = connected(mosquitto)
+    other.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+    client.publish(mqtt5.PublishPacket(payload=b"r", topic=t, qos=1, retain=True)).result(T)
+    assert rec.wait_messages(1)[0].retain is True      # flag kept
+    assert orec.wait_messages(1)[0].retain is False    # flag cleared for live delivery
+    client.publish(mqtt5.PublishPacket(payload=b"", topic=t, qos=1, retain=True)).result(T)
+    stop(client, rec)
+    stop(other, orec)
+
+
+def test_outbound_topic_alias_manual(mosquitto):
+    client, rec = connected(mosquitto, topic_aliasing_options=mqtt5.TopicAliasingOptions(
+        outbound_behavior=mqtt5.OutboundTopicAliasBehaviorType.MANUAL))
+    maximum = rec.wait("success").negotiated_settings.topic_alias_maximum_to_server
+    watcher, wrec = connected(mosquitto)
+    t = topic()
+    watcher.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+    for i in range(3):
+        client.publish(mqtt5.PublishPacket(payload=b"%d" % i, topic=t, qos=1, topic_alias=1)).result(T)
+    assert [(m.topic, m.payload) for m in wrec.wait_messages(3)] == [(t, b"0"), (t, b"1"), (t, b"2")]
+    with pytest.raises(AwsCrtError) as ei:
+        client.publish(mqtt5.PublishPacket(payload=b"x", topic=t, qos=1, topic_alias=maximum + 1)).result(T)
+    assert ei.value.name == "AWS_ERROR_MQTT5_INVALID_OUTBOUND_TOPIC_ALIAS"
+    stop(client, rec)
+    stop(watcher, wrec)

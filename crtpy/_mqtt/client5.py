@@ -413,11 +413,11 @@ class Core:
         self.ping_due = now + n.keep_alive if n.keep_alive else None
         # Unacknowledged operations from the previous connection go first; QoS 1
         # publishes are re-sent with DUP when the session was resumed.
-        resend = sorted(self.unacked.items())
+        resend = list(self.unacked.values())  # insertion order = original send order
         self.unacked.clear()
         self.inflight_qos1 = 0
         front = []
-        for _pid, op in resend:
+        for op in resend:
             pk = op.packet
             if pk.type == c.PUBLISH:
                 if n.rejoined_session:

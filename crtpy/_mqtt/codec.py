@@ -467,12 +467,19 @@ def _frame(first: int, body: bytes) -> bytes:
 
 
 # -- packet encoders ---------------------------------------------------------------------
+_topic_cache: dict[str, bytes] = {}  # encoded (length-prefixed) topics, bounded
 def encode_publish(p: Publish, version: int = 5) -> bytes:
     qos = p.qos
     if qos not in (0, 1, 2):
         raise _enc_fail(version, f"invalid QoS {qos}")
     first = 0x30 | (qos << 1) | (1 if p.retain else 0) | (8 if p.dup else 0)
-    parts = [encode_string(p.topic, version)]
+    topic = _topic_cache.get(p.topic)
+    if topic is None:
+        topic = encode_string(p.topic, version)
+        if len(_topic_cache) >= 4096:
+            _topic_cache.clear()
+        _topic_cache[p.topic] = topic
+    parts = [topic]
     if qos:
         if not 0 < p.packet_id <= 65535:
             raise _enc_fail(version, "QoS 1/2 PUBLISH needs a packet id in 1..65535")

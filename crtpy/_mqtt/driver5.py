@@ -103,15 +103,34 @@ def _uint(value: Any, bits: int, what: str, err: str) -> int:
     return value
 
 
+_valid_topics: set[str] = set()
+_VALID_TOPICS_MAX = 4096
+
+
 def publish_to_codec(p: mqtt5.PublishPacket, *, will: bool = False) -> c.Publish:
     err = "AWS_ERROR_MQTT5_CONNECT_OPTIONS_VALIDATION" if will else "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION"
-    topic = _check_str(p.topic, "topic", err)
-    qos = int(p.qos) if p.qos is not None else 0
-    if qos not in (0, 1):
-        raise _bad(err, "this client publishes at QoS 0 or 1 only")
-    if not topic or "+" in topic or "#" in topic:
-        raise _bad(err, f"invalid topic {topic!r}")
-    payload = _as_bytes(p.payload, "payload")
+    topic = p.topic
+    if topic not in _valid_topics:  # validated topics are remembered (bounded)
+        _check_str(topic, "topic", err)
+        if not topic or "+" in topic or "#" in topic:
+            raise _bad(err, f"invalid topic {topic!r}")
+        if len(_valid_topics) >= _VALID_TOPICS_MAX:
+            _valid_topics.clear()
+        _valid_topics.add(topic)
+    qos = p.qos
+    if qos != 0 and qos != 1:
+        if qos is None:
+            qos = 0
+        else:
+            raise _bad(err, "this client publishes at QoS 0 or 1 only")
+    qos = int(qos)
+    payload = p.payload
+    if type(payload) is not bytes:
+        payload = _as_bytes(payload, "payload")
+    if (p.payload_format_indicator is None and p.message_expiry_interval_sec is None
+            and p.topic_alias is None and p.response_topic is None and p.correlation_data_bytes is None
+            and p.correlation_data is None and p.content_type is None and not p.user_properties):
+        return c.Publish(topic, payload, qos, bool(p.retain), False, 0, {})
     props: dict[int, Any] = {}
     if p.payload_format_indicator is not None:
         pfi = int(p.payload_format_indicator)

@@ -4,8 +4,8 @@
 free 127.0.0.1 ports: a plain listener (``port``), optionally a username/password
 listener (``auth_port``, users from ``users``) and a TLS listener (``tls_port``, server
 certificate from the test PKI of ``helpers.certs``; ``require_client_cert`` for mTLS).
-Extra global options (``max_inflight_messages``, ``max_packet_size``, ...) go in
-``extra``.  ``stop()``/``start()``/``restart()`` keep the same ports, so clients can
+Extra global options (``max_inflight_messages``, ``max_packet_size``, ``persistence``
+(off unless given; its file then lives in the broker's directory), ...) go in ``extra``.  ``stop()``/``start()``/``restart()`` keep the same ports, so clients can
 reconnect after a restart.  The fixture ``mosquitto`` gives a started default broker;
 ``mosquitto_factory`` makes customised ones, all stopped after the test.
 """
@@ -70,9 +70,12 @@ class Mosquitto:
         self._write_config()
 
     def _write_config(self) -> None:
-        lines = ["per_listener_settings true", "persistence false",
-                 f"log_dest file {self.log_path}", "log_type error", "log_type warning",
-                 "log_type notice", "log_type information"]
+        lines = ["per_listener_settings true", f"log_dest file {self.log_path}", "log_type error",
+                 "log_type warning", "log_type notice", "log_type information"]
+        if "persistence" not in self.extra:
+            lines.append("persistence false")
+        elif "persistence_location" not in self.extra:
+            lines.append(f"persistence_location {self.dir}/")
         if self.verbose:
             lines.append("log_type all")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
