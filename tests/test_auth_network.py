@@ -45,7 +45,7 @@ def _error_name(provider, timeout=15):
 
 # -- IMDS --------------------------------------------------------------------------------------
 
-def test_imds_v2_token_flow(imds, monkeypatch):  # noqa: F811
+def test_imds_v2_token_flow(imds, monkeypatch, leak_check):  # noqa: F811
     monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.server.url)
     c = _result(auth.AwsCredentialsProvider.new_default_chain())
     assert (c.access_key_id, c.secret_access_key, c.session_token) == ("IMDSAKID", "IMDSSECRET", "IMDSTOKEN")
@@ -134,7 +134,7 @@ def test_ecs_failures(ecs_endpoint, monkeypatch, tmp_path):  # noqa: F811
 
 # -- STS through profiles ------------------------------------------------------------------------
 
-def test_profile_assume_role_chain_via_moto(moto_server, monkeypatch, tmp_path):  # noqa: F811
+def test_profile_assume_role_chain_via_moto(moto_server, monkeypatch, tmp_path, leak_check):  # noqa: F811
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
     config = tmp_path / "config"
     config.write_text(f"[profile outer]\nrole_arn = {ROLE}\nsource_profile = middle\nrole_session_name = s1\n"

@@ -252,7 +252,7 @@ class _GatedSource(P.Source):
         return P.run_blocking(work)
 
 
-def test_concurrent_callers_share_one_fetch():
+def test_concurrent_callers_share_one_fetch(leak_check):
     inner = _GatedSource()
     provider = auth.AwsCredentialsProvider(P.CachingSource(inner))
     results = []

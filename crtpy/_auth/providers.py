@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import error
-from .._runtime.callbacks import WorkerPool
 from .._runtime.futures import CrtFuture, completed, failed
 
 _log = logging.getLogger("crtpy.auth")
@@ -32,16 +31,11 @@ REFRESH_MARGIN_SEC = 60.0
 #: How long credentials without an expiration are kept by a cache.
 NON_EXPIRING_CACHE_SEC = 15 * 60.0
 
-_pool: WorkerPool | None = None
-_pool_lock = threading.Lock()
+def _worker_pool() -> Any:
+    # The runtime's shared I/O pool: leak checks retire its idle workers.
+    from .._runtime import blocking
 
-
-def _worker_pool() -> WorkerPool:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = WorkerPool("crtpy-auth", max_workers=4)
-        return _pool
+    return blocking._pool
 
 
 def make_credentials(access_key_id: str, secret_access_key: str, session_token: str | None = None,
@@ -53,11 +47,19 @@ def make_credentials(access_key_id: str, secret_access_key: str, session_token: 
                                None if expiration is None else int(expiration))
 
 
-def run_blocking(fn: Callable[[], Any]) -> CrtFuture:
-    """Run ``fn()`` on an auth worker thread; the future gets its result or exception."""
-    fut = CrtFuture()
+class _Job:
+    """One blocking call for the worker pool; it drops its references once done, so an
+    idle worker keeps no credentials alive."""
 
-    def work() -> None:
+    __slots__ = ("fn", "fut")
+
+    def __init__(self, fn: Callable[[], Any], fut: CrtFuture) -> None:
+        self.fn: Any = fn
+        self.fut: Any = fut
+
+    def __call__(self) -> None:
+        fn, fut = self.fn, self.fut
+        self.fn = self.fut = None
         if not fut.set_running_or_notify_cancel():
             return
         try:
@@ -67,7 +69,11 @@ def run_blocking(fn: Callable[[], Any]) -> CrtFuture:
         else:
             fut.try_set_result(value)
 
-    _worker_pool().submit(work)
+
+def run_blocking(fn: Callable[[], Any]) -> CrtFuture:
+    """Run ``fn()`` on an I/O worker thread; the future gets its result or exception."""
+    fut = CrtFuture()
+    _worker_pool().submit(_Job(fn, fut))
     return fut
 
 
