@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from helpers.certs import pki  # noqa: F401 - fixture
 
 import crtpy.aws_iot_metrics as metrics
 from crtpy import io as crt_io
@@ -35,17 +36,17 @@ KNOWN_MQTT5 = [
     ("user", "user?" + BASE5),
     ("user?a=b", "user?a=b&" + BASE5),
     ("user?SDK=Foo&Platform=X", "user?SDK=Foo&Platform=X&" + TAIL5),
-    ("user?Metadata=(a=b)", "user?Metadata=(a=b;CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"
-     "&SDK=IoTDeviceSDK/Python&Platform=Unix"),
+    ("user?Metadata=(a=b)", ("user?Metadata=(a=b;CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"
+                             "&SDK=IoTDeviceSDK/Python&Platform=Unix")),
     ("SDK=x", "SDK=x?" + BASE5),
     ("user?sdk=x", "user?sdk=x&" + BASE5),
     ("user?Platform=x", "user?Platform=x&SDK=IoTDeviceSDK/Python&" + TAIL5),
     ("u?Metadata=(CRTVersion=9;x=y)&foo=bar",
-     "u?Metadata=(CRTVersion=9;x=y;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)&foo=bar"
-     "&SDK=IoTDeviceSDK/Python&Platform=Unix"),
+     ("u?Metadata=(CRTVersion=9;x=y;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)&foo=bar"
+      "&SDK=IoTDeviceSDK/Python&Platform=Unix")),
     ("u?Metadata=x", "u?Metadata=x&SDK=IoTDeviceSDK/Python&Platform=Unix"),
-    ("u?Metadata=()", "u?Metadata=(CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"
-     "&SDK=IoTDeviceSDK/Python&Platform=Unix"),
+    ("u?Metadata=()", ("u?Metadata=(CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"
+                       "&SDK=IoTDeviceSDK/Python&Platform=Unix")),
     ("u?", "u?" + BASE5),
     ("u?&", "u?" + BASE5),
     ("u?SDK=a&SDK=b", "u?SDK=a&SDK=b&Platform=Unix&" + TAIL5),
@@ -53,8 +54,8 @@ KNOWN_MQTT5 = [
     ("u?Metadata=(x=y", "u?Metadata=(x=y&SDK=IoTDeviceSDK/Python&Platform=Unix"),
     ("u?SDK", "u?SDK&Platform=Unix&" + TAIL5),
     ("u?Platform=&x", "u?Platform&x&SDK=IoTDeviceSDK/Python&" + TAIL5),
-    ("u?Metadata=(x;y=1;;z=)", "u?Metadata=(x;y=1;z;CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"
-     "&SDK=IoTDeviceSDK/Python&Platform=Unix"),
+    ("u?Metadata=(x;y=1;;z=)", ("u?Metadata=(x;y=1;z;CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;"
+                                "IoTSDKMetricsVersion=1)&SDK=IoTDeviceSDK/Python&Platform=Unix")),
     ("u?=x&y", "u?=x&y&" + BASE5),
     ("u?SDK=&Platform=P&Metadata=(k=v)",
      "u?SDK&Platform=P&Metadata=(k=v;CRTVersion=0.38.0;IoTSDKFeature=F/5,G/A;IoTSDKMetricsVersion=1)"),
@@ -122,7 +123,7 @@ def test_user_metrics_merge_rules():
         ("CRTVersion", "0.38.0"), ("IoTSDKFeature", "F/3"), ("IoTSDKMetricsVersion", "1")]
 
 
-def test_tls_features_from_crtpy_context(pki):
+def test_tls_features_from_crtpy_context(pki):  # noqa: F811
     opts = crt_io.TlsContextOptions.create_client_with_mtls_from_path(str(pki.client_cert), str(pki.client_key))
     opts.min_tls_ver = crt_io.TlsVersion.TLSv1_2
     ctx = crt_io.ClientTlsContext(opts)
@@ -231,12 +232,15 @@ def test_same_username_as_reference_mqtt5():
         ref_metrics.IoTMetricsMetadata("IoTSDKMetricsVersion", "1"),
         ref_metrics.IoTMetricsMetadata("IoTSDKFeature", "B/C"),
         ref_metrics.IoTMetricsMetadata("Extra", "e")])
-    variants = [dict(), dict(retry_jitter_mode=ref_io.ExponentialBackoffJitterMode.DECORRELATED,
-                             offline_queue_behavior=ref_mqtt5.ClientOperationQueueBehaviorType.FAIL_QOS0_PUBLISH_ON_DISCONNECT),
-                dict(metrics=user)]
+    variants = [{}, {"retry_jitter_mode": ref_io.ExponentialBackoffJitterMode.DECORRELATED,
+                     "offline_queue_behavior":
+                         ref_mqtt5.ClientOperationQueueBehaviorType.FAIL_QOS0_PUBLISH_ON_DISCONNECT},
+                {"metrics": user}]
     for username in DIFF_USERNAMES:
         for extra in variants:
-            def run(port: int) -> None:
+            opts_holder: list = []
+
+            def run(port: int, username=username, extra=extra, opts_holder=opts_holder) -> None:
                 done = threading.Event()
                 opts = ref_mqtt5.ClientOptions(
                     host_name="127.0.0.1", port=port,
@@ -249,7 +253,6 @@ def test_same_username_as_reference_mqtt5():
                 client.stop()
                 opts_holder.append(opts)
 
-            opts_holder: list = []
             theirs = _username(_capture_connect(run))
             # the reference's own options object, read by crtpy's functions
             assert _mqtt5_username(opts_holder[0]) == theirs, (username, extra)
@@ -258,17 +261,16 @@ def test_same_username_as_reference_mqtt5():
 def test_same_username_as_reference_mqtt3():
     ref_mqtt = pytest.importorskip("awscrt.mqtt")
     for username in DIFF_USERNAMES:
-        def run(port: int) -> None:
+        def run(port: int, username=username) -> None:
             client = ref_mqtt.Client()
             connection = ref_mqtt.Connection(client=client, host_name="127.0.0.1", port=port,
                                              client_id="c", username=username)
             try:
                 connection.connect().result(3)
-            except Exception:  # noqa: BLE001 - the capture server never answers
+            except Exception:  # noqa: BLE001, S110 - the capture server never answers
                 pass
 
         theirs = _username(_capture_connect(run))
         assert _mqtt3_username(username) == theirs, username
 
 
-from helpers.certs import pki  # noqa: F401 - fixture
