@@ -38,9 +38,10 @@ from __future__ import annotations
 import logging
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
 from ._errors import error
@@ -52,9 +53,17 @@ if TYPE_CHECKING:
     from .io import ClientBootstrap, SocketOptions, TlsConnectionOptions
 
 __all__ = [
-    "Opcode", "MAX_PAYLOAD_LENGTH", "OnConnectionSetupData", "OnConnectionShutdownData",
-    "IncomingFrame", "OnIncomingFrameBeginData", "OnIncomingFramePayloadData",
-    "OnIncomingFrameCompleteData", "OnSendFrameCompleteData", "WebSocket", "connect",
+    "MAX_PAYLOAD_LENGTH",
+    "IncomingFrame",
+    "OnConnectionSetupData",
+    "OnConnectionShutdownData",
+    "OnIncomingFrameBeginData",
+    "OnIncomingFrameCompleteData",
+    "OnIncomingFramePayloadData",
+    "OnSendFrameCompleteData",
+    "Opcode",
+    "WebSocket",
+    "connect",
     "create_handshake_request",
 ]
 
@@ -98,13 +107,13 @@ class OnConnectionSetupData:
     body only when the server rejected the upgrade with a complete response.
     """
 
-    exception: Optional[Exception] = None
+    exception: Exception | None = None
     """Why the connection failed, or None."""
-    websocket: Optional["WebSocket"] = None
+    websocket: WebSocket | None = None
     """The connected WebSocket (keep a reference: dropping it closes the connection)."""
-    handshake_response_status: Optional[int] = None
+    handshake_response_status: int | None = None
     """HTTP status of the handshake response (101 when connected)."""
-    handshake_response_headers: Optional[Sequence[Tuple[str, str]]] = None
+    handshake_response_headers: Sequence[tuple[str, str]] | None = None
     """Headers of the handshake response, as (name, value) pairs."""
     handshake_response_body: bytes = None  # type: ignore[assignment]
     """Body of a rejecting handshake response."""
@@ -114,7 +123,7 @@ class OnConnectionSetupData:
 class OnConnectionShutdownData:
     """Argument of the ``on_connection_shutdown`` callback."""
 
-    exception: Optional[Exception] = None
+    exception: Exception | None = None
     """None after a local :meth:`WebSocket.close`; otherwise why the connection ended."""
 
 
@@ -159,7 +168,7 @@ class OnIncomingFrameCompleteData:
 
     frame: IncomingFrame
     """The frame that ended."""
-    exception: Optional[Exception] = None
+    exception: Exception | None = None
     """None if the whole frame arrived and was valid; otherwise what went wrong (for
     example invalid UTF-8, or the connection ended mid-frame)."""
 
@@ -168,11 +177,11 @@ class OnIncomingFrameCompleteData:
 class OnSendFrameCompleteData:
     """Argument of the ``on_complete`` callback of :meth:`WebSocket.send_frame`."""
 
-    exception: Optional[Exception] = None
+    exception: Exception | None = None
     """None once the frame was written to the socket; otherwise why it was not sent."""
 
 
-def _exception(name: Optional[str]) -> Optional[BaseException]:
+def _exception(name: str | None) -> BaseException | None:
     return None if name is None else error(name)
 
 
@@ -195,10 +204,10 @@ class WebSocket(NativeResource):
 
     def send_frame(self,
                    opcode: Opcode,
-                   payload: Optional[Union[str, bytes, bytearray, memoryview]] = None,
+                   payload: str | bytes | bytearray | memoryview | None = None,
                    *,
                    fin: bool = True,
-                   on_complete: Optional[Callable[[OnSendFrameCompleteData], None]] = None) -> None:
+                   on_complete: Callable[[OnSendFrameCompleteData], None] | None = None) -> None:
         """Queue one frame for sending.
 
         Args:
@@ -240,7 +249,7 @@ class WebSocket(NativeResource):
         self._binding.increment_read_window(size)
 
 
-def _payload_bytes(payload: Any) -> Union[bytes, bytearray, memoryview]:
+def _payload_bytes(payload: Any) -> bytes | bytearray | memoryview:
     if payload is None:
         return b""
     if isinstance(payload, str):
@@ -268,18 +277,18 @@ class _Callbacks:
     """Turns driver events into the public data classes and calls the user's callbacks.
     Runs on callback worker threads, in order."""
 
-    def __init__(self, on_setup: Callable[..., Any], on_shutdown: Optional[Callable[..., Any]],
-                 on_begin: Optional[Callable[..., Any]], on_payload: Optional[Callable[..., Any]],
-                 on_complete: Optional[Callable[..., Any]]) -> None:
+    def __init__(self, on_setup: Callable[..., Any], on_shutdown: Callable[..., Any] | None,
+                 on_begin: Callable[..., Any] | None, on_payload: Callable[..., Any] | None,
+                 on_complete: Callable[..., Any] | None) -> None:
         self._on_setup = on_setup
         self._on_shutdown = on_shutdown
         self._on_begin = on_begin
         self._on_payload = on_payload
         self._on_complete = on_complete
-        self._frame: Optional[IncomingFrame] = None
+        self._frame: IncomingFrame | None = None
         self._conn: Any = None
 
-    def _call(self, name: str, fn: Optional[Callable[..., Any]], data: Any) -> None:
+    def _call(self, name: str, fn: Callable[..., Any] | None, data: Any) -> None:
         if fn is None:
             return
         try:
@@ -292,8 +301,8 @@ class _Callbacks:
             if self._conn is not None:
                 self._conn.close()
 
-    def setup(self, exc: Optional[BaseException], conn: Any, status: Optional[int],
-              headers: Optional[list[tuple[str, str]]], body: Optional[bytes]) -> None:
+    def setup(self, exc: BaseException | None, conn: Any, status: int | None,
+              headers: list[tuple[str, str]] | None, body: bytes | None) -> None:
         data = OnConnectionSetupData(exception=exc,  # type: ignore[arg-type]
                                      handshake_response_status=status,
                                      handshake_response_headers=headers,
@@ -303,7 +312,7 @@ class _Callbacks:
             data.websocket = WebSocket(conn)
         self._call("on_connection_setup", self._on_setup, data)
 
-    def shutdown(self, error_name: Optional[str]) -> None:
+    def shutdown(self, error_name: str | None) -> None:
         self._conn = None
         self._call("on_connection_shutdown", self._on_shutdown,
                    OnConnectionShutdownData(_exception(error_name)))  # type: ignore[arg-type]
@@ -319,13 +328,13 @@ class _Callbacks:
         self._call("on_incoming_frame_payload", self._on_payload,
                    OnIncomingFramePayloadData(self._frame, data))
 
-    def frame_complete(self, error_name: Optional[str]) -> None:
+    def frame_complete(self, error_name: str | None) -> None:
         frame, self._frame = self._frame, None
         assert frame is not None
         self._call("on_incoming_frame_complete", self._on_complete,
                    OnIncomingFrameCompleteData(frame, _exception(error_name)))  # type: ignore[arg-type]
 
-    def send_complete(self, on_complete: Callable[..., Any], error_name: Optional[str]) -> None:
+    def send_complete(self, on_complete: Callable[..., Any], error_name: str | None) -> None:
         self._call("send_frame on_complete", on_complete,
                    OnSendFrameCompleteData(_exception(error_name)))  # type: ignore[arg-type]
 
@@ -337,7 +346,7 @@ def _check_callable(name: str, fn: Any, required: bool = False) -> None:
         raise TypeError(f"{name} must be callable")
 
 
-def _validate_handshake(request: Any) -> tuple[bytes, Optional[str]]:
+def _validate_handshake(request: Any) -> tuple[bytes, str | None]:
     from .http import HttpRequest
 
     if not isinstance(request, HttpRequest):
@@ -369,19 +378,19 @@ def _validate_handshake(request: Any) -> tuple[bytes, Optional[str]]:
 
 def connect(*,
             host: str,
-            port: Optional[int] = None,
-            handshake_request: "HttpRequest",
-            bootstrap: Optional["ClientBootstrap"] = None,
-            socket_options: Optional["SocketOptions"] = None,
-            tls_connection_options: Optional["TlsConnectionOptions"] = None,
-            proxy_options: Optional["HttpProxyOptions"] = None,
+            port: int | None = None,
+            handshake_request: HttpRequest,
+            bootstrap: ClientBootstrap | None = None,
+            socket_options: SocketOptions | None = None,
+            tls_connection_options: TlsConnectionOptions | None = None,
+            proxy_options: HttpProxyOptions | None = None,
             manage_read_window: bool = False,
-            initial_read_window: Optional[int] = None,
+            initial_read_window: int | None = None,
             on_connection_setup: Callable[[OnConnectionSetupData], None],
-            on_connection_shutdown: Optional[Callable[[OnConnectionShutdownData], None]] = None,
-            on_incoming_frame_begin: Optional[Callable[[OnIncomingFrameBeginData], None]] = None,
-            on_incoming_frame_payload: Optional[Callable[[OnIncomingFramePayloadData], None]] = None,
-            on_incoming_frame_complete: Optional[Callable[[OnIncomingFrameCompleteData], None]] = None,
+            on_connection_shutdown: Callable[[OnConnectionShutdownData], None] | None = None,
+            on_incoming_frame_begin: Callable[[OnIncomingFrameBeginData], None] | None = None,
+            on_incoming_frame_payload: Callable[[OnIncomingFramePayloadData], None] | None = None,
+            on_incoming_frame_complete: Callable[[OnIncomingFrameCompleteData], None] | None = None,
             ) -> None:
     """Open a WebSocket client connection asynchronously.
 
@@ -458,7 +467,7 @@ def connect(*,
                tls_connection_options=tls_connection_options, proxy_options=proxy_options)
 
 
-def create_handshake_request(*, host: str, path: str = '/') -> "HttpRequest":
+def create_handshake_request(*, host: str, path: str = '/') -> HttpRequest:
     """Build a WebSocket upgrade request: ``GET path`` with the headers ``Host``,
     ``Upgrade: websocket``, ``Connection: Upgrade``, a fresh random
     ``Sec-WebSocket-Key`` and ``Sec-WebSocket-Version: 13``.  Add headers or change the

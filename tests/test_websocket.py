@@ -7,15 +7,14 @@ import os
 import threading
 
 import pytest
+from conftest import free_port, require_binary
+from helpers.certs import pki  # noqa: F401 - fixture
+from helpers.ws_server import Recorder, WsServer, client_tls_options, server_ssl_context
 
 import crtpy.websocket as W
 from crtpy.exceptions import AwsCrtError
 from crtpy.http import HttpProxyOptions, HttpRequest
 from crtpy.io import ClientTlsContext, TlsContextOptions
-from helpers.certs import pki  # noqa: F401 - fixture
-from helpers.ws_server import Recorder, WsServer, server_ssl_context
-
-from conftest import free_port, require_binary
 
 
 @pytest.fixture
@@ -31,12 +30,7 @@ def client(leak_check):
     rec.close_and_release()
 
 
-def tls_options(pki, server_name="localhost"):  # noqa: F811
-    opts = TlsContextOptions()
-    opts.override_default_trust_store(pki.ca_cert.pem)
-    conn = ClientTlsContext(opts).new_connection_options()
-    conn.set_server_name(server_name)
-    return conn
+tls_options = client_tls_options
 
 
 # ------------------------------------------------------------------ handshake request ----
@@ -63,17 +57,17 @@ def test_opcode_and_frame_helpers():
 
 
 @pytest.mark.parametrize("kwargs, exc", [
-    (dict(manage_read_window=True), ValueError),
-    (dict(manage_read_window=True, initial_read_window=-1), ValueError),
-    (dict(handshake_request="bare"), ValueError),
-    (dict(handshake_request="GET /"), TypeError),
-    (dict(on_connection_setup=None), TypeError),
-    (dict(on_incoming_frame_begin=5), TypeError),
-    (dict(port=70000), ValueError),
+    ({"manage_read_window": True}, ValueError),
+    ({"manage_read_window": True, "initial_read_window": -1}, ValueError),
+    ({"handshake_request": "bare"}, ValueError),
+    ({"handshake_request": "GET /"}, TypeError),
+    ({"on_connection_setup": None}, TypeError),
+    ({"on_incoming_frame_begin": 5}, TypeError),
+    ({"port": 70000}, ValueError),
 ])
 def test_connect_argument_errors(kwargs, exc, leak_check):
-    args = dict(host="127.0.0.1", port=1, handshake_request=W.create_handshake_request(host="h"),
-                on_connection_setup=lambda d: None)
+    args = {"host": "127.0.0.1", "port": 1, "handshake_request": W.create_handshake_request(host="h"),
+            "on_connection_setup": lambda d: None}
     args.update(kwargs)
     if args["handshake_request"] == "bare":
         args["handshake_request"] = HttpRequest("GET", "/")  # no upgrade headers
@@ -154,7 +148,7 @@ def test_send_frame_argument_errors(server, client):
 def test_stream_payload(server, client):
     import io
 
-    ws = client.connect(server.port).wait_open()
+    client.connect(server.port).wait_open()
     data = os.urandom(300_000)
     assert client.send_and_wait(W.Opcode.BINARY, io.BytesIO(data)).exception is None
     assert client.next_data_message() == ("BINARY", data)
@@ -183,7 +177,7 @@ def test_receive_fragmented_message(server, client):
 
 
 def test_continuation_without_message_fails_connection(server, client):
-    ws = client.connect(server.port).wait_open()
+    client.connect(server.port).wait_open()
     d = client.send_and_wait(W.Opcode.CONTINUATION, b"orphan")
     assert d.exception.name == "AWS_ERROR_INVALID_STATE"
     assert client.wait_shutdown().exception.name == "AWS_ERROR_INVALID_STATE"

@@ -7,9 +7,9 @@ ones, and the same as the reference's when the reference is installed.
 from __future__ import annotations
 
 import pytest
+from helpers.ws_server import RawServer, Recorder, server_frame, upgrade_response
 
 import crtpy.websocket as W
-from helpers.ws_server import RawServer, Recorder, server_frame, upgrade_response
 
 try:
     import awscrt.websocket as REF

@@ -29,7 +29,7 @@ def server_encode(opcode: int, payload: bytes, fin: bool = True, mask: bytes | N
 def feed(proto: core.ClientProtocol, data: bytes, cuts: list[int]) -> list:
     events = []
     pos = 0
-    for cut in sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]:
+    for cut in sorted({c for c in cuts if 0 < c < len(data)}) + [len(data)]:
         proto.receive_data(data[pos:cut])
         events += proto.events()
         pos = cut
@@ -123,7 +123,7 @@ def test_round_trip_any_split(msgs, masked, cuts):
             assert ev.error is None
             got.append((cur[0], bytes(cur[1]), cur[2]))
         else:  # pragma: no cover
-            raise AssertionError(ev)
+            raise AssertionError(ev)  # noqa: TRY004
     assert got == msgs
     # every PING was answered with a PONG of the same payload
     pings = [p for op, p, _ in msgs if op == frames.PING]
@@ -159,7 +159,7 @@ def test_random_bytes_only_documented_outcomes(data, cuts):
             assert ev.error == core.PROTOCOL_ERROR
     assert open_frames == 0  # every begun frame completes
     if proto.failed:
-        assert isinstance(events[-1], core.ProtocolFailure) or isinstance(events[-1], core.FrameComplete)
+        assert isinstance(events[-1], (core.ProtocolFailure, core.FrameComplete))
 
 
 @pytest.mark.parametrize("wire", [
@@ -267,7 +267,7 @@ def test_response_parser_random_bytes(data, cuts):
     p = ResponseParser()
     pos = 0
     try:
-        for cut in sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]:
+        for cut in sorted({c for c in cuts if 0 < c < len(data)}) + [len(data)]:
             p.feed(data[pos:cut])
             pos = cut
         p.feed_eof()

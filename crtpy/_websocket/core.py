@@ -24,10 +24,20 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import Optional, Union
 
-from .frames import (BINARY, CLOSE, CONTINUATION, KNOWN_OPCODES, MAX_CONTROL_PAYLOAD, PING, PONG,
-                     TEXT, apply_mask, encode_frame, is_valid_close_code)
+from .frames import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    KNOWN_OPCODES,
+    MAX_CONTROL_PAYLOAD,
+    PING,
+    PONG,
+    TEXT,
+    apply_mask,
+    encode_frame,
+    is_valid_close_code,
+)
 
 PROTOCOL_ERROR = "AWS_ERROR_HTTP_WEBSOCKET_PROTOCOL_ERROR"
 CONNECTION_CLOSED = "AWS_ERROR_HTTP_CONNECTION_CLOSED"
@@ -49,12 +59,12 @@ class FramePayload:
 
 @dataclass(slots=True)
 class FrameComplete:
-    error: Optional[str] = None
+    error: str | None = None
 
 
 @dataclass(slots=True)
 class CloseReceived:
-    code: Optional[int]
+    code: int | None
     reason: bytes
 
 
@@ -65,7 +75,7 @@ class ProtocolFailure:
     detail: str
 
 
-Event = Union[FrameBegin, FramePayload, FrameComplete, CloseReceived, ProtocolFailure]
+Event = FrameBegin | FramePayload | FrameComplete | CloseReceived | ProtocolFailure
 
 
 class SendError(Exception):
@@ -92,16 +102,16 @@ class ClientProtocol:
         self._opcode = 0
         self._fin = False
         self._remaining = 0
-        self._mask: Optional[bytes] = None
+        self._mask: bytes | None = None
         self._mask_offset = 0
         # incoming message state
         self._expect_continuation = False
-        self._utf8: Optional[codecs.IncrementalDecoder] = None
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._text_message = False
         # connection state
         self.close_received = False
         self.close_sent = False
-        self.failed: Optional[str] = None
+        self.failed: str | None = None
         self.eof = False
         self._out: list[bytes] = []
         # outgoing message state
@@ -128,7 +138,7 @@ class ClientProtocol:
         return len(self._buf)
 
     # -- input ---------------------------------------------------------------------------
-    def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         if self.close_received or self.failed is not None:
             return
         self._buf += data

@@ -13,7 +13,8 @@ import asyncio
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .. import NativeResource
 from .._runtime.callbacks import CallbackQueue
@@ -34,25 +35,25 @@ MAX_UNDELIVERED_BYTES = 8 * 1024 * 1024
 class CallbackSink(Protocol):
     """What the public module gives the driver; every method runs on a callback worker."""
 
-    def setup(self, error: Optional[BaseException], connection: Optional["Connection"],
-              status: Optional[int], headers: Optional[list[tuple[str, str]]],
-              body: Optional[bytes]) -> None: ...
+    def setup(self, error: BaseException | None, connection: Connection | None,
+              status: int | None, headers: list[tuple[str, str]] | None,
+              body: bytes | None) -> None: ...
 
-    def shutdown(self, error_name: Optional[str]) -> None: ...
+    def shutdown(self, error_name: str | None) -> None: ...
 
     def frame_begin(self, opcode: int, payload_length: int, fin: bool) -> None: ...
 
     def frame_payload(self, data: bytes) -> None: ...
 
-    def frame_complete(self, error_name: Optional[str]) -> None: ...
+    def frame_complete(self, error_name: str | None) -> None: ...
 
-    def send_complete(self, on_complete: Callable[..., Any], error_name: Optional[str]) -> None: ...
+    def send_complete(self, on_complete: Callable[..., Any], error_name: str | None) -> None: ...
 
 
 class _Proto(asyncio.Protocol):
     __slots__ = ("_conn",)
 
-    def __init__(self, conn: "Connection") -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -64,7 +65,7 @@ class _Proto(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._conn._connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -89,19 +90,19 @@ class Connection(NativeResource):
         self._initial_window = initial_read_window
         # loop-thread state
         self._state = "connecting"  # -> handshake -> open -> closed
-        self._transport: Optional[asyncio.Transport] = None
+        self._transport: asyncio.Transport | None = None
         self._parser = ResponseParser()
-        self._key: Optional[str] = None
+        self._key: str | None = None
         self._request_bytes = b""
-        self._core: Optional[_core.ClientProtocol] = None
-        self._shutdown_error: Optional[str] = None
+        self._core: _core.ClientProtocol | None = None
+        self._shutdown_error: str | None = None
         self._local_close = False
-        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer: asyncio.TimerHandle | None = None
         self._reading = True
         self._write_paused = False
         self._written = 0
-        self._pending_sends: Deque[tuple[int, Optional[Callable[..., Any]]]] = collections.deque()
-        self._flush_poll: Optional[asyncio.TimerHandle] = None
+        self._pending_sends: collections.deque[tuple[int, Callable[..., Any] | None]] = collections.deque()
+        self._flush_poll: asyncio.TimerHandle | None = None
         # shared with other threads
         self._lock = threading.Lock()
         self._close_sent_flag = False  # a CLOSE was handed to send_frame / close()
@@ -110,7 +111,7 @@ class Connection(NativeResource):
         self._finished = False  # the connection ended; nothing more to do on the loop
 
     # ------------------------------------------------------------------ connecting -------
-    def start(self, host: str, port: int, request_bytes: bytes, key: Optional[str], *,
+    def start(self, host: str, port: int, request_bytes: bytes, key: str | None, *,
               bootstrap: Any, socket_options: Any, tls_connection_options: Any,
               proxy_options: Any = None) -> None:
         self._request_bytes = request_bytes
@@ -160,8 +161,8 @@ class Connection(NativeResource):
         if self._state == "handshake":
             self._fail_setup("AWS_IO_SOCKET_TIMEOUT", "no handshake response in time", None, None, None)
 
-    def _fail_setup(self, name: str, detail: str, status: Optional[int],
-                    headers: Optional[list[tuple[str, str]]], body: Optional[bytes]) -> None:
+    def _fail_setup(self, name: str, detail: str, status: int | None,
+                    headers: list[tuple[str, str]] | None, body: bytes | None) -> None:
         from .._errors import error
 
         self._state = "closed"
@@ -217,7 +218,7 @@ class Connection(NativeResource):
         post = self._queue.post
         sink = self._sink
         payload_bytes = 0
-        failure: Optional[str] = None
+        failure: str | None = None
         close_received = False
         for ev in events:
             t = type(ev)
@@ -283,7 +284,7 @@ class Connection(NativeResource):
         if self._state == "open" and self._transport is not None:
             self._transport.close()
 
-    def _connection_lost(self, exc: Optional[BaseException]) -> None:
+    def _connection_lost(self, exc: BaseException | None) -> None:
         state = self._state
         self._state = "closed"
         self._finished = True
@@ -317,7 +318,7 @@ class Connection(NativeResource):
         self._transport = None
         self._core = None
 
-    def _shutdown(self, error_name: Optional[str]) -> None:
+    def _shutdown(self, error_name: str | None) -> None:
         """End the connection from our side (local close or error): send CLOSE, close."""
         if self._state != "open":
             return
@@ -377,7 +378,7 @@ class Connection(NativeResource):
 
     # ------------------------------------------------------------------ public API -------
     def send_frame(self, opcode: int, fin: bool, chunks: list[bytes],
-                   on_complete: Optional[Callable[..., Any]]) -> None:
+                   on_complete: Callable[..., Any] | None) -> None:
         """Queue an encoded frame (any thread)."""
         with self._lock:
             if self._close_sent_flag:
@@ -394,7 +395,7 @@ class Connection(NativeResource):
                 self._queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
 
     def _send_on_loop(self, opcode: int, fin: bool, chunks: list[bytes],
-                      on_complete: Optional[Callable[..., Any]]) -> None:
+                      on_complete: Callable[..., Any] | None) -> None:
         core = self._core
         if self._state != "open" or core is None:
             if on_complete is not None:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Union
+from collections.abc import Callable
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 CONTINUATION = 0x0
 TEXT = 0x1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -57,7 +57,7 @@ def encode_request(method: str, path: str, headers: Iterable[tuple[str, str]]) -
     return "".join(parts).encode("latin-1")
 
 
-def header_value(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]:
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     key = name.lower()
     for n, v in headers:
         if n.lower() == key:
@@ -65,7 +65,7 @@ def header_value(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]
     return None
 
 
-def _has_token(value: Optional[str], token: str) -> bool:
+def _has_token(value: str | None, token: str) -> bool:
     if value is None:
         return False
     return any(part.strip().lower() == token for part in value.split(","))
@@ -83,12 +83,12 @@ class ResponseParser:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self.status: Optional[int] = None
+        self.status: int | None = None
         self.headers: list[tuple[str, str]] = []
-        self.body: Optional[bytes] = b""
+        self.body: bytes | None = b""
         self.leftover = b""
         self.done = False
-        self._body_mode: Optional[str] = None  # "length", "chunked"
+        self._body_mode: str | None = None  # "length", "chunked"
         self._remaining = 0
 
     def feed(self, data: bytes) -> None:
@@ -151,8 +151,7 @@ class ResponseParser:
             if not cl.strip().isdigit():
                 raise HandshakeError("AWS_ERROR_HTTP_PROTOCOL_ERROR", "bad Content-Length")
             self._remaining = int(cl)
-            if self._remaining > MAX_REJECTION_BODY:
-                self._remaining = MAX_REJECTION_BODY
+            self._remaining = min(self._remaining, MAX_REJECTION_BODY)
             self._body_mode = "length"
         else:
             self._body_mode = None  # no framed body: report it as empty
@@ -190,7 +189,7 @@ class ResponseParser:
         self.body = bytes(body)
 
 
-def check_upgrade(status: int, headers: list[tuple[str, str]], key: Optional[str]) -> None:
+def check_upgrade(status: int, headers: list[tuple[str, str]], key: str | None) -> None:
     """Raise :class:`HandshakeError` unless the response accepts the upgrade for ``key``."""
     if status != 101:
         raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",

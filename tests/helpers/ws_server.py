@@ -25,7 +25,7 @@ import hashlib
 import socket
 import ssl
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
@@ -46,13 +46,13 @@ def server_ssl_context(pki) -> ssl.SSLContext:
 class WsServer:
     """A ``websockets`` server on a thread.  Use as a context manager."""
 
-    def __init__(self, ssl_context: Optional[ssl.SSLContext] = None,
-                 subprotocols: Optional[list[str]] = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None,
+                 subprotocols: list[str] | None = None) -> None:
         self.ssl_context = ssl_context
         self.subprotocols = subprotocols
         self.port = 0
         self.requests: list[list[tuple[str, str]]] = []
-        self.close_codes: list[Optional[int]] = []
+        self.close_codes: list[int | None] = []
         self.closed = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ws-test-server",
@@ -99,7 +99,7 @@ class WsServer:
         self._server.close()
         await self._server.wait_closed()
 
-    def start(self) -> "WsServer":
+    def start(self) -> WsServer:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -111,7 +111,7 @@ class WsServer:
         self._thread.join(10)
         self._loop.close()
 
-    def __enter__(self) -> "WsServer":
+    def __enter__(self) -> WsServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -134,7 +134,7 @@ def _recv_request(conn: socket.socket) -> tuple[str, list[tuple[str, str]]]:
     return lines[0], headers
 
 
-def upgrade_response(key: str, *, accept: Optional[str] = None, status: str = "101 Switching Protocols",
+def upgrade_response(key: str, *, accept: str | None = None, status: str = "101 Switching Protocols",
                      extra: str = "") -> bytes:
     acc = accept_key(key) if accept is None else accept
     return (f"HTTP/1.1 {status}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -142,7 +142,7 @@ def upgrade_response(key: str, *, accept: Optional[str] = None, status: str = "1
 
 
 def server_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
-                 mask: Optional[bytes] = None, length: Optional[int] = None) -> bytes:
+                 mask: bytes | None = None, length: int | None = None) -> bytes:
     """Encode one frame the way a (possibly misbehaving) server would."""
     n = len(payload) if length is None else length
     head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
@@ -205,7 +205,7 @@ class RawServer:
                 finally:
                     self.client_closed.set()
 
-    def client_close_code(self) -> Optional[int]:
+    def client_close_code(self) -> int | None:
         """Status code of the first CLOSE frame the client sent (unmasking it), if any."""
         data = bytes(self.received)
         i = 0
@@ -227,7 +227,7 @@ class RawServer:
             i = j + n
         return None
 
-    def start(self) -> "RawServer":
+    def start(self) -> RawServer:
         self._thread.start()
         return self
 
@@ -243,7 +243,7 @@ class RawServer:
             pass
         self._thread.join(10)
 
-    def __enter__(self) -> "RawServer":
+    def __enter__(self) -> RawServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -269,16 +269,16 @@ class Recorder:
         self.setup_data = None
         self.shutdown_data = None
         self.websocket = None
-        self.messages: "queue.Queue[tuple[str, bytes]]" = queue.Queue()
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.callback_threads: set[str] = set()
-        self._msg_op: Optional[str] = None
+        self._msg_op: str | None = None
         self._msg = bytearray()
         self._ctrl = bytearray()
         self.payload_bytes = 0
         self.payload_event = threading.Event()
 
     @staticmethod
-    def _name(exc) -> Optional[str]:  # type: ignore[no-untyped-def]
+    def _name(exc) -> str | None:  # type: ignore[no-untyped-def]
         return None if exc is None else getattr(exc, "name", type(exc).__name__)
 
     def _on_setup(self, d) -> None:  # type: ignore[no-untyped-def]
@@ -325,7 +325,7 @@ class Recorder:
             self.messages.put((self._msg_op or "?", bytes(self._msg)))
 
     def connect(self, port: int, *, host: str = "127.0.0.1", path: str = "/", request=None,  # type: ignore[no-untyped-def]
-                **kwargs) -> "Recorder":
+                **kwargs) -> Recorder:
         if request is None:
             request = self.W.create_handshake_request(host=host, path=path)
         self.W.connect(host=host, port=port, handshake_request=request,
@@ -398,3 +398,14 @@ class Recorder:
         self.websocket.send_frame(opcode, payload, fin=fin, on_complete=on_complete)
         assert done.wait(timeout), "send_frame on_complete was not called"
         return box[0]
+
+
+def client_tls_options(pki, server_name: str = "localhost"):  # type: ignore[no-untyped-def]
+    """crtpy TlsConnectionOptions trusting the test CA."""
+    from crtpy.io import ClientTlsContext, TlsContextOptions
+
+    opts = TlsContextOptions()
+    opts.override_default_trust_store(pki.ca_cert.pem)
+    conn = ClientTlsContext(opts).new_connection_options()
+    conn.set_server_name(server_name)
+    return conn
