@@ -154,3 +154,23 @@ def test_stop_before_start_is_harmless():
     client.stop(mqtt5.DisconnectPacket())
     with pytest.raises(TypeError):
         client.stop("nope")
+
+
+def test_aws_iot_core_limits():
+    client = _client(extended_validation_and_flow_control_options=(
+        mqtt5.ExtendedValidationAndFlowControlOptions.AWS_IOT_CORE_DEFAULTS))
+    with pytest.raises(AwsCrtError) as ei:
+        client.publish(mqtt5.PublishPacket(topic="/".join("abcdefghi"), qos=1))
+    assert ei.value.name == "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION"
+    with pytest.raises(AwsCrtError):
+        client.publish(mqtt5.PublishPacket(topic="x" * 257, qos=1))
+    client.publish(mqtt5.PublishPacket(topic="$aws/rules/r/" + "/".join("abcdefgh"), qos=1))
+    with pytest.raises(AwsCrtError) as ei:
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(f"t{i}") for i in range(9)]))
+    assert ei.value.name == "AWS_ERROR_MQTT5_SUBSCRIBE_OPTIONS_VALIDATION"
+    with pytest.raises(AwsCrtError):
+        _client(extended_validation_and_flow_control_options=1,
+                connect_options=mqtt5.ConnectPacket(client_id="c" * 129))
+    # without the option the same packets are accepted
+    plain = _client()
+    plain.publish(mqtt5.PublishPacket(topic="/".join("abcdefghi"), qos=1))

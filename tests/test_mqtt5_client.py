@@ -626,3 +626,24 @@ def test_outbound_topic_alias_manual(mosquitto):
     assert ei.value.name == "AWS_ERROR_MQTT5_INVALID_OUTBOUND_TOPIC_ALIAS"
     stop(client, rec)
     stop(watcher, wrec)
+
+
+def test_through_http_proxy_tunnel(mosquitto, tmp_path):
+    from conftest import free_port, require_binary
+    from helpers.http_servers import Tinyproxy
+
+    from crtpy import http
+
+    proxy = Tinyproxy(require_binary("tinyproxy", "/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"),
+                      str(tmp_path), free_port())
+    try:
+        client, rec = connected(mosquitto, http_proxy_options=http.HttpProxyOptions("127.0.0.1", proxy.port))
+        t = topic()
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+        client.publish(mqtt5.PublishPacket(payload=b"via proxy", topic=t, qos=1)).result(T)
+        assert rec.wait_messages(1)[0].payload == b"via proxy"
+        stop(client, rec)
+        with open(proxy.log) as f:
+            assert "CONNECT" in f.read()
+    finally:
+        proxy.stop()

@@ -416,9 +416,7 @@ class ClientDriver:
         if o.websocket_handshake_transform is not None:
             raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
                         "MQTT5 over WebSockets is not available in crtpy yet")
-        if o.http_proxy_options is not None:
-            raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
-                        "MQTT5 through an HTTP proxy is not available in crtpy yet")
+        self.proxy = o.http_proxy_options
         self.cfg = build_config(o)
         self.core = Core(self.cfg)
         self.host = o.host_name
@@ -513,13 +511,27 @@ class ClientDriver:
         return fut
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:
-        return self._submit(publish_to_codec(p), _puback_result)
+        packet = publish_to_codec(p)
+        if self.cfg.iot_core_limits:
+            _check_iot_topic(packet.topic, "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION")
+        return self._submit(packet, _puback_result)
 
     def subscribe(self, p: mqtt5.SubscribePacket) -> CrtFuture:
-        return self._submit(subscribe_to_codec(p), _suback_result)
+        packet = subscribe_to_codec(p)
+        if self.cfg.iot_core_limits:
+            err = "AWS_ERROR_MQTT5_SUBSCRIBE_OPTIONS_VALIDATION"
+            if len(packet.subscriptions) > 8:
+                raise _bad(err, "AWS IoT Core allows at most 8 subscriptions per SUBSCRIBE")
+            for sub in packet.subscriptions:
+                _check_iot_topic(sub.topic_filter, err)
+        return self._submit(packet, _suback_result)
 
     def unsubscribe(self, p: mqtt5.UnsubscribePacket) -> CrtFuture:
-        return self._submit(unsubscribe_to_codec(p), _unsuback_result)
+        packet = unsubscribe_to_codec(p)
+        if self.cfg.iot_core_limits:
+            for f in packet.topic_filters:
+                _check_iot_topic(f, "AWS_ERROR_MQTT5_UNSUBSCRIBE_OPTIONS_VALIDATION")
+        return self._submit(packet, _unsuback_result)
 
     def get_stats(self) -> mqtt5.OperationStatisticsData:
         # Read on the loop thread, after every operation posted before this call.
@@ -651,10 +663,18 @@ class ClientDriver:
                     self.callbacks.post(fn, m.LifecycleAttemptingConnectData())
                 self.connected_at = None
                 try:
-                    _transport, proto = await open_connection(
-                        self.host, self.port, protocol_factory=lambda: _Protocol(self),
-                        bootstrap=self.bootstrap, socket_options=self.socket_options,
-                        tls_connection_options=tls_options)
+                    if self.proxy is not None:
+                        from .._http.proxy import open_tunnel
+
+                        _transport, proto = await open_tunnel(
+                            self.host, self.port, self.proxy, protocol_factory=lambda: _Protocol(self),
+                            bootstrap=self.bootstrap, socket_options=self.socket_options,
+                            tls_connection_options=tls_options)
+                    else:
+                        _transport, proto = await open_connection(
+                            self.host, self.port, protocol_factory=lambda: _Protocol(self),
+                            bootstrap=self.bootstrap, socket_options=self.socket_options,
+                            tls_connection_options=tls_options)
                 except Exception as e:  # noqa: BLE001 - reported through the lifecycle
                     self.core.connection_lost(e)
                     self.after_core()
@@ -689,6 +709,20 @@ class ClientDriver:
             fn = o.on_lifecycle_event_stopped_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleStoppedData())
+
+
+def _check_iot_topic(topic: str, err: str) -> None:
+    """AWS IoT Core limits: 256 bytes, 8 levels (a ``$aws/rules/<name>/`` prefix and a
+    ``$share/<group>/`` prefix do not count)."""
+    t = topic
+    for prefix in ("$share/", "$aws/rules/"):
+        if t.lower().startswith(prefix):
+            parts = t.split("/", 2)
+            t = parts[2] if len(parts) > 2 else ""
+    if len(t.encode("utf-8")) > 256:
+        raise _bad(err, "topic longer than 256 bytes (AWS IoT Core limit)")
+    if t.count("/") > 7:
+        raise _bad(err, "topic with more than 8 levels (AWS IoT Core limit)")
 
 
 def _approx_size(p: c.Packet) -> int:
