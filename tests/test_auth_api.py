@@ -337,3 +337,21 @@ def test_secrets_never_logged_or_in_errors(tmp_path, monkeypatch, caplog):
         assert secret not in repr(e) and secret not in str(e)
     assert secret not in caplog.text
     assert "credential_process" in caplog.text or "delegate" in caplog.text  # something was logged
+
+
+def test_sigv4a_chunks_are_padded_and_chain_unpadded():
+    from crtpy._auth import sigv4a
+
+    params = S.SigningParams(algorithm=S.V4_ASYMMETRIC, region="us-east-1", service="s3", date=DATE)
+    seed = streaming.pad_sigv4a_signature("30" + "ab" * 30)
+    signer = streaming.ChunkSigner("AK", "SK", params, seed)
+    assert signer.previous_signature == "30" + "ab" * 30
+    sig = signer.sign_chunk(b"data")
+    sts = "\n".join(("AWS4-ECDSA-P256-SHA256-PAYLOAD", "20150830T123600Z", "20150830/s3/aws4_request",
+                     "30" + "ab" * 30, S.EMPTY_SHA256, hashlib.sha256(b"data").hexdigest()))
+    assert sigv4a.verify_hex(*sigv4a.public_key_xy("AK", "SK"), sts.encode(), sig)
+    head = bytes(streaming.encode_chunk(b"data", sig)[0])
+    assert head.startswith(b"4;chunk-signature=" + sig.encode()) and len(head) == len("4;chunk-signature=") + 144 + 2
+    assert b"".join(bytes(p) for p in streaming.encode_unsigned_chunk(b"abc")) == b"3\r\nabc\r\n"
+    assert streaming.encode_unsigned_trailer([("x-amz-checksum-crc32", "AAAAAA==")]) == \
+        b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"

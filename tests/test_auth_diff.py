@@ -3,6 +3,7 @@ the same fixed date must give identical signed requests (V4, S3 Express), and Si
 signatures from both must verify against crtpy's string to sign."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -68,6 +69,10 @@ configs = st.fixed_dictionaries({
     "service": st.sampled_from(["s3", "service", "execute-api"]),
 })
 tokens = st.sampled_from([None, "TOKEN/with+specials==", "t"])
+dates = st.datetimes(min_value=datetime.datetime(1999, 12, 31), max_value=datetime.datetime(2100, 1, 1),
+                     timezones=st.sampled_from([datetime.timezone.utc,
+                                                datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+                                                datetime.timezone(datetime.timedelta(hours=-8))]))
 
 
 def _request(path: str, query: str | None) -> str:
@@ -84,10 +89,10 @@ def test_v4_and_s3express_identical(method, path, query, hdrs, body, config, tok
 
 
 @SETTINGS
-@given(path=paths, query=queries, hdrs=headers, body=bodies, token=tokens)
-def test_v4_default_config_identical(path, query, hdrs, body, token):
+@given(path=paths, query=queries, hdrs=headers, body=bodies, token=tokens, date=dates)
+def test_v4_default_config_identical(path, query, hdrs, body, token, date):
     ours, ref = sign_both("GET", _request(path, query), [("Host", "example.amazonaws.com")] + hdrs, body,
-                          token=token)
+                          token=token, date=date)
     assert ours == ref
 
 

@@ -23,6 +23,17 @@ from . import sigv4a
 Buffer = bytes | bytearray | memoryview
 
 _EMPTY_SHA256 = S.EMPTY_SHA256
+#: SigV4a signatures (DER, variable length) are padded with "*" to this many hex digits
+#: where a fixed length is needed (aws-chunked frames), and unpadded before chaining.
+SIGV4A_PADDED_LEN = 144
+
+
+def pad_sigv4a_signature(signature: str) -> str:
+    return signature.ljust(SIGV4A_PADDED_LEN, "*")
+
+
+def trim_sigv4a_signature(signature: str) -> str:
+    return signature.rstrip("*")
 
 
 class _Base:
@@ -35,7 +46,7 @@ class _Base:
         self._params = params
         self._asymmetric = params.algorithm == S.V4_ASYMMETRIC
         self._date = date or params.date or datetime.now(timezone.utc)
-        self.previous_signature = seed_signature
+        self.previous_signature = trim_sigv4a_signature(seed_signature)
 
     def _scope(self, stamp: str) -> str:
         day = stamp[:8]
@@ -78,13 +89,30 @@ class ChunkSigner(_Base):
 
 
 def encode_chunk(data: Buffer, signature: str) -> list[Buffer]:
-    """Pieces of one signed aws-chunked frame (no copy of ``data``)."""
+    """Pieces of one signed aws-chunked frame (no copy of ``data``).  A SigV4a signature
+    is padded to its fixed length."""
+    if len(signature) != 64:
+        signature = pad_sigv4a_signature(signature)
     head = f"{len(data):x};chunk-signature={signature}\r\n".encode()
     return [head, data, b"\r\n"]
 
 
+def encode_unsigned_chunk(data: Buffer) -> list[Buffer]:
+    """Pieces of one frame of an unsigned aws-chunked body
+    (``STREAMING-UNSIGNED-PAYLOAD-TRAILER``)."""
+    return [f"{len(data):x}\r\n".encode(), data, b"\r\n"]
+
+
+def encode_unsigned_trailer(trailing_headers: Iterable[tuple[str, str]]) -> bytes:
+    """The final empty chunk and the trailing headers of an unsigned aws-chunked body."""
+    lines = "".join(f"{name}:{value}\r\n" for name, value in trailing_headers)
+    return f"0\r\n{lines}\r\n".encode()
+
+
 def encode_trailer(trailing_headers: Iterable[tuple[str, str]], signature: str) -> bytes:
     """The trailer block following the final (empty) chunk."""
+    if len(signature) != 64:
+        signature = pad_sigv4a_signature(signature)
     lines = "".join(f"{name}:{value}\r\n" for name, value in trailing_headers)
     return f"{lines}x-amz-trailer-signature:{signature}\r\n\r\n".encode()
 
