@@ -715,10 +715,10 @@ def _check_iot_topic(topic: str, err: str) -> None:
     """AWS IoT Core limits: 256 bytes, 8 levels (a ``$aws/rules/<name>/`` prefix and a
     ``$share/<group>/`` prefix do not count)."""
     t = topic
-    for prefix in ("$share/", "$aws/rules/"):
+    for prefix, levels in (("$share/", 2), ("$aws/rules/", 3)):
         if t.lower().startswith(prefix):
-            parts = t.split("/", 2)
-            t = parts[2] if len(parts) > 2 else ""
+            parts = t.split("/", levels)
+            t = parts[levels] if len(parts) > levels else ""
     if len(t.encode("utf-8")) > 256:
         raise _bad(err, "topic longer than 256 bytes (AWS IoT Core limit)")
     if t.count("/") > 7:
