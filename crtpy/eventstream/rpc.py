@@ -292,6 +292,7 @@ class ClientConnection(NativeResource):
             anything but CONNECT before the server's CONNECT_ACK is a protocol error
             that also shuts the connection down.
         """
+        self._check_fork()
         args = _message_args(headers, payload, message_type, flags)
         impl = self._impl
         if impl is None:
@@ -347,6 +348,7 @@ class ClientContinuation(NativeResource):
         Returns:
             concurrent.futures.Future: None once written, or the error.
         """
+        self._check_fork()
         if not isinstance(operation, str):
             raise TypeError(f"operation must be str, not {type(operation).__name__}")
         if self._activated:
@@ -377,6 +379,7 @@ class ClientContinuation(NativeResource):
         Returns:
             concurrent.futures.Future: None once written, or the error.
         """
+        self._check_fork()
         args = _message_args(headers, payload, message_type, flags)
         if not self._activated:
             raise _impl.runtime_error("AWS_ERROR_EVENT_STREAM_RPC_STREAM_NOT_ACTIVATED")
