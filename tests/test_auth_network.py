@@ -274,3 +274,25 @@ def test_x509_over_mtls(pki):  # noqa: F811
             tls_ctx=crt_io.ClientTlsContext(plain))) == "AWS_AUTH_CREDENTIALS_PROVIDER_X509_SOURCE_FAILURE"
     finally:
         server.server.stop()
+
+
+def test_imds_that_never_answers_fails_without_hanging(monkeypatch):
+    import threading
+
+    from crtpy._auth import imds as imds_mod
+
+    release = threading.Event()
+
+    def stall(req):
+        release.wait(10)
+        return 500, {}, b""
+
+    server = LocalServer(stall).start()
+    try:
+        monkeypatch.setattr(imds_mod, "TIMEOUT", 0.3)
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", server.url)
+        assert _error_name(auth.AwsCredentialsProvider.new_default_chain(), timeout=10) == \
+            "AWS_AUTH_CREDENTIALS_PROVIDER_IMDS_SOURCE_FAILURE"
+    finally:
+        release.set()
+        server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+import concurrent.futures
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,11 @@ def parse_endpoint(url: str, default_scheme: str = "https") -> Endpoint:
     return Endpoint(scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
+def _close_late_connection(fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().close()
+
+
 def request(endpoint: Endpoint, method: str, path: str, headers: Sequence[tuple[str, str]] = (),
             body: bytes | None = None, *, tls_ctx: Any = None, bootstrap: Any = None,
             proxy_options: Any = None, timeout: float = DEFAULT_TIMEOUT,
@@ -74,9 +80,15 @@ def request(endpoint: Endpoint, method: str, path: str, headers: Sequence[tuple[
             tls_ctx = crt_io.ClientTlsContext(crt_io.TlsContextOptions())
         tls_options = tls_ctx.new_connection_options()
         tls_options.set_server_name(endpoint.host)
-    conn = http.HttpClientConnection.new(
+    conn_future = http.HttpClientConnection.new(
         host_name=endpoint.host, port=endpoint.port, bootstrap=bootstrap,
-        tls_connection_options=tls_options, proxy_options=proxy_options).result(timeout)
+        tls_connection_options=tls_options, proxy_options=proxy_options)
+    try:
+        conn = conn_future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        # close the connection if it still comes up
+        conn_future.add_done_callback(_close_late_connection)
+        raise error("AWS_IO_SOCKET_TIMEOUT", "Connecting to the credentials endpoint timed out.") from None
     try:
         all_headers = [("Host", endpoint.host_header)] + list(headers)
         if body is not None:
@@ -99,7 +111,10 @@ def request(endpoint: Endpoint, method: str, path: str, headers: Sequence[tuple[
 
         stream = conn.request(req, on_response, on_body)
         stream.activate()
-        status = stream.completion_future.result(timeout)
+        try:
+            status = stream.completion_future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise error("AWS_IO_SOCKET_TIMEOUT", "The credentials endpoint did not answer in time.") from None
         if size[0] > MAX_BODY:
             raise error("AWS_AUTH_PROVIDER_PARSER_UNEXPECTED_RESPONSE", "The response is too large.")
         return Response(int(status), state["headers"], b"".join(chunks))

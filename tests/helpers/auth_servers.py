@@ -61,7 +61,8 @@ class LocalServer:
         self.httpd.daemon_threads = True
         if ssl_context is not None:
             self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="auth-test-server", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="auth-test-server",
+                                       daemon=True)
 
     @property
     def url(self) -> str:
