@@ -5,9 +5,9 @@ are capped (credentials documents are small) and every request has a timeout.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Sequence
-import concurrent.futures
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
