@@ -72,12 +72,18 @@ def test_hash_streaming_matches_reference(seed: int, length: int, data: st.DataO
             assert expected == std(buf).digest()
 
 
-def test_hash_accepts_every_bytes_like() -> None:
-    payload = _data(3, 1000)
-    for kind in (payload, bytearray(payload), memoryview(payload), array.array("B", payload)):
-        h = ours.Hash.sha256_new()
-        h.update(kind)
-        assert h.digest() == hashlib.sha256(payload).digest()
+@pytest.mark.parametrize("size", [1000, 200_000])  # 200 kB: MD5's bulk path
+def test_hash_accepts_every_bytes_like(size: int) -> None:
+    payload = _data(3, size)
+    kinds = (payload, bytearray(payload), memoryview(payload), array.array("B", payload),
+             array.array("I", payload), memoryview(payload).cast("B", (size // 8, 8)))
+    for name, (mine_new, _, std) in HASHES.items():
+        for kind in kinds:
+            h = mine_new()
+            h.update(kind)
+            h.update(kind)
+            h.update("\u00e9")
+            assert h.digest() == std(payload + payload + "\u00e9".encode()).digest(), (name, type(kind))
 
 
 def test_hash_digest_finishes_the_object() -> None:
