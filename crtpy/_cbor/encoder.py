@@ -109,6 +109,7 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
     key_bytes = _key_bytes
     int_bytes = _int_bytes
     fbytes = float_bytes
+    pack_BB, pack_BH = _pack_BB, _pack_BH
     _int, _float, _str, _bytes, _bool, _list, _dict = int, float, str, bytes, bool, list, dict
 
     def item(obj: Any) -> None:
@@ -137,6 +138,8 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
                 elif t is _int:
                     if 0 <= v < 24:
                         append(v)
+                    elif 0 <= v < 0x10000:
+                        extend(pack_BB(0x18, v) if v < 0x100 else pack_BH(0x19, v))
                     else:
                         extend(int_bytes(v))
                 elif t is _float:
@@ -166,6 +169,8 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
                 elif t is _int:
                     if 0 <= v < 24:
                         append(v)
+                    elif 0 <= v < 0x10000:
+                        extend(pack_BB(0x18, v) if v < 0x100 else pack_BH(0x19, v))
                     else:
                         extend(int_bytes(v))
                 elif t is _float:
@@ -297,9 +302,16 @@ class EncoderCore:
         Args:
             val (int): in ``[-2**64, 2**64 - 1]``; anything else raises ``TypeError``.
         """
-        if type(val) is int and 0 <= val < 24:
-            self._buf.append(val)
-            return
+        if type(val) is int:
+            if 0 <= val < 24:
+                self._buf.append(val)
+                return
+            if -25 < val < 0:
+                self._buf.append(0x1F - val)
+                return
+            if -0x10000000000000000 <= val <= _U64_MAX:
+                self._buf += _int_bytes(val)
+                return
         if val >= 0:
             self._buf += head(0, _uint64(val, "unsigned integer"))
         else:
@@ -313,7 +325,7 @@ class EncoderCore:
             val (float): any real number (``int`` accepted); NaN is written as the canonical
                 single-precision NaN.
         """
-        self._buf += float_bytes(_double(val))
+        self._buf += float_bytes(val if type(val) is float else _double(val))
 
     def write_bytes(self, val: bytes) -> None:
         """Append a definite-length byte string.
@@ -321,6 +333,15 @@ class EncoderCore:
         Args:
             val (bytes): the bytes (any bytes-like object is accepted).
         """
+        if type(val) is bytes:
+            buf = self._buf
+            n = len(val)
+            if n < 24:
+                buf.append(0x40 | n)
+            else:
+                buf += head(0x40, n)
+            buf += val
+            return
         if not isinstance(val, bytes):
             if isinstance(val, (str, int)) or val is None:
                 raise TypeError(f"CBOR bytes needs a bytes-like object, not {type(val).__name__}")
@@ -337,6 +358,19 @@ class EncoderCore:
         Args:
             val (str): the text; lone surrogates raise ``TypeError``.
         """
+        if type(val) is str:
+            try:
+                b = val.encode()
+            except UnicodeEncodeError:
+                raise TypeError("Failed to encode the str as UTF-8 for a CBOR text string") from None
+            buf = self._buf
+            n = len(b)
+            if n < 24:
+                buf.append(0x60 | n)
+            else:
+                buf += head(0x60, n)
+            buf += b
+            return
         if not isinstance(val, str):
             raise TypeError(f"CBOR text needs a str, not {type(val).__name__}")
         try:
@@ -354,7 +388,10 @@ class EncoderCore:
             number_entries (int): in ``[0, 2**64 - 1]``; a negative number or one above
                 ``2**64`` raises ``ValueError``, ``2**64`` itself ``TypeError``.
         """
-        self._buf += head(0x80, _count(number_entries, "array size"))
+        if type(number_entries) is int and 0 <= number_entries < 24:
+            self._buf.append(0x80 | number_entries)
+        else:
+            self._buf += head(0x80, _count(number_entries, "array size"))
 
     def write_map_start(self, number_entries: int) -> None:
         """Append the head of a definite-length map of ``number_entries`` key/value pairs,
@@ -363,7 +400,10 @@ class EncoderCore:
         Args:
             number_entries (int): in ``[0, 2**64 - 1]`` (see :meth:`write_array_start`).
         """
-        self._buf += head(0xA0, _count(number_entries, "map size"))
+        if type(number_entries) is int and 0 <= number_entries < 24:
+            self._buf.append(0xA0 | number_entries)
+        else:
+            self._buf += head(0xA0, _count(number_entries, "map size"))
 
     def write_tag(self, tag_number: int) -> None:
         """Append a tag head (RFC 8949 section 3.4); the tagged data item is written next by

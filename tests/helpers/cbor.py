@@ -4,6 +4,7 @@ reports comparable outcomes."""
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
 from typing import Any, Callable
@@ -114,8 +115,20 @@ def run_ops(module: Any, data: bytes, ops: list[str], on_epoch_time: Any = None)
     return out
 
 
+_TRACE = os.environ.get("CRTPY_CBOR_TRACE")
+
+
+def trace(data: bytes) -> None:
+    """With CRTPY_CBOR_TRACE=path, record the input about to be given to the reference (to
+    find inputs that crash it)."""
+    if _TRACE:
+        with open(_TRACE, "w") as f:
+            f.write(data.hex())
+
+
 def walk_stream(module: Any, data: bytes, limit: int = 10000) -> list[Any]:
     """Decode everything element by element, choosing each pop from peek_next_type."""
+    trace(data)
     dec = module.AwsCborDecoder(data)
     T = module.AwsCborType
     pops = {
