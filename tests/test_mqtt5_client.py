@@ -647,3 +647,40 @@ def test_through_http_proxy_tunnel(mosquitto, tmp_path):
             assert "CONNECT" in f.read()
     finally:
         proxy.stop()
+
+
+def test_over_websocket_with_handshake_transform(mosquitto):
+    from helpers.ws_mqtt_relay import start_relay
+
+    seen = []
+
+    def transform(args):
+        seen.append((args.http_request.method, args.http_request.path))
+        args.http_request.headers.add("x-signed", "yes")
+        args.set_done()
+
+    with start_relay(mosquitto.host, mosquitto.port) as relay:
+        client, rec = connected(mosquitto, port=relay.port, websocket_handshake_transform=transform)
+        t = topic()
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+        payload = bytes(range(256)) * 1024
+        client.publish(mqtt5.PublishPacket(payload=payload, topic=t, qos=1)).result(T)
+        assert rec.wait_messages(1)[0].payload == payload
+        stop(client, rec)
+        assert seen == [("GET", "/mqtt")]
+        assert relay.subprotocols == ["mqtt"] and relay.paths == ["/mqtt"]
+
+
+def test_websocket_transform_failure_fails_connection(mosquitto):
+    from helpers.ws_mqtt_relay import start_relay
+
+    def transform(args):
+        args.set_done(ValueError("no credentials"))
+
+    with start_relay(mosquitto.host, mosquitto.port) as relay:
+        rec = Recorder()
+        client = make_client(mosquitto, rec, port=relay.port, websocket_handshake_transform=transform)
+        client.start()
+        f = rec.wait("failure")
+        assert isinstance(f.exception, ValueError)
+        stop(client, rec)

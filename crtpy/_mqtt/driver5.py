@@ -413,15 +413,20 @@ class ClientDriver:
 
         if not isinstance(o.host_name, str) or not o.host_name:
             raise _bad("AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION", "host_name must be a non-empty str")
-        if o.websocket_handshake_transform is not None:
-            raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
-                        "MQTT5 over WebSockets is not available in crtpy yet")
         self.proxy = o.http_proxy_options
+        import weakref
+
+        self.client_ref = weakref.ref(client)
         self.cfg = build_config(o)
         self.core = Core(self.cfg)
         self.host = o.host_name
         self.tls_ctx = o.tls_ctx
-        self.port = o.port if o.port else (8883 if o.tls_ctx is not None else 1883)
+        self.websocket = o.websocket_handshake_transform is not None
+        if self.websocket:
+            self.default_port = 443 if o.tls_ctx is not None else 80
+        else:
+            self.default_port = 8883 if o.tls_ctx is not None else 1883
+        self.port = o.port if o.port else self.default_port
         self.bootstrap = o.bootstrap
         self.socket_options = o.socket_options
         self.loop_thread = pick_loop(o.bootstrap)
@@ -589,6 +594,12 @@ class ClientDriver:
         self.core.tick(_MONO())
         self.after_core()
 
+    def _ws_factory(self) -> asyncio.Protocol:
+        from .ws5 import WsAdapter
+
+        return WsAdapter(_Protocol(self), self.host, self.port, self.default_port,
+                         self.opts.websocket_handshake_transform, self.client_ref(), self.callbacks.post)
+
     def _deliver(self, ev: Any) -> None:
         o = self.opts
         kind = ev.kind
@@ -663,18 +674,26 @@ class ClientDriver:
                     self.callbacks.post(fn, m.LifecycleAttemptingConnectData())
                 self.connected_at = None
                 try:
+                    factory = self._ws_factory if self.websocket else (lambda: _Protocol(self))
                     if self.proxy is not None:
                         from .._http.proxy import open_tunnel
 
-                        _transport, proto = await open_tunnel(
-                            self.host, self.port, self.proxy, protocol_factory=lambda: _Protocol(self),
+                        transport, proto = await open_tunnel(
+                            self.host, self.port, self.proxy, protocol_factory=factory,
                             bootstrap=self.bootstrap, socket_options=self.socket_options,
                             tls_connection_options=tls_options)
                     else:
-                        _transport, proto = await open_connection(
-                            self.host, self.port, protocol_factory=lambda: _Protocol(self),
+                        transport, proto = await open_connection(
+                            self.host, self.port, protocol_factory=factory,
                             bootstrap=self.bootstrap, socket_options=self.socket_options,
                             tls_connection_options=tls_options)
+                    if self.websocket:
+                        try:
+                            await proto.handshake_done  # type: ignore[attr-defined]
+                        except BaseException:
+                            transport.close()
+                            raise
+                        proto = proto.inner  # type: ignore[attr-defined]
                 except Exception as e:  # noqa: BLE001 - reported through the lifecycle
                     self.core.connection_lost(e)
                     self.after_core()
