@@ -437,9 +437,7 @@ def connect(*,
             raise ValueError("initial_read_window must not be negative")
         window = int(initial_read_window)
     else:
-        if initial_read_window is not None and initial_read_window < 0:
-            raise ValueError("initial_read_window must not be negative")
-        window = 0
+        window = 0  # ignored without a managed window
     if not isinstance(host, str):
         raise TypeError("host must be a str")
     if port is None or port == 0:

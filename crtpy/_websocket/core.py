@@ -34,6 +34,7 @@ from .frames import (
     PING,
     PONG,
     TEXT,
+    Buffer,
     apply_mask,
     encode_frame,
     is_valid_close_code,
@@ -113,7 +114,7 @@ class ClientProtocol:
         self.close_sent = False
         self.failed: str | None = None
         self.eof = False
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
         # outgoing message state
         self._out_fragmented = False
 
@@ -193,7 +194,7 @@ class ClientProtocol:
                         chunk = bytes(mv[:n])
                     del buf[:n]
                 if self._mask is not None:
-                    chunk = apply_mask(chunk, self._mask, self._mask_offset)
+                    chunk = bytes(apply_mask(chunk, self._mask, self._mask_offset))
                     self._mask_offset += n
                 if self._utf8 is not None and not self._valid_utf8(chunk, final=False):
                     self._fail(events, "invalid UTF-8 in TEXT message", in_frame=True)
@@ -291,7 +292,7 @@ class ClientProtocol:
             payload = bytes(buf[pos:pos + length])
             del buf[:pos + length]
             if mask is not None:
-                payload = apply_mask(payload, mask)
+                payload = bytes(apply_mask(payload, mask))
             self._control_frame(events, opcode, payload)
             return True
         del buf[:pos]
@@ -337,11 +338,11 @@ class ClientProtocol:
             self._out.extend(encode_frame(PONG, payload))
 
     # -- output --------------------------------------------------------------------------
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[Buffer]:
         out, self._out = self._out, []
         return out
 
-    def close_frame(self) -> list[bytes]:
+    def close_frame(self) -> list[Buffer]:
         """The CLOSE frame a local shutdown sends (empty payload), or [] if one was sent."""
         if self.close_sent:
             return []

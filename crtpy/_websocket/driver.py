@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from .. import NativeResource
 from .._runtime.callbacks import CallbackQueue
 from . import core as _core
+from .frames import Buffer
 from .handshake import HandshakeError, ResponseParser, check_upgrade
 
 _log = logging.getLogger("crtpy.websocket")
@@ -339,7 +340,7 @@ class Connection(NativeResource):
             self._timer = None
 
     # ------------------------------------------------------------------ writing ----------
-    def _write_chunks(self, chunks: list[bytes]) -> None:
+    def _write_chunks(self, chunks: list[Buffer]) -> None:
         transport = self._transport
         if not chunks or transport is None or transport.is_closing():
             return
@@ -377,7 +378,7 @@ class Connection(NativeResource):
             self._flush_poll = None
 
     # ------------------------------------------------------------------ public API -------
-    def send_frame(self, opcode: int, fin: bool, chunks: list[bytes],
+    def send_frame(self, opcode: int, fin: bool, chunks: list[Buffer],
                    on_complete: Callable[..., Any] | None) -> None:
         """Queue an encoded frame (any thread)."""
         with self._lock:
@@ -394,7 +395,7 @@ class Connection(NativeResource):
             if on_complete is not None:
                 self._queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
 
-    def _send_on_loop(self, opcode: int, fin: bool, chunks: list[bytes],
+    def _send_on_loop(self, opcode: int, fin: bool, chunks: list[Buffer],
                       on_complete: Callable[..., Any] | None) -> None:
         core = self._core
         if self._state != "open" or core is None:
