@@ -16,7 +16,8 @@ import argparse
 import gc
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import awscrt.cbor as ref_cbor
 

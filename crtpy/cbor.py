@@ -24,15 +24,16 @@ Neither class is thread-safe: use one instance per thread.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, Callable, Union
+from typing import Any
 
 from . import NativeResource
 from ._cbor import decoder as _decoder
 from ._cbor.decoder import DecoderCore as _DecoderCore
 from ._cbor.encoder import EncoderCore as _EncoderCore
 
-__all__ = ["AwsCborType", "AwsCborEncoder", "AwsCborDecoder"]
+__all__ = ["AwsCborDecoder", "AwsCborEncoder", "AwsCborType"]
 
 
 class AwsCborType(IntEnum):
@@ -123,7 +124,7 @@ class AwsCborDecoder(_DecoderCore, NativeResource):
     def __init__(
         self,
         src: bytes,
-        on_epoch_time: Callable[[Union[int, float]], Any] = None,  # type: ignore[assignment]
+        on_epoch_time: Callable[[int | float], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         NativeResource.__init__(self)

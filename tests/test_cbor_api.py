@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 import struct
 
-import pytest
-
 import awscrt.cbor as ref_cbor
+import pytest
+from helpers.cbor import STREAM_OPS, canon, encode_ref, error_kind, run_ops
+
 import crtpy.cbor as crt_cbor
 from crtpy.cbor import AwsCborDecoder, AwsCborEncoder, AwsCborType
 from crtpy.exceptions import AwsCrtError
-from helpers.cbor import STREAM_OPS, canon, encode_ref, error_kind, run_ops
 
 
 def test_type_enum_values_match_reference():

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 
+import awscrt.cbor as ref_cbor
+from helpers.cbor import EDGE_FLOATS, EDGE_INTS, canon, data_items, error_kind, floats, ints, walk_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import awscrt.cbor as ref_cbor
 import crtpy.cbor as crt_cbor
-from helpers.cbor import (EDGE_FLOATS, EDGE_INTS, canon, data_items, error_kind, floats, ints,
-                          walk_stream)
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
 SETTINGS = settings(max_examples=3000 if LONG else 400, deadline=None,

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import tracemalloc
 
+import awscrt.cbor as ref_cbor
 import pytest
+from helpers.cbor import STREAM_OPS, data_items, encode_ref, error_kind, mutate, run_ops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import awscrt.cbor as ref_cbor
 import crtpy.cbor as crt_cbor
 from crtpy.exceptions import AwsCrtError
-from helpers.cbor import STREAM_OPS, data_items, encode_ref, error_kind, mutate, run_ops
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
 FUZZ = settings(max_examples=25000 if LONG else 2500, deadline=None,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import struct
 
-import pytest
-
 import awscrt.cbor as ref_cbor
+import pytest
+from helpers.cbor import canon, error_kind
+
 import crtpy.cbor as crt_cbor
 from crtpy.cbor import AwsCborDecoder, AwsCborEncoder
 from crtpy.exceptions import AwsCrtError
-from helpers.cbor import canon, error_kind
 
 INVALID = "AWS_ERROR_INVALID_CBOR"
 NAN = float("nan")

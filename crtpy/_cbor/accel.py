@@ -31,11 +31,6 @@ try:  # cbor2 is optional: without it the pure-Python decoders do all the work
     from cbor2 import CBORDecoder as _C2Decoder
     from cbor2 import CBORSimpleValue as _SimpleValue
     from cbor2 import undefined as _undefined
-
-    try:
-        from cbor2 import frozendict as _frozendict
-    except ImportError:  # pragma: no cover - Python >= 3.15 has a builtin frozendict
-        _frozendict = type(None)
     AVAILABLE = True
 except ImportError:  # pragma: no cover
     AVAILABLE = False

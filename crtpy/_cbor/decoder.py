@@ -129,7 +129,7 @@ def _parse(buf: bytes, pos: int, end: int) -> tuple[int, Any, int] | None:
     return t, n, p
 
 
-def _fast(buf: bytes, pos: int, end: int, depth: int, dec: "DecoderCore") -> tuple[Any, int]:
+def _fast(buf: bytes, pos: int, end: int, depth: int, dec: DecoderCore) -> tuple[Any, int]:
     """Decode one whole data item at ``pos`` whose nesting depth is ``depth``.
 
     Returns ``(value, next_pos)``; raises (anything) when the input is not a regular,
@@ -304,7 +304,7 @@ def _fast_indef_string(buf: bytes, p: int, end: int, major_bits: int) -> tuple[A
     return "".join([c.decode() for c in parts]), p
 
 
-def _fast_iarray(buf: bytes, p: int, end: int, depth: int, dec: "DecoderCore") -> tuple[Any, int]:
+def _fast_iarray(buf: bytes, p: int, end: int, depth: int, dec: DecoderCore) -> tuple[Any, int]:
     lst: list[Any] = []
     if buf[p] == 0xFF:
         return lst, p + 1
@@ -317,7 +317,7 @@ def _fast_iarray(buf: bytes, p: int, end: int, depth: int, dec: "DecoderCore") -
     return lst, p + 1
 
 
-def _fast_imap(buf: bytes, p: int, end: int, depth: int, dec: "DecoderCore") -> tuple[Any, int]:
+def _fast_imap(buf: bytes, p: int, end: int, depth: int, dec: DecoderCore) -> tuple[Any, int]:
     d: dict[Any, Any] = {}
     if buf[p] == 0xFF:
         return d, p + 1
@@ -563,7 +563,7 @@ class DecoderCore:
                 self._replay_at = 0
                 try:
                     obj, p = _accel.decode(buf, start, end, self._epoch, top)
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - any doubt: decode again in Python
                     pass
                 else:
                     self._pos = p
@@ -572,7 +572,7 @@ class DecoderCore:
             self._replay_at = 0
             try:
                 obj, p = _fast(buf, start, end, top, self)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any doubt: replay on the exact path
                 return self._exact(what)
             self._pos = p
             self._ctype = 0
@@ -672,7 +672,7 @@ class DecoderCore:
         self._ctype = 0
         try:
             t = self._fill()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the reference ignores this peek's result
             t = IARRAY  # unchecked in the reference: the next entry reports the error
         while t != BREAK:
             out.append(self._x_item(depth + 1))
@@ -684,9 +684,9 @@ class DecoderCore:
         # The reference decodes the value even when the key failed; the last error wins.
         try:
             k = self._x_item(depth)
-        except Exception as kexc:
+        except Exception as kexc:  # re-raised below unless the value fails too
             self._x_item(depth)
-            raise kexc
+            raise kexc  # noqa: TRY201
         return k, self._x_item(depth)
 
     def _x_map(self, depth: int) -> dict:
@@ -703,7 +703,7 @@ class DecoderCore:
         self._ctype = 0
         try:
             t = self._fill()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the reference ignores this peek's result
             t = IMAP
         while t != BREAK:
             k, v = self._x_pair(depth + 1)

@@ -16,7 +16,8 @@ packers; the whole-item writer is a single recursive function with the common ca
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _U64_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -53,7 +54,7 @@ def float_bytes(v: float) -> bytes:
         i = int(v)
         if i == v:
             return head(0, i) if i >= 0 else head(0x20, -1 - i)
-    elif v != v:
+    elif v != v:  # noqa: PLR0124 - NaN test
         return _NAN
     try:
         p = _pack_f(v)
@@ -121,9 +122,11 @@ def make_item_writer(buf: bytearray) -> Callable[[Any], None]:
             else:
                 extend(head(0xA0, n))
             for k, v in obj.items():
-                if type(k) is _str:
-                    e = key_get(k)
-                    extend(e if e is not None else key_bytes(k))
+                e = key_get(k)
+                if e is not None:
+                    extend(e)
+                elif type(k) is _str:
+                    extend(key_bytes(k))
                 else:
                     item(k)
                 t = type(v)

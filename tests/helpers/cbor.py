@@ -7,11 +7,12 @@ import math
 import os
 import re
 import struct
-from typing import Any, Callable
-
-from hypothesis import strategies as st
+from collections.abc import Callable
+from typing import Any
 
 import awscrt.cbor as ref_cbor
+from hypothesis import strategies as st
+
 import crtpy.cbor as crt_cbor
 from crtpy.exceptions import AwsCrtError
 
