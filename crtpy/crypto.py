@@ -39,6 +39,19 @@ _HASH_TYPE = type(_sha256())
 _new_object = object.__new__
 
 
+try:
+    # OpenSSL's HMAC object, as hmac.new() uses it, without hmac.HMAC's Python layer.
+    from _hashlib import hmac_new as _openssl_hmac_new
+
+    def _hmac_sha256(key: bytes) -> Any:
+        return _openssl_hmac_new(key, digestmod="sha256")
+
+except ImportError:  # pragma: no cover - CPython without OpenSSL, or another interpreter
+
+    def _hmac_sha256(key: bytes) -> Any:
+        return _hmac.new(key, digestmod=_sha256)
+
+
 def _finished() -> BaseException:
     return _errors.error("AWS_ERROR_INVALID_STATE", "digest() was already called on this object")
 
@@ -173,11 +186,15 @@ class HMAC:
     @staticmethod
     def sha256_hmac_new(secret_key: bytes | bytearray | memoryview | str) -> HMAC:
         """Start an HMAC-SHA256 computation keyed with ``secret_key``."""
-        if isinstance(secret_key, str):
+        if secret_key.__class__ is bytes:
+            key = secret_key
+        elif isinstance(secret_key, str):
             key = secret_key.encode("utf-8")
         else:
             key = _as_bytes(secret_key, "secret_key")
-        return HMAC(_hmac.new(key, digestmod=_sha256))
+        h = _new_object(HMAC)
+        h._hmac = _hmac_sha256(key)
+        return h
 
     def update(self, to_hmac: bytes | bytearray | memoryview | str) -> None:
         """Feed more data."""
