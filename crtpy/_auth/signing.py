@@ -230,12 +230,18 @@ def _parse_target(target: str) -> tuple[str, str | None, str]:
     rest = head[base:]
     slash = rest.find("/")
     authority = rest if slash < 0 else rest[:slash]
-    pc = authority.rfind(":")
+    path = "" if slash < 0 else rest[slash:]
+    host = authority[authority.find("@") + 1:]  # user info is dropped
+    pc = host.rfind(":")
     if pc >= 0:
-        port = authority[pc + 1:]
-        if not port.isdigit() or not port.isascii():
+        port = host[pc + 1:]
+        if port and not (port.isdigit() and port.isascii()):
             raise error("AWS_ERROR_MALFORMED_INPUT_STRING")
-    return head, query, ("/" if slash < 0 else rest[slash:])
+        host = host[:pc] + (":" + port if port and int(port) else "")
+    # A rebuilt target (query-parameter signing) is scheme://host[:port]path, as the
+    # reference's URI builder writes it.
+    rebuilt = target[:base] + host + path
+    return rebuilt, query, (path or "/")
 
 
 def _parse_query(query: str | None) -> list[tuple[str, str]]:
