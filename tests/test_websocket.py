@@ -405,3 +405,58 @@ def test_same_events_as_reference_on_websockets_server(server, leak_check):
     ours = _scripted_session(W, server.port)
     theirs = _scripted_session(ref, server.port)
     assert ours == theirs
+
+
+def test_waiting_for_send_inside_frame_callback_does_not_deadlock(server, leak_check):
+    results = []
+    done = threading.Event()
+
+    class Replier(Recorder):
+        def _on_complete(self, d):
+            super()._on_complete(d)
+            if d.frame.opcode == W.Opcode.TEXT and len(results) == 0:
+                sent = threading.Event()
+                self.websocket.send_frame(W.Opcode.TEXT, "reply", on_complete=lambda c: sent.set())
+                results.append(sent.wait(5))  # blocks this callback until the send completes
+                done.set()
+
+    rec = Replier(W)
+    ws = rec.connect(server.port).wait_open()
+    ws.send_frame(W.Opcode.TEXT, "first")
+    assert done.wait(10)
+    assert results == [True]
+    assert rec.next_data_message() == ("TEXT", b"first")
+    assert rec.next_data_message() == ("TEXT", b"reply")
+    del ws
+    rec.close_and_release()
+
+
+def test_slow_callbacks_pause_reading(server, leak_check):
+    """Without a managed window, payload waiting for slow callbacks stops the reading."""
+    gate = threading.Event()
+    first = threading.Event()
+
+    class Slow(Recorder):
+        def _on_payload(self, d):
+            first.set()
+            gate.wait(10)
+            super()._on_payload(d)
+
+    rec = Slow(W)
+    ws = rec.connect(server.port).wait_open()
+    conn = ws._binding
+    size = 24 << 20
+    ws.send_frame(W.Opcode.TEXT, f"send:{size}")
+    assert first.wait(10)
+    import time
+
+    deadline = time.monotonic() + 10
+    while conn._reading and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not conn._reading, "reading was not paused while callbacks lagged"
+    gate.set()
+    op, data = rec.next_data_message(30)
+    assert op == "BINARY" and len(data) == size
+    assert conn._undelivered == 0
+    del ws, conn
+    rec.close_and_release()

@@ -87,6 +87,10 @@ class Connection(NativeResource):
         self._loop: asyncio.AbstractEventLoop = loop_thread.loop
         self._sink = sink
         self._queue = CallbackQueue()
+        # send_frame completions have their own queue, so that a frame callback may block
+        # waiting for one without deadlocking; shutdown hops through it (see _post_shutdown)
+        # so that every completion is reported before on_connection_shutdown.
+        self._send_queue = CallbackQueue()
         self._manage_window = manage_read_window
         self._initial_window = initial_read_window
         # loop-thread state
@@ -313,11 +317,15 @@ class Connection(NativeResource):
         if state == "open":
             # the peer (or the network) ended the connection
             name = self._shutdown_error or "AWS_IO_SOCKET_CLOSED"
-            self._queue.post(self._sink.shutdown, name)
+            self._post_shutdown(name)
         else:  # "closing": we ended it
-            self._queue.post(self._sink.shutdown, self._shutdown_error)
+            self._post_shutdown(self._shutdown_error)
         self._transport = None
         self._core = None
+
+    def _post_shutdown(self, name: str | None) -> None:
+        queue, sink = self._queue, self._sink
+        self._send_queue.post(queue.post, sink.shutdown, name)
 
     def _shutdown(self, error_name: str | None) -> None:
         """End the connection from our side (local close or error): send CLOSE, close."""
@@ -359,7 +367,7 @@ class Connection(NativeResource):
         while pending and pending[0][0] <= flushed:
             _, cb = pending.popleft()
             if cb is not None:
-                self._queue.post(self._sink.send_complete, cb, None)
+                self._send_queue.post(self._sink.send_complete, cb, None)
         if pending and not self._write_paused and self._flush_poll is None:
             # Flow control did not pause us, so no resume_writing() will come: look again soon.
             self._flush_poll = self._loop.call_later(0.005, self._flush_poll_fired)
@@ -372,7 +380,7 @@ class Connection(NativeResource):
         pending, self._pending_sends = self._pending_sends, collections.deque()
         for _, cb in pending:
             if cb is not None:
-                self._queue.post(self._sink.send_complete, cb, name)
+                self._send_queue.post(self._sink.send_complete, cb, name)
         if self._flush_poll is not None:
             self._flush_poll.cancel()
             self._flush_poll = None
@@ -393,20 +401,20 @@ class Connection(NativeResource):
             self._loop.call_soon_threadsafe(self._send_on_loop, opcode, fin, chunks, on_complete)
         except RuntimeError:  # the loop is gone
             if on_complete is not None:
-                self._queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
+                self._send_queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
 
     def _send_on_loop(self, opcode: int, fin: bool, chunks: list[Buffer],
                       on_complete: Callable[..., Any] | None) -> None:
         core = self._core
         if self._state != "open" or core is None:
             if on_complete is not None:
-                self._queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
+                self._send_queue.post(self._sink.send_complete, on_complete, "AWS_ERROR_HTTP_CONNECTION_CLOSED")
             return
         try:
             core.check_send(opcode, fin)
         except _core.SendError as e:
             if on_complete is not None:
-                self._queue.post(self._sink.send_complete, on_complete, e.name)
+                self._send_queue.post(self._sink.send_complete, on_complete, e.name)
             if e.fatal:
                 self._shutdown(e.name)
             return
