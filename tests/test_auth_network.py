@@ -296,3 +296,32 @@ def test_imds_that_never_answers_fails_without_hanging(monkeypatch):
     finally:
         release.set()
         server.stop()
+
+
+def test_cognito_over_tls_uses_tls_ctx(pki):  # noqa: F811
+    import json
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    body = json.dumps({"IdentityId": "us-east-1:abc", "Credentials": {
+        "AccessKeyId": "COGAK", "SecretKey": "COGSK", "SessionToken": "COGTOK", "Expiration": 1924992000}}).encode()
+    server = LocalServer(lambda req: (200, {"Content-Type": "application/x-amz-json-1.1"}, body), ctx).start()
+    try:
+        opts = crt_io.TlsContextOptions()
+        opts.override_default_trust_store_from_path(None, str(pki.ca_cert))
+        provider = auth.AwsCredentialsProvider.new_cognito(
+            endpoint=f"localhost:{server.port}", identity="us-east-1:abc", tls_ctx=crt_io.ClientTlsContext(opts),
+            logins=[("accounts.google.com", "g-token")])
+        c = _result(provider)
+        assert (c.access_key_id, c.secret_access_key, c.session_token) == ("COGAK", "COGSK", "COGTOK")
+        assert c.expiration == datetime.datetime(2031, 1, 1, tzinfo=UTC)
+        sent = json.loads(server.requests[0].body)
+        assert sent == {"IdentityId": "us-east-1:abc", "Logins": {"accounts.google.com": "g-token"}}
+        # a context that does not trust the server's CA fails the handshake
+        untrusted = auth.AwsCredentialsProvider.new_cognito(
+            endpoint=f"localhost:{server.port}", identity="us-east-1:abc",
+            tls_ctx=crt_io.ClientTlsContext(crt_io.TlsContextOptions()))
+        assert _error_name(untrusted) == "AWS_AUTH_CREDENTIALS_PROVIDER_COGNITO_SOURCE_FAILURE"
+    finally:
+        server.stop()
