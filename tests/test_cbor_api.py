@@ -333,3 +333,24 @@ def test_error_kind_of_reference_runtime_error():
     with pytest.raises(RuntimeError) as info:
         ref_cbor.AwsCborDecoder(b"").peek_next_type()
     assert error_kind(info.value) == "AWS_ERROR_INVALID_CBOR"
+
+
+NATIVE_PATH_ITEMS = [
+    "f97e00", "f9fe01", "f97c01", "f90001", "f98000", "fa7f800001", "faffc00001",
+    "fb7ff0000000000001", "f7", "f0", "f8ff", "a1010102", "a1f602", "a18001", "a1a00102",
+    "a1626b3101", "a1426b3101", "c11a514b67b0", "c1fb41d452d9ec200000", "c1f6", "c2420100",
+    "d9d9f700", "d81900", "d81c00", "d9010000", "7f61c361a9ff", "5f41004100ff", "9f9f00ffff",
+    "62c3a9", "bf6161f7ff", "a26161016161f6",
+]
+
+
+@pytest.mark.parametrize("hexitem", NATIVE_PATH_ITEMS)
+@pytest.mark.parametrize("callback", [None, lambda x: ("epoch", x)])
+def test_long_inputs_with_edge_items_match_reference(hexitem, callback):
+    # inputs of 64+ bytes may be decoded natively (cbor2); these items are where cbor2
+    # differs from the reference, so crtpy must notice and produce the reference's result
+    item = bytes.fromhex(hexitem)
+    for data in (b"\x98\x20" + item * 32, b"\x82" + b"\x61a" * 40 + item,
+                 b"\xa2\x61a" + bytes(2) * 0 + b"\x98\x20" + b"\x00" * 32 + b"\x61b" + item):
+        ops = ["pop_next_data_item", "peek_next_type"]
+        assert run_ops(crt_cbor, data, ops, callback) == run_ops(ref_cbor, data, ops, callback)

@@ -15,6 +15,8 @@ none of them can be involved:
   objects, the reference calls them malformed / returns ``None``): ``marshal.dumps`` does
   it at C speed, a Python walk when the result holds objects marshal cannot write or the
   input is large enough to hold an array or map of more than 10,000 entries;
+* half-precision NaNs with a payload (cbor2 keeps it, the reference does not): when the
+  input may hold one, every NaN in the result must be a plain quiet NaN;
 * ``max_depth`` is set below the reference's limit (cbor2 counts tags and containers), so
   anything near the limit aborts.
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import io
 import marshal
+import re
+import struct
 from typing import Any
 
 try:  # cbor2 is optional: without it the pure-Python decoders do all the work
@@ -39,6 +43,14 @@ MAX_CONTAINER_SIZE = 10000
 # cbor2 counts containers and tags; the reference allows 128 levels of data items
 # counting leaves, so stay well inside it and let the exact path judge the rest.
 _MAX_DEPTH = 120
+
+
+# Half-precision NaNs other than the plain quiet ones: cbor2 keeps their payload, the
+# reference returns the plain quiet NaN.  A match may also be payload bytes of another
+# item; then decoded NaNs are checked one by one.
+_HALF_NAN_WITH_PAYLOAD = re.compile(rb"\xf9(?:[\x7c\x7e\xfc\xfe][\x01-\xff]|[\x7d\x7f\xfd\xff].)", re.DOTALL)
+_PLAIN_NANS = frozenset((bytes.fromhex("7ff8000000000000"), bytes.fromhex("fff8000000000000")))
+_pack_d = struct.Struct(">d").pack
 
 
 class Abort(Exception):
@@ -68,8 +80,9 @@ class _Tags(dict):
         return self._epoch if key == 1 else _reject
 
 
-def _walk_ok(obj: Any, check_sizes: bool) -> bool:
-    """Python check of a decoded tree: no undefined/simple values, no oversized lists."""
+def _walk_ok(obj: Any, check_sizes: bool, check_nans: bool) -> bool:
+    """Python check of a decoded tree: no undefined/simple values, no oversized containers,
+    no NaN other than the plain quiet ones (when asked)."""
     stack = [obj]
     pop = stack.pop
     push = stack.extend
@@ -86,6 +99,9 @@ def _walk_ok(obj: Any, check_sizes: bool) -> bool:
             if check_sizes and len(x) > MAX_CONTAINER_SIZE:
                 return False
             push(x.values())
+        elif t is float:
+            if check_nans and x != x and _pack_d(x) not in _PLAIN_NANS:  # noqa: PLR0124
+                return False
         elif t is simple or x is undef:
             return False
     return True
@@ -120,13 +136,14 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
     if pos > end:
         raise _ABORT
     big = pos - start > MAX_CONTAINER_SIZE
-    if not big:
+    nans = _HALF_NAN_WITH_PAYLOAD.search(buf, start, pos) is not None
+    if not big and not nans:
         try:
             marshal.dumps(obj)
             return obj, pos
         except ValueError:
             if not called:
                 raise _ABORT from None
-    if not _walk_ok(obj, big):
+    if not _walk_ok(obj, big, nans):
         raise _ABORT
     return obj, pos
