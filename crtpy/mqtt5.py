@@ -263,8 +263,8 @@ class ClientOperationQueueBehaviorType(IntEnum):
 class UserProperty:
     """A name/value pair of strings carried by a packet."""
 
-    name: str = None  # type: ignore[assignment]
-    value: str = None  # type: ignore[assignment]
+    name: str | None = None
+    value: str | None = None
 
 
 class OutboundTopicAliasBehaviorType(IntEnum):
@@ -295,10 +295,10 @@ class InboundTopicAliasBehaviorType(IntEnum):
 class TopicAliasingOptions:
     """Topic alias settings in both directions."""
 
-    outbound_behavior: OutboundTopicAliasBehaviorType = None  # type: ignore[assignment]
-    outbound_cache_max_size: int = None  # type: ignore[assignment]
-    inbound_behavior: InboundTopicAliasBehaviorType = None  # type: ignore[assignment]
-    inbound_cache_max_size: int = None  # type: ignore[assignment]
+    outbound_behavior: OutboundTopicAliasBehaviorType | None = None
+    outbound_cache_max_size: int | None = None
+    inbound_behavior: InboundTopicAliasBehaviorType | None = None
+    inbound_cache_max_size: int | None = None
 
 
 @dataclass
@@ -306,42 +306,42 @@ class NegotiatedSettings:
     """Values in effect for a connection, from the CONNECT the client sent and the
     CONNACK the broker answered."""
 
-    maximum_qos: QoS = None  # type: ignore[assignment]
-    session_expiry_interval_sec: int = None  # type: ignore[assignment]
-    receive_maximum_from_server: int = None  # type: ignore[assignment]
-    maximum_packet_size_to_server: int = None  # type: ignore[assignment]
-    topic_alias_maximum_to_server: int = None  # type: ignore[assignment]
-    topic_alias_maximum_to_client: int = None  # type: ignore[assignment]
-    server_keep_alive_sec: int = None  # type: ignore[assignment]
-    retain_available: bool = None  # type: ignore[assignment]
-    wildcard_subscriptions_available: bool = None  # type: ignore[assignment]
-    subscription_identifiers_available: bool = None  # type: ignore[assignment]
-    shared_subscriptions_available: bool = None  # type: ignore[assignment]
-    rejoined_session: bool = None  # type: ignore[assignment]
-    client_id: str = None  # type: ignore[assignment]
+    maximum_qos: QoS | None = None
+    session_expiry_interval_sec: int | None = None
+    receive_maximum_from_server: int | None = None
+    maximum_packet_size_to_server: int | None = None
+    topic_alias_maximum_to_server: int | None = None
+    topic_alias_maximum_to_client: int | None = None
+    server_keep_alive_sec: int | None = None
+    retain_available: bool | None = None
+    wildcard_subscriptions_available: bool | None = None
+    subscription_identifiers_available: bool | None = None
+    shared_subscriptions_available: bool | None = None
+    rejoined_session: bool | None = None
+    client_id: str | None = None
 
 
 @dataclass
 class ConnackPacket:
     """A CONNACK received from the broker; fields the broker left out are None."""
 
-    session_present: bool = None  # type: ignore[assignment]
-    reason_code: ConnectReasonCode = None  # type: ignore[assignment]
-    session_expiry_interval_sec: int = None  # type: ignore[assignment]
-    receive_maximum: int = None  # type: ignore[assignment]
-    maximum_qos: QoS = None  # type: ignore[assignment]
-    retain_available: bool = None  # type: ignore[assignment]
-    maximum_packet_size: int = None  # type: ignore[assignment]
-    assigned_client_identifier: str = None  # type: ignore[assignment]
-    topic_alias_maximum: int = None  # type: ignore[assignment]
-    reason_string: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
-    wildcard_subscriptions_available: bool = None  # type: ignore[assignment]
-    subscription_identifiers_available: bool = None  # type: ignore[assignment]
-    shared_subscription_available: bool = None  # type: ignore[assignment]
-    server_keep_alive_sec: int = None  # type: ignore[assignment]
-    response_information: str = None  # type: ignore[assignment]
-    server_reference: str = None  # type: ignore[assignment]
+    session_present: bool | None = None
+    reason_code: ConnectReasonCode | None = None
+    session_expiry_interval_sec: int | None = None
+    receive_maximum: int | None = None
+    maximum_qos: QoS | None = None
+    retain_available: bool | None = None
+    maximum_packet_size: int | None = None
+    assigned_client_identifier: str | None = None
+    topic_alias_maximum: int | None = None
+    reason_string: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
+    wildcard_subscriptions_available: bool | None = None
+    subscription_identifiers_available: bool | None = None
+    shared_subscription_available: bool | None = None
+    server_keep_alive_sec: int | None = None
+    response_information: str | None = None
+    server_reference: str | None = None
 
     @property
     def server_keep_alive(self) -> int | None:
@@ -358,10 +358,10 @@ class DisconnectPacket:
     """A DISCONNECT, sent by :meth:`Client.stop` or received from the broker."""
 
     reason_code: DisconnectReasonCode = DisconnectReasonCode.NORMAL_DISCONNECTION
-    session_expiry_interval_sec: int = None  # type: ignore[assignment]
-    reason_string: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
-    server_reference: str = None  # type: ignore[assignment]
+    session_expiry_interval_sec: int | None = None
+    reason_string: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
+    server_reference: str | None = None
 
 
 @dataclass
@@ -381,17 +381,17 @@ class SubscribePacket:
     the broker echoes on matching messages, and user properties."""
 
     subscriptions: Sequence[Subscription]
-    subscription_identifier: int = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    subscription_identifier: int | None = None
+    user_properties: Sequence[UserProperty] | None = None
 
 
 @dataclass
 class SubackPacket:
     """The broker's answer to a SUBSCRIBE: one reason code per subscription."""
 
-    reason_string: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
-    reason_codes: Sequence[SubackReasonCode] = None  # type: ignore[assignment]
+    reason_string: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
+    reason_codes: Sequence[SubackReasonCode] | None = None
 
 
 @dataclass
@@ -399,16 +399,16 @@ class UnsubscribePacket:
     """An UNSUBSCRIBE of one or more topic filters."""
 
     topic_filters: Sequence[str]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    user_properties: Sequence[UserProperty] | None = None
 
 
 @dataclass
 class UnsubackPacket:
     """The broker's answer to an UNSUBSCRIBE: one reason code per topic filter."""
 
-    reason_string: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
-    reason_codes: Sequence[UnsubackReasonCode] = None  # type: ignore[assignment]
+    reason_string: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
+    reason_codes: Sequence[UnsubackReasonCode] | None = None
 
 
 @dataclass
@@ -426,24 +426,24 @@ class PublishPacket:
     qos: QoS = QoS.AT_MOST_ONCE
     retain: bool = False
     topic: str = ""
-    payload_format_indicator: PayloadFormatIndicator = None  # type: ignore[assignment]
-    message_expiry_interval_sec: int = None  # type: ignore[assignment]
-    topic_alias: int = None  # type: ignore[assignment]
-    response_topic: str = None  # type: ignore[assignment]
+    payload_format_indicator: PayloadFormatIndicator | None = None
+    message_expiry_interval_sec: int | None = None
+    topic_alias: int | None = None
+    response_topic: str | None = None
     correlation_data_bytes: bytes | str | None = None
     correlation_data: bytes | str | None = None
-    subscription_identifiers: Sequence[int] = None  # type: ignore[assignment]
-    content_type: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    subscription_identifiers: Sequence[int] | None = None
+    content_type: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
 
 
 @dataclass
 class PubackPacket:
     """The broker's answer to a QoS 1 PUBLISH."""
 
-    reason_code: PubackReasonCode = None  # type: ignore[assignment]
-    reason_string: str = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    reason_code: PubackReasonCode | None = None
+    reason_string: str | None = None
+    user_properties: Sequence[UserProperty] | None = None
 
 
 @dataclass
@@ -451,18 +451,18 @@ class ConnectPacket:
     """The CONNECT the client sends at each connection attempt.  ``will`` is a
     PublishPacket the broker publishes if the connection ends abnormally."""
 
-    keep_alive_interval_sec: int = None  # type: ignore[assignment]
-    client_id: str = None  # type: ignore[assignment]
-    username: str = None  # type: ignore[assignment]
-    password: str = None  # type: ignore[assignment]
-    session_expiry_interval_sec: int = None  # type: ignore[assignment]
-    request_response_information: bool = None  # type: ignore[assignment]
-    request_problem_information: bool = None  # type: ignore[assignment]
-    receive_maximum: int = None  # type: ignore[assignment]
-    maximum_packet_size: int = None  # type: ignore[assignment]
-    will_delay_interval_sec: int = None  # type: ignore[assignment]
-    will: PublishPacket = None  # type: ignore[assignment]
-    user_properties: Sequence[UserProperty] = None  # type: ignore[assignment]
+    keep_alive_interval_sec: int | None = None
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    session_expiry_interval_sec: int | None = None
+    request_response_information: bool | None = None
+    request_problem_information: bool | None = None
+    receive_maximum: int | None = None
+    maximum_packet_size: int | None = None
+    will_delay_interval_sec: int | None = None
+    will: PublishPacket | None = None
+    user_properties: Sequence[UserProperty] | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -509,8 +509,8 @@ class PublishReceivedData:
     :class:`PublishAcknowledgementControlHandle`.  It is None for QoS 0 messages.
     """
 
-    publish_packet: PublishPacket = None  # type: ignore[assignment]
-    acquire_publish_acknowledgement_control: Callable = None  # type: ignore[assignment]
+    publish_packet: PublishPacket | None = None
+    acquire_publish_acknowledgement_control: Callable | None = None
 
 
 @dataclass
@@ -537,16 +537,16 @@ class LifecycleAttemptingConnectData:
 class LifecycleConnectSuccessData:
     """A connection attempt succeeded."""
 
-    connack_packet: ConnackPacket = None  # type: ignore[assignment]
-    negotiated_settings: NegotiatedSettings = None  # type: ignore[assignment]
+    connack_packet: ConnackPacket | None = None
+    negotiated_settings: NegotiatedSettings | None = None
 
 
 @dataclass
 class LifecycleConnectFailureData:
     """A connection attempt failed; ``connack_packet`` is set when the broker refused."""
 
-    connack_packet: ConnackPacket = None  # type: ignore[assignment]
-    exception: Exception = None  # type: ignore[assignment]
+    connack_packet: ConnackPacket | None = None
+    exception: Exception | None = None
 
 
 @dataclass
@@ -554,8 +554,8 @@ class LifecycleDisconnectData:
     """An established connection ended; ``disconnect_packet`` is set when the broker
     sent a DISCONNECT."""
 
-    disconnect_packet: DisconnectPacket = None  # type: ignore[assignment]
-    exception: Exception = None  # type: ignore[assignment]
+    disconnect_packet: DisconnectPacket | None = None
+    exception: Exception | None = None
 
 
 @dataclass
@@ -563,7 +563,7 @@ class PublishCompletionData:
     """Result of :meth:`Client.publish`: ``puback`` is the broker's PUBACK for QoS 1
     (an empty PubackPacket for QoS 0)."""
 
-    puback: PubackPacket = None  # type: ignore[assignment]
+    puback: PubackPacket | None = None
 
 
 @dataclass
@@ -578,30 +578,30 @@ class ClientOptions:
     """
 
     host_name: str
-    port: int = None  # type: ignore[assignment]
-    bootstrap: ClientBootstrap = None  # type: ignore[assignment]
-    socket_options: SocketOptions = None  # type: ignore[assignment]
-    tls_ctx: ClientTlsContext = None  # type: ignore[assignment]
-    http_proxy_options: HttpProxyOptions = None  # type: ignore[assignment]
-    websocket_handshake_transform: Callable[[WebsocketHandshakeTransformArgs], None] = None  # type: ignore[assignment]
-    connect_options: ConnectPacket = None  # type: ignore[assignment]
-    session_behavior: ClientSessionBehaviorType = None  # type: ignore[assignment]
-    extended_validation_and_flow_control_options: ExtendedValidationAndFlowControlOptions = None  # type: ignore[assignment]
-    offline_queue_behavior: ClientOperationQueueBehaviorType = None  # type: ignore[assignment]
-    retry_jitter_mode: ExponentialBackoffJitterMode = None  # type: ignore[assignment]
-    min_reconnect_delay_ms: int = None  # type: ignore[assignment]
-    max_reconnect_delay_ms: int = None  # type: ignore[assignment]
-    min_connected_time_to_reset_reconnect_delay_ms: int = None  # type: ignore[assignment]
-    ping_timeout_ms: int = None  # type: ignore[assignment]
-    connack_timeout_ms: int = None  # type: ignore[assignment]
-    ack_timeout_sec: int = None  # type: ignore[assignment]
-    topic_aliasing_options: TopicAliasingOptions = None  # type: ignore[assignment]
-    on_publish_callback_fn: Callable[[PublishReceivedData], None] = None  # type: ignore[assignment]
-    on_lifecycle_event_stopped_fn: Callable[[LifecycleStoppedData], None] = None  # type: ignore[assignment]
-    on_lifecycle_event_attempting_connect_fn: Callable[[LifecycleAttemptingConnectData], None] = None  # type: ignore[assignment]
-    on_lifecycle_event_connection_success_fn: Callable[[LifecycleConnectSuccessData], None] = None  # type: ignore[assignment]
-    on_lifecycle_event_connection_failure_fn: Callable[[LifecycleConnectFailureData], None] = None  # type: ignore[assignment]
-    on_lifecycle_event_disconnection_fn: Callable[[LifecycleDisconnectData], None] = None  # type: ignore[assignment]
+    port: int | None = None
+    bootstrap: ClientBootstrap | None = None
+    socket_options: SocketOptions | None = None
+    tls_ctx: ClientTlsContext | None = None
+    http_proxy_options: HttpProxyOptions | None = None
+    websocket_handshake_transform: Callable[[WebsocketHandshakeTransformArgs], None] | None = None
+    connect_options: ConnectPacket | None = None
+    session_behavior: ClientSessionBehaviorType | None = None
+    extended_validation_and_flow_control_options: ExtendedValidationAndFlowControlOptions | None = None
+    offline_queue_behavior: ClientOperationQueueBehaviorType | None = None
+    retry_jitter_mode: ExponentialBackoffJitterMode | None = None
+    min_reconnect_delay_ms: int | None = None
+    max_reconnect_delay_ms: int | None = None
+    min_connected_time_to_reset_reconnect_delay_ms: int | None = None
+    ping_timeout_ms: int | None = None
+    connack_timeout_ms: int | None = None
+    ack_timeout_sec: int | None = None
+    topic_aliasing_options: TopicAliasingOptions | None = None
+    on_publish_callback_fn: Callable[[PublishReceivedData], None] | None = None
+    on_lifecycle_event_stopped_fn: Callable[[LifecycleStoppedData], None] | None = None
+    on_lifecycle_event_attempting_connect_fn: Callable[[LifecycleAttemptingConnectData], None] | None = None
+    on_lifecycle_event_connection_success_fn: Callable[[LifecycleConnectSuccessData], None] | None = None
+    on_lifecycle_event_connection_failure_fn: Callable[[LifecycleConnectFailureData], None] | None = None
+    on_lifecycle_event_disconnection_fn: Callable[[LifecycleDisconnectData], None] | None = None
     disable_metrics: bool = False
     metrics: AWSIoTMetrics | None = None
 

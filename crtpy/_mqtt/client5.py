@@ -106,6 +106,19 @@ class Negotiated:
         "topic_alias_maximum_to_server",
         "wildcard_available",
     )
+    maximum_qos: int
+    session_expiry: int
+    receive_maximum: int
+    maximum_packet_size: int
+    topic_alias_maximum_to_server: int
+    topic_alias_maximum_to_client: int
+    keep_alive: int
+    retain_available: bool
+    wildcard_available: bool
+    sub_ids_available: bool
+    shared_available: bool
+    rejoined_session: bool
+    client_id: str
 
 
 class Event:

@@ -715,6 +715,7 @@ def _read_properties(r: _Reader, ptype: int) -> Props:
     saved_end = r.end
     r.end = end
     while r.pos < end:
+        v: Any
         pid = r.varint()
         kind = PROPERTY_KINDS.get(pid)
         if kind is None:

@@ -117,7 +117,7 @@ def publish_to_codec(p: mqtt5.PublishPacket, *, will: bool = False) -> c.Publish
         if len(_valid_topics) >= _VALID_TOPICS_MAX:
             _valid_topics.clear()
         _valid_topics.add(topic)
-    qos = p.qos
+    qos: Any = p.qos
     if qos != 0 and qos != 1:
         if qos is None:
             qos = 0
@@ -443,6 +443,7 @@ class ClientDriver:
         self.jitter = int(o.retry_jitter_mode) if o.retry_jitter_mode is not None else 0
         self.on_publish = o.on_publish_callback_fn
         self.want_running = False
+        self.connected_at: float | None = None
         self.task: asyncio.Task | None = None
         self.protocol: _Protocol | None = None
         self.wake: asyncio.Event | None = None
@@ -602,6 +603,7 @@ class ClientDriver:
 
     def _deliver(self, ev: Any) -> None:
         o = self.opts
+        fn: Any
         kind = ev.kind
         if kind == "publish":
             self._deliver_publish(ev.a)
@@ -663,6 +665,7 @@ class ClientDriver:
         from .._net.connect import open_connection
 
         o = self.opts
+        fn: Any
         backoff = Backoff(self.min_delay, self.max_delay, self.jitter)
         tls_options = None
         if self.tls_ctx is not None:
@@ -748,8 +751,8 @@ def _approx_size(p: c.Packet) -> int:
     if p.type == c.PUBLISH:
         return 4 + len(p.topic) + len(p.payload)  # type: ignore[attr-defined]
     if p.type == c.SUBSCRIBE:
-        return 4 + sum(len(s.topic_filter) + 3 for s in p.subscriptions)  # type: ignore[attr-defined]
-    return 4 + sum(len(f) + 2 for f in p.topic_filters)  # type: ignore[attr-defined]
+        return 4 + sum(len(s.topic_filter) + 3 for s in p.subscriptions)  # type: ignore[attr-defined,misc]
+    return 4 + sum(len(f) + 2 for f in p.topic_filters)  # type: ignore[attr-defined,misc]
 
 
 _PUBACK_CODES: dict[int, Any] = {}
