@@ -130,6 +130,7 @@ def test_connect_ack_ping_and_close(server, leak_check):
     assert flushed == [None]
 
     assert connection.close() is connection.shutdown_future
+    assert not connection.is_open()  # at once, before the shutdown completes
     assert connection.shutdown_future.result(TIMEOUT) is None
     assert handler.next("shutdown") == ("shutdown", None)
     assert not connection.is_open()
@@ -143,6 +144,23 @@ def test_connect_ack_ping_and_close(server, leak_check):
         fut.result(TIMEOUT)
     assert info.value.name == "AWS_ERROR_EVENT_STREAM_RPC_CONNECTION_CLOSED"
     assert server.connection().closed.wait(TIMEOUT)
+
+
+def test_close_sends_what_was_queued_first(server, leak_check):
+    connection, handler, _ = open_connection(server.port)
+    cont = connection.new_stream(StreamHandler())
+    # a stream the server never answers, so nothing flows back while the client closes
+    futures = [cont.activate(operation="silent", message_type=MessageType.APPLICATION_MESSAGE, payload=b"0")]
+    futures += [cont.send_message(message_type=MessageType.APPLICATION_MESSAGE, payload=str(i).encode())
+                for i in range(1, 50)]
+    connection.close()
+    for f in futures:
+        assert f.result(TIMEOUT) is None
+    assert connection.shutdown_future.result(TIMEOUT) is None
+    assert cont.closed_future.result(TIMEOUT) is None
+    sc = server.connection()
+    sc.wait_for(lambda m: m.payload == b"49")
+    assert [m.payload for m in sc.received if m.stream_id == 1] == [str(i).encode() for i in range(50)]
 
 
 def test_connect_refused_by_server_ack(server, leak_check):

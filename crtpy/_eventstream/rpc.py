@@ -497,6 +497,7 @@ class RpcConnection(asyncio.Protocol):
             if self._user_closed or self._shutting_down:
                 return
             self._user_closed = True
+            self._open = False  # no more sends; what is already queued still goes out
         try:
             self.loop.call_soon_threadsafe(self._shutdown, None, None)
         except RuntimeError:  # the loop is gone: nothing left to close
