@@ -23,11 +23,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from botocore.eventstream import EventStreamBuffer  # noqa: E402
-from helpers.eventstream_server import RpcServer  # noqa: E402
+from botocore.eventstream import EventStreamBuffer
+from helpers.eventstream_server import RpcServer
 
-from crtpy._eventstream import codec  # noqa: E402
-from crtpy.eventstream import Header  # noqa: E402
+from crtpy._eventstream import codec
+from crtpy.eventstream import Header
 
 
 def rate(n: int, seconds: float) -> float:
@@ -68,7 +68,7 @@ def bench_codec(n: int) -> None:
 
 
 def rpc_client(rpc: Any, port: int) -> tuple:
-    events: "queue.Queue[Any]" = queue.Queue()
+    events: queue.Queue[Any] = queue.Queue()
 
     class H(rpc.ClientConnectionHandler):
         def on_connection_setup(self, connection, error, **kw):
@@ -90,7 +90,7 @@ def rpc_client(rpc: Any, port: int) -> tuple:
 def bench_rpc(rpc: Any, n: int) -> tuple:
     with RpcServer() as server:
         conn = rpc_client(rpc, server.port)
-        received: "queue.Queue[bytes]" = queue.Queue()
+        received: queue.Queue[bytes] = queue.Queue()
 
         class S(rpc.ClientContinuationHandler):
             def on_continuation_message(self, headers, payload, message_type, flags, **kw):

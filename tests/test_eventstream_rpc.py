@@ -147,7 +147,7 @@ def test_connect_ack_ping_and_close(server, leak_check):
 
 
 def test_close_sends_what_was_queued_first(server, leak_check):
-    connection, handler, _ = open_connection(server.port)
+    connection, _handler, _ = open_connection(server.port)
     cont = connection.new_stream(StreamHandler())
     # a stream the server never answers, so nothing flows back while the client closes
     futures = [cont.activate(operation="silent", message_type=MessageType.APPLICATION_MESSAGE, payload=b"0")]

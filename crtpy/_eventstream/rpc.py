@@ -271,7 +271,7 @@ def _drop_tracebacks(exc: BaseException) -> None:
     would keep the connect coroutine's frames, and with them the caller's TLS options,
     alive."""
     seen = 0
-    current: Optional[BaseException] = exc
+    current: BaseException | None = exc
     while current is not None and seen < 16:
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
