@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import crtpy.cbor as crt_cbor
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
-SETTINGS = settings(max_examples=3000 if LONG else 400, deadline=None,
+SETTINGS = settings(max_examples=3000 if LONG else 300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
