@@ -261,8 +261,8 @@ def test_callback_exception_closes_websocket(server, leak_check, caplog):
     ws.send_frame(W.Opcode.TEXT, "boom")
     assert rec.wait_shutdown().exception is None
     assert "user bug" in caplog.text
-    rec.forget()
     del ws
+    rec.close_and_release()
 
 
 def test_dropping_websocket_closes_it(server, leak_check):
@@ -272,6 +272,7 @@ def test_dropping_websocket_closes_it(server, leak_check):
     gc.collect()
     assert rec.wait_shutdown().exception is None
     assert server.closed.wait(10)
+    rec.close_and_release()
 
 
 # ------------------------------------------------------------------ read window ----------
@@ -382,10 +383,13 @@ def _scripted_session(module, port):
     ws.send_frame(module.Opcode.TEXT, f"send:{70_000}")
     op, data = rec.next_data_message()
     assert op == "BINARY" and len(data) == 70_000
-    ws.close()
-    rec.wait_shutdown()
     del ws
-    rec.forget()
+    if module is W:
+        rec.close_and_release()
+    else:
+        rec.websocket.close()
+        rec.wait_shutdown()
+        rec.forget()
     # payload chunking may differ; compare frames with their payload joined
     frames, cur = [], None
     for ev in rec.events:

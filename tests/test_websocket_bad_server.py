@@ -106,7 +106,11 @@ def run_case(module, script):
         if d.exception is None:
             rec.wait_shutdown()
         body = d.handshake_response_body
-        rec.forget()
+        del d
+        if module is W:
+            rec.close_and_release()
+        else:
+            rec.forget()
         assert srv.client_closed.wait(10)
         return rec.events, body, bytes(srv.received)
 

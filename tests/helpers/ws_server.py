@@ -361,24 +361,14 @@ class Recorder:
 
     def close_and_release(self, timeout: float = 10.0) -> None:
         """Close the WebSocket (if any), wait for the shutdown callback, drop every
-        reference and wait until the connection object is gone (for leak checks)."""
-        import gc
-        import time
-        import weakref
-
+        reference and wait until crtpy's connection objects are gone (for leak checks)."""
         ws = self.websocket
-        if ws is None:
-            self.forget()
-            return
-        binding = weakref.ref(ws._binding) if hasattr(ws, "_binding") else None
-        ws.close()
-        self.wait_shutdown(timeout)
+        if ws is not None:
+            ws.close()
+            self.wait_shutdown(timeout)
         self.forget()
         del ws
-        deadline = time.monotonic() + timeout
-        while binding is not None and binding() is not None and time.monotonic() < deadline:
-            gc.collect()
-            time.sleep(0.01)
+        wait_connections_released(timeout)
 
     def forget(self) -> None:
         """Drop references to callback data (so leak checks see the WebSocket go)."""
@@ -409,3 +399,22 @@ def client_tls_options(pki, server_name: str = "localhost"):  # type: ignore[no-
     conn = ClientTlsContext(opts).new_connection_options()
     conn.set_server_name(server_name)
     return conn
+
+
+def wait_connections_released(timeout: float = 10.0) -> None:
+    """Wait until no crtpy WebSocket connection object is alive (they go away shortly
+    after their last callback, once the loop thread has finished with them)."""
+    import gc
+    import time
+
+    import crtpy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gc.collect()
+        alive = [o for o in list(crtpy.NativeResource._living)
+                 if type(o).__module__ == "crtpy._websocket.driver"]
+        if not alive:
+            return
+        del alive
+        time.sleep(0.01)
