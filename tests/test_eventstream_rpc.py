@@ -15,6 +15,7 @@ from helpers.eventstream_server import (
     PING_RESPONSE,
     PROTOCOL_ERROR,
     RpcServer,
+    rpc_frame,
 )
 
 from crtpy.eventstream import Header
@@ -559,3 +560,59 @@ def test_same_callbacks_as_reference(leak_check):
         ours = _scenario(crtpy_rpc, crtpy_es, srv.port)
     assert ours == theirs
     assert len(ours) > 10
+
+
+MISBEHAVIOURS = {
+    "duplicate_connect_ack": lambda: rpc_frame(5, 1),
+    "unknown_message_type": lambda: rpc_frame(9),
+    "missing_stream_id": lambda: _frame_without_stream_id(),
+    "stream_id_as_string": lambda: _frame([(":message-type", 4, 2), (":message-flags", 4, 0), (":stream-id", 7, "0")]),
+    "application_message_on_stream_0": lambda: rpc_frame(0),
+    "negative_stream_id": lambda: rpc_frame(0, 0, -5),
+    "connect_from_server": lambda: rpc_frame(4),
+    "protocol_error_from_server": lambda: rpc_frame(6, payload=b"oops"),
+}
+
+
+def _frame(headers) -> bytes:
+    from helpers.eventstream_server import frame
+
+    return frame(headers)
+
+
+def _react(rpc: Any, data: bytes) -> tuple:
+    events: queue.Queue[tuple] = queue.Queue()
+
+    class H(rpc.ClientConnectionHandler):
+        def on_connection_setup(self, connection, error, **kw):
+            events.put(("setup", connection))
+
+        def on_connection_shutdown(self, reason, **kw):
+            events.put(("shutdown", getattr(reason, "name", None)))
+
+        def on_protocol_message(self, headers, payload, message_type, flags, **kw):
+            events.put(("protocol", int(message_type), flags, payload))
+
+    with RpcServer() as srv:
+        rpc.ClientConnection.connect(handler=H(), host_name="127.0.0.1", port=srv.port).result(TIMEOUT)
+        connection = events.get(timeout=TIMEOUT)[1]
+        connection.send_protocol_message(message_type=rpc.MessageType.CONNECT).result(TIMEOUT)
+        events.get(timeout=TIMEOUT)  # the CONNECT_ACK
+        srv.send_raw(data)
+        first = events.get(timeout=TIMEOUT)
+        told = None
+        if first[0] == "shutdown":
+            told = srv.connection().wait_for(lambda m: m.message_type == PROTOCOL_ERROR).message_type
+        else:
+            assert connection.is_open()
+        connection.close().exception(TIMEOUT)
+    return first, told
+
+
+@pytest.mark.parametrize("case", sorted(MISBEHAVIOURS))
+def test_server_misbehaviour_same_as_reference(case, leak_check):
+    awscrt_rpc = pytest.importorskip("awscrt.eventstream.rpc")
+    import crtpy.eventstream.rpc as crtpy_rpc
+
+    data = MISBEHAVIOURS[case]()
+    assert _react(crtpy_rpc, data) == _react(awscrt_rpc, data)
