@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from . import NativeResource
 from ._errors import error
 from ._websocket import frames as _frames
-from ._websocket.handshake import encode_request, header_value, new_key
+from ._websocket.handshake import encode_request, header_value, new_key, requested_protocols
 
 if TYPE_CHECKING:
     from .http import HttpProxyOptions, HttpRequest
@@ -346,7 +346,7 @@ def _check_callable(name: str, fn: Any, required: bool = False) -> None:
         raise TypeError(f"{name} must be callable")
 
 
-def _validate_handshake(request: Any) -> tuple[bytes, str | None]:
+def _validate_handshake(request: Any) -> tuple[bytes, str | None, list[str]]:
     from .http import HttpRequest
 
     if not isinstance(request, HttpRequest):
@@ -371,7 +371,7 @@ def _validate_handshake(request: Any) -> tuple[bytes, str | None]:
     from ._websocket.handshake import HandshakeError
 
     try:
-        return encode_request(request.method, request.path, headers), key
+        return encode_request(request.method, request.path, headers), key, requested_protocols(headers)
     except HandshakeError as e:
         raise error(e.name, e.detail) from None
 
@@ -450,7 +450,7 @@ def connect(*,
                      ("on_incoming_frame_payload", on_incoming_frame_payload),
                      ("on_incoming_frame_complete", on_incoming_frame_complete)):
         _check_callable(name, fn)
-    request_bytes, key = _validate_handshake(handshake_request)
+    request_bytes, key, protocols = _validate_handshake(handshake_request)
 
     from ._net.connect import pick_loop
     from ._websocket.driver import Connection
@@ -462,7 +462,8 @@ def connect(*,
     conn = Connection(loop_thread, sink, manage_read_window=bool(manage_read_window),
                       initial_read_window=window)
     conn.start(host, port, request_bytes, key, bootstrap=bootstrap, socket_options=socket_options,
-               tls_connection_options=tls_connection_options, proxy_options=proxy_options)
+               tls_connection_options=tls_connection_options, proxy_options=proxy_options,
+               protocols=protocols)
 
 
 def create_handshake_request(*, host: str, path: str = '/') -> HttpRequest:

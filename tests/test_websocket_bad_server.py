@@ -141,3 +141,39 @@ def test_same_events_as_reference(name, leak_check):
     theirs, their_body, _ = run_case(REF, script)
     assert ours == theirs
     assert our_body == their_body
+
+
+# (offered subprotocols, the server's Sec-WebSocket-Protocol / extension line, accepted?)
+PROTOCOL_CASES = {
+    "unrequested_subprotocol": (None, "Sec-WebSocket-Protocol: mqtt\r\n", False),
+    "other_subprotocol": ("mqtt", "Sec-WebSocket-Protocol: chat\r\n", False),
+    "one_of_offered": ("mqtt, x", "Sec-WebSocket-Protocol: x\r\n", True),
+    "offered_but_none_chosen": ("mqtt", "", False),
+    "unrequested_extension": (None, "Sec-WebSocket-Extensions: permessage-deflate\r\n", False),
+}
+
+
+def run_protocol_case(module, offered, line):
+    with RawServer(lambda headers, key: upgrade_response(key, extra=line), close_after=True) as srv:
+        req = module.create_handshake_request(host="127.0.0.1")
+        if offered:
+            req.headers.add("Sec-WebSocket-Protocol", offered)
+        rec = Recorder(module).connect(srv.port, request=req)
+        rec.wait_setup()
+        if rec.setup_data.exception is None:
+            rec.wait_shutdown()
+        events = rec.events
+        if module is W:
+            rec.close_and_release()
+        else:
+            rec.forget()
+        return events
+
+
+@pytest.mark.parametrize("name", list(PROTOCOL_CASES))
+def test_subprotocol_and_extension_checks(name, leak_check):
+    offered, line, accepted = PROTOCOL_CASES[name]
+    events = run_protocol_case(W, offered, line)
+    assert events[0] == ("setup", None if accepted else UPGRADE, 101)
+    if REF is not None:
+        assert events == run_protocol_case(REF, offered, line)

@@ -98,6 +98,7 @@ class Connection(NativeResource):
         self._transport: asyncio.Transport | None = None
         self._parser = ResponseParser()
         self._key: str | None = None
+        self._protocols: list[str] = []
         self._request_bytes = b""
         self._core: _core.ClientProtocol | None = None
         self._shutdown_error: str | None = None
@@ -118,9 +119,10 @@ class Connection(NativeResource):
     # ------------------------------------------------------------------ connecting -------
     def start(self, host: str, port: int, request_bytes: bytes, key: str | None, *,
               bootstrap: Any, socket_options: Any, tls_connection_options: Any,
-              proxy_options: Any = None) -> None:
+              proxy_options: Any = None, protocols: list[str] | None = None) -> None:
         self._request_bytes = request_bytes
         self._key = key
+        self._protocols = protocols or []
         self._lt.run_coroutine(self._connect(host, port, bootstrap, socket_options,
                                              tls_connection_options, proxy_options))
 
@@ -189,7 +191,7 @@ class Connection(NativeResource):
         status, headers = parser.status, parser.headers
         assert status is not None
         try:
-            check_upgrade(status, headers, self._key)
+            check_upgrade(status, headers, self._key, self._protocols)
         except HandshakeError as e:
             self._fail_setup(e.name, e.detail, status, headers,
                              parser.body if status != 101 else None)

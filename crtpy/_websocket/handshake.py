@@ -189,8 +189,17 @@ class ResponseParser:
         self.body = bytes(body)
 
 
-def check_upgrade(status: int, headers: list[tuple[str, str]], key: str | None) -> None:
-    """Raise :class:`HandshakeError` unless the response accepts the upgrade for ``key``."""
+def requested_protocols(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The subprotocols a request offers (every Sec-WebSocket-Protocol value, split)."""
+    return [p.strip() for n, v in headers if n.lower() == "sec-websocket-protocol"
+            for p in v.split(",") if p.strip()]
+
+
+def check_upgrade(status: int, headers: list[tuple[str, str]], key: str | None,
+                  protocols: list[str] | None = None) -> None:
+    """Raise :class:`HandshakeError` unless the response accepts the upgrade for ``key``
+    (and, like the reference, picks one of the offered ``protocols`` when any were
+    offered, none otherwise, and no extension, since none is ever offered)."""
     if status != 101:
         raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",
                              f"server answered status {status}, not 101")
@@ -202,3 +211,15 @@ def check_upgrade(status: int, headers: list[tuple[str, str]], key: str | None) 
     if key is None or accept is None or accept.strip() != accept_for(key):
         raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",
                              "Sec-WebSocket-Accept does not match the request's key")
+    offered = protocols or []
+    chosen = header_value(headers, "Sec-WebSocket-Protocol")
+    if chosen is None:
+        if offered:
+            raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",
+                                 "the server chose none of the offered subprotocols")
+    elif chosen.strip() not in offered:
+        raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",
+                             f"the server chose a subprotocol that was not offered: {chosen!r}")
+    if header_value(headers, "Sec-WebSocket-Extensions") is not None:
+        raise HandshakeError("AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE",
+                             "the server chose an extension, and none was offered")
