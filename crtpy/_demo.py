@@ -13,7 +13,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Optional, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from ._pki import Pki, make_pki
 
@@ -21,9 +22,9 @@ __all__ = ["LocalTlsServer", "run_demo"]
 
 
 class _EchoProtocol(asyncio.Protocol):
-    def __init__(self, server: "LocalTlsServer") -> None:
+    def __init__(self, server: LocalTlsServer) -> None:
         self._server = server
-        self._transport: Optional[asyncio.Transport] = None
+        self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -41,7 +42,7 @@ class _EchoProtocol(asyncio.Protocol):
         assert self._transport is not None
         self._transport.write(data)
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         return False  # close once our side is flushed
 
 
@@ -56,7 +57,7 @@ class LocalTlsServer:
         require_client_cert: ask for and verify a client certificate signed by the CA.
     """
 
-    def __init__(self, pki: Pki, *, host: str = "127.0.0.1", alpn: Optional[Sequence[str]] = ("h2", "http/1.1"),
+    def __init__(self, pki: Pki, *, host: str = "127.0.0.1", alpn: Sequence[str] | None = ("h2", "http/1.1"),
                  require_client_cert: bool = False) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("LocalTlsServer only listens on loopback")
@@ -73,14 +74,14 @@ class LocalTlsServer:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(cadata=pki.ca_cert.pem.decode())
 
-        def on_sni(sslobj: ssl.SSLObject, name: Optional[str], _ctx: ssl.SSLContext) -> None:
+        def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             sslobj._crtpy_sni = name  # type: ignore[attr-defined]
 
         ctx.sni_callback = on_sni  # type: ignore[assignment]
         self.ssl_context = ctx
         self._loop = asyncio.new_event_loop()
-        self._server: Optional[asyncio.base_events.Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
 
     def _connected(self, info: dict[str, Any]) -> None:
         with self._conn_cond:
@@ -93,7 +94,7 @@ class LocalTlsServer:
                 raise TimeoutError(f"expected {count} TLS connections, saw {len(self.connections)}")
             return list(self.connections)
 
-    def start(self) -> "LocalTlsServer":
+    def start(self) -> LocalTlsServer:
         started = threading.Event()
         errors: list[BaseException] = []
 
@@ -130,7 +131,7 @@ class LocalTlsServer:
         self._thread.join(10)
         self._thread = None
 
-    def __enter__(self) -> "LocalTlsServer":
+    def __enter__(self) -> LocalTlsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -163,7 +164,7 @@ class _Sink(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self.writable.set()
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         if not self.done.done():
             if exc is None:
                 exc = ConnectionError(f"connection closed after {self.received} of {self.expected} bytes")
@@ -225,5 +226,4 @@ def run_demo(size_mib: int = 64, out: TextIO = sys.stdout) -> int:
             print(f"handshake:      {result['handshake'] * 1000:.1f} ms", file=out)
             print(f"echoed:         {mib:.0f} MiB each way in {result['elapsed']:.2f} s "
                   f"({2 * mib / result['elapsed']:.1f} MiB/s through TLS, both directions)", file=out)
-            del bootstrap, elg, conn_opts
     return 0

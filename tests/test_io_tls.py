@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-import stat
 import ssl
+import stat
 
 import pytest
 from helpers.certs import ipv6_loopback_available, pki, tls_exchange, tls_server  # noqa: F401
@@ -223,9 +223,9 @@ def test_server_options_serve_python_client(kind, pki):
     elif kind == "path":
         opts = io.TlsContextOptions.create_server_from_path(pki.server_cert, pki.server_key)
     else:
+        from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.serialization import pkcs12
-        from cryptography import x509
 
         key = serialization.load_pem_private_key(pki.server_key.pem, None)
         cert = x509.load_pem_x509_certificate(pki.server_cert.pem)

@@ -71,8 +71,10 @@ def map_connect_error(exc: BaseException, context: str | None = None) -> BaseExc
     if isinstance(exc, UnicodeError):
         return _chain(error("AWS_IO_DNS_INVALID_NAME", f"invalid host name{where}"), exc)
     if isinstance(exc, OSError):
-        name = _ERRNO_NAMES.get(exc.errno or 0)
-        if name is None:
+        mapped = _ERRNO_NAMES.get(exc.errno or 0)
+        if mapped is not None:
+            name = mapped
+        else:
             if isinstance(exc, ConnectionError):
                 name = "AWS_IO_SOCKET_CLOSED"
             else:

@@ -132,7 +132,7 @@ class HostCache:
             if key in seen:
                 continue
             seen.add(key)
-            addresses.append(ResolvedAddress(sockaddr[0], family, (sockaddr[0], 0, *sockaddr[2:])))
+            addresses.append(ResolvedAddress(str(sockaddr[0]), family, (sockaddr[0], 0, *sockaddr[2:])))
         if not addresses:
             raise error("AWS_IO_DNS_NO_ADDRESS_FOR_HOST", f"no address found for {host!r}")
         result = tuple(addresses)

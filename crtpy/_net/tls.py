@@ -12,8 +12,12 @@ import os
 import ssl
 import tempfile
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .._errors import error
+
+if TYPE_CHECKING:
+    from ..io import TlsContextOptions
 
 _TLS_VERSIONS = {
     0: ssl.TLSVersion.SSLv3,
@@ -113,7 +117,7 @@ def pkcs12_to_pem(data: bytes, password: str | None) -> tuple[bytes, bytes]:
     return chain, key_pem
 
 
-def build_context(opts: object, *, server: bool, alpn: Sequence[str] | None) -> ssl.SSLContext:
+def build_context(opts: TlsContextOptions, *, server: bool, alpn: Sequence[str] | None) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` configured from a ``crtpy.io.TlsContextOptions``."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     verify = bool(opts.verify_peer)
