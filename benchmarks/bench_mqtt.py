@@ -40,14 +40,16 @@ class Measure:
     def __init__(self, broker: Mosquitto) -> None:
         self.pid = broker.proc.pid  # type: ignore[union-attr]
 
-    def __enter__(self) -> Measure:
+    def __enter__(self) -> "Measure":
         self.t0 = time.perf_counter()
         self.c0 = _cpu_seconds(self.pid)
+        self.p0 = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.perf_counter() - self.t0
         self.broker_cpu = (_cpu_seconds(self.pid) - self.c0) / self.elapsed
+        self.client_cpu = time.process_time() - self.p0  # all threads of this process
 
 
 # -- crtpy / awscrt (same API) -----------------------------------------------------------
@@ -136,12 +138,13 @@ class PahoRunner:
         self.client.loop_stop()
 
 
-def rate(runner: Any, broker: Mosquitto, n: int, qos: int) -> tuple[float, float]:
+def rate(runner: Any, broker: Mosquitto, n: int, qos: int) -> tuple[float, float, float]:
+    """(messages/s, broker CPU share, client CPU microseconds per message)."""
     topic = f"bench/{runner.name}/q{qos}"
     runner.publish_many(topic, min(n, 2000), qos)  # warm-up
     with Measure(broker) as m:
         runner.publish_many(topic, n, qos)
-    return n / m.elapsed, m.broker_cpu
+    return n / m.elapsed, m.broker_cpu, m.client_cpu / n * 1e6
 
 
 def latency(runner: Any, broker: Mosquitto, n: int) -> tuple[float, float]:
@@ -186,18 +189,22 @@ def main() -> None:
         for name, make in makers:
             r = make()
             try:
-                q0, c0 = rate(r, broker, args.qos0, 0)
-                q1, c1 = rate(r, broker, args.qos1, 1)
+                q0, c0, u0 = rate(r, broker, args.qos0, 0)
+                q1, c1, u1 = rate(r, broker, args.qos1, 1)
                 p50, p99 = latency(r, broker, args.rtt)
             finally:
                 r.close()
-            results[name] = {"qos0": q0, "qos0_cpu": c0, "qos1": q1, "qos1_cpu": c1, "p50": p50, "p99": p99}
-            print(f"{name:10s} QoS0 {q0:10,.0f} msg/s (broker CPU {c0:4.0%})   "
-                  f"QoS1 {q1:9,.0f} msg/s (broker CPU {c1:4.0%})   "
+            results[name] = {"qos0": q0, "qos0_cpu": c0, "qos1": q1, "qos1_cpu": c1, "p50": p50, "p99": p99,
+                             "qos0_us": u0, "qos1_us": u1}
+            print(f"{name:10s} QoS0 {q0:10,.0f} msg/s ({u0:5.1f} us client CPU/msg, broker CPU {c0:4.0%})   "
+                  f"QoS1 {q1:9,.0f} msg/s ({u1:5.1f} us/msg, broker CPU {c1:4.0%})   "
                   f"RTT p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
         ours, ref = results["crtpy"], results["awscrt"]
         print(f"ratio crtpy/awscrt: QoS0 {ours['qos0'] / ref['qos0']:.2f}  QoS1 {ours['qos1'] / ref['qos1']:.2f}  "
               f"RTT p50 {ours['p50'] / ref['p50']:.2f} (lower is better)  p99 {ours['p99'] / ref['p99']:.2f}")
+        print(f"client CPU per message crtpy/awscrt (lower is better): QoS0 {ours['qos0_us'] / ref['qos0_us']:.2f}  "
+              f"QoS1 {ours['qos1_us'] / ref['qos1_us']:.2f}")
+        print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         if "paho-mqtt" in results:
             pa = results["paho-mqtt"]
             print(f"ratio crtpy/paho:   QoS0 {ours['qos0'] / pa['qos0']:.2f}  QoS1 {ours['qos1'] / pa['qos1']:.2f}  "

@@ -204,13 +204,23 @@ class Core:
         return mode != FAIL_QOS0_PUBLISH
 
     # -- operations -------------------------------------------------------------------
-    def submit(self, op: Op, now: float) -> None:
-        if self.state != CONNECTED and self._offline_fails(op):
-            op.on_done(None, error("AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"))
+    def submit(self, op: Op, now: float, service: bool = True) -> None:
+        """Queue ``op``; with ``service`` False the caller calls :meth:`service` later
+        (once for a batch)."""
+        if self.state != CONNECTED:
+            if self._offline_fails(op):
+                op.on_done(None, error("AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"))
+                return
+            self.incomplete_size += op.size
+            self.queue.append(op)
             return
         self.incomplete_size += op.size
         self.queue.append(op)
-        if self.state == CONNECTED:
+        if service:
+            self._service(now)
+
+    def service(self, now: float) -> None:
+        if self.state == CONNECTED and self.queue:
             self._service(now)
 
     def _service(self, now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import threading
 import time
 from typing import Any
@@ -37,6 +38,7 @@ from .client5 import (
 )
 
 _MONO = time.monotonic
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 # -- validation helpers ------------------------------------------------------------------
@@ -393,11 +395,27 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.quickack = None
+        sock = transport.get_extra_info("socket")
+        if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Acknowledge at once: a broker that leaves Nagle on (Mosquitto's default)
+            # otherwise holds its next small packet for our delayed ACK (~40 ms).
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+                self.quickack = sock
+            except (OSError, AttributeError):
+                self.quickack = None
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
         d.core.data_received(data, _MONO())
         d.after_core()
+        qa = self.quickack
+        if qa is not None:
+            try:
+                qa.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)  # Linux resets it; set again
+            except OSError:
+                self.quickack = None
 
     def eof_received(self) -> bool:
         return False
@@ -473,20 +491,28 @@ class ClientDriver:
     def _drain(self) -> None:
         self.incoming_scheduled = False
         pop = self.incoming.popleft
-        handle = self._handle_item
+        core = self.core
+        now = _MONO()
         try:
             while True:
-                handle(pop())
+                item = pop()
+                if type(item) is Op:
+                    core.submit(item, now, False)
+                else:
+                    core.service(now)  # keep the order of operations and control items
+                    self._handle_item(item)
         except IndexError:
             pass
+        core.service(now)
         self.after_core()
 
     def _handle_item(self, item: Any) -> None:
+        if type(item) is Op:
+            self.core.submit(item, _MONO())
+            return
         kind = item[0]
         now = _MONO()
-        if kind == "op":
-            self.core.submit(item[1], now)
-        elif kind == "puback":
+        if kind == "puback":
             self.core.send_puback(item[1], now)
         elif kind == "start":
             self._start_on_loop()
@@ -513,7 +539,7 @@ class ClientDriver:
                 except BaseException as e:  # noqa: BLE001
                     fut.try_set_exception(e)
 
-        self._post(("op", Op(packet, on_done, size)))
+        self._post(Op(packet, on_done, size))
         return fut
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:

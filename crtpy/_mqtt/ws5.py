@@ -32,6 +32,10 @@ class _FramedTransport:
         if t is not None and not t.is_closing():
             t.writelines(encode_frame(_BINARY, data))
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        t = self._adapter.transport
+        return t.get_extra_info(name, default) if t is not None else default
+
     def is_closing(self) -> bool:
         t = self._adapter.transport
         return t is None or t.is_closing()
