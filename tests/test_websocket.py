@@ -464,3 +464,27 @@ def test_slow_callbacks_pause_reading(server, leak_check):
     assert conn._undelivered == 0
     del ws, conn
     rec.close_and_release()
+
+
+def test_proxy_basic_auth(server, client, tmp_path):
+    from helpers.http_servers import Tinyproxy
+
+    from crtpy.http import HttpProxyAuthenticationType
+
+    binary = require_binary("tinyproxy", "/usr/bin/tinyproxy", "/usr/sbin/tinyproxy")
+    proxy = Tinyproxy(binary, str(tmp_path), free_port(), basic_auth=("wsuser", "s3cret"))
+    try:
+        bad = Recorder(W).connect(server.port, proxy_options=HttpProxyOptions(
+            "127.0.0.1", proxy.port, auth_type=HttpProxyAuthenticationType.Basic,
+            auth_username="wsuser", auth_password="wrong")).wait_setup()
+        assert bad.exception.name == "AWS_ERROR_HTTP_PROXY_CONNECT_FAILED"
+        del bad
+        ws = client.connect(server.port, proxy_options=HttpProxyOptions(
+            "127.0.0.1", proxy.port, auth_type=HttpProxyAuthenticationType.Basic,
+            auth_username="wsuser", auth_password="s3cret")).wait_open()
+        ws.send_frame(W.Opcode.TEXT, "authorized")
+        assert client.next_data_message() == ("TEXT", b"authorized")
+        del ws
+        client.close_and_release()
+    finally:
+        proxy.stop()

@@ -209,13 +209,20 @@ class Connection(NativeResource):
 
     # ------------------------------------------------------------------ reading ----------
     def _data_received(self, data: bytes) -> None:
-        if self._state == "open":
-            core = self._core
-            assert core is not None
-            core.receive_data(data)
-            self._process()
-        elif self._state == "handshake":
-            self._handshake_data(data)
+        try:
+            if self._state == "open":
+                core = self._core
+                assert core is not None
+                core.receive_data(data)
+                self._process()
+            elif self._state == "handshake":
+                self._handshake_data(data)
+        except Exception:  # noqa: BLE001 - a crtpy bug must end the connection, not hang it
+            _log.exception("internal error in the WebSocket connection; closing it")
+            if self._state == "handshake":
+                self._fail_setup("AWS_ERROR_UNKNOWN", "internal error", None, None, None)
+            else:
+                self._shutdown("AWS_ERROR_UNKNOWN")
 
     def _process(self) -> None:
         core = self._core
@@ -249,6 +256,9 @@ class Connection(NativeResource):
         if failure is not None:
             self._shutdown(failure)
             return
+        if close_received:
+            with self._lock:
+                self._close_sent_flag = True  # our CLOSE reply went out
         if close_received and self._timer is None:
             self._timer = self._loop.call_later(CLOSE_GRACE_SEC, self._close_grace_expired)
         self._update_reading()
