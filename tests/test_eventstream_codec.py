@@ -165,6 +165,43 @@ def test_incremental_decoder_any_split(messages, data):
         [(triples(h), p) for h, p in messages]
 
 
+@settings(max_examples=300 if LONG else 60, deadline=None)
+@given(st.lists(st.tuples(st.lists(header_strategy, max_size=3), st.binary(max_size=200_000)),
+                min_size=1, max_size=4), st.data())
+def test_buffered_reads_any_split(messages, data):
+    """The zero-copy path: the "socket" writes into get_buffer() views of any size."""
+    stream = b"".join(codec.encode_message(h, p) for h, p in messages)
+    decoder = codec.Decoder()
+    got = []
+    pos = 0
+    while pos < len(stream):
+        view = decoder.get_buffer(data.draw(st.sampled_from([-1, 1, 100, 65536])))
+        n = min(len(view), len(stream) - pos, data.draw(st.integers(1, 300_000)))
+        view[:n] = stream[pos:pos + n]
+        decoder.buffer_updated(n)
+        pos += n
+        while (msg := decoder.next_message()) is not None:
+            got.append(msg)
+    decoder.close()
+    assert [(triples(m.headers), m.payload) for m in got] == [(triples(h), p) for h, p in messages]
+
+
+def test_large_message_lands_in_place():
+    payload = os.urandom(5 * 1024 * 1024)
+    data = codec.encode_message([Header.from_string("k", "v")], payload)
+    decoder = codec.Decoder()
+    view = decoder.get_buffer(-1)
+    view[:100] = data[:100]
+    decoder.buffer_updated(100)
+    assert decoder.next_message() is None
+    view = decoder.get_buffer(-1)  # room for the whole rest of the message at once
+    assert len(view) >= len(data) - 100
+    view[:len(data) - 100] = data[100:]
+    decoder.buffer_updated(len(data) - 100)
+    assert decoder.next_message().payload == payload
+    assert decoder.pending == 0
+
+
 def test_byte_at_a_time():
     stream = codec.encode_message(ALL_TYPES, b"abc") * 3
     decoder = codec.Decoder()

@@ -316,17 +316,28 @@ def decode_message(data: BytesLike) -> Message:
     return _decode_frame(data, 0, total, headers_len)
 
 
+_READ_CHUNK = 64 * 1024
+_SHRINK_ABOVE = 1024 * 1024
+
+
 class Decoder:
     """Incremental decoder: feed it bytes split anywhere, take out whole messages.
+
+    Bytes arrive either through :meth:`feed` or, without a copy, straight from the
+    socket: :meth:`get_buffer` hands out writable space at the end of the decoder's
+    buffer (the ``asyncio.BufferedProtocol`` contract) and :meth:`buffer_updated`
+    records how much was written there.
 
     After an error the decoder is dead: every later call raises
     ``AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE``.
     """
 
-    __slots__ = ("_buf", "_failed", "_headers_len", "_total")
+    __slots__ = ("_buf", "_end", "_failed", "_headers_len", "_start", "_total")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray(_READ_CHUNK)
+        self._start = 0        # first unread byte
+        self._end = 0          # end of the bytes received
         self._total = 0        # length of the message in progress, 0 = prelude not read yet
         self._headers_len = 0
         self._failed = False
@@ -336,29 +347,67 @@ class Decoder:
             raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE",
                         "the decoder already failed on earlier input")
 
+    def _reserve(self, size: int) -> None:
+        """Make room for ``size`` more bytes after ``_end``.  The bytearray is never
+        resized in place (a view handed out by get_buffer may still exist): data is
+        moved within it, or into a new, larger one."""
+        buf = self._buf
+        if len(buf) - self._end >= size:
+            return
+        unread = self._end - self._start
+        if self._start and len(buf) - unread >= size:
+            buf[0:unread] = buf[self._start:self._end]  # same-size assignment: no resize
+        else:
+            new = bytearray(max(len(buf) * 2, unread + size))
+            new[0:unread] = buf[self._start:self._end]
+            self._buf = new
+        self._start, self._end = 0, unread
+
     def feed(self, data: BytesLike) -> None:
         """Append bytes; call :meth:`next_message` to take out what is complete."""
         self._check_alive()
-        self._buf += data
+        size = memoryview(data).nbytes
+        self._reserve(size)
+        self._buf[self._end:self._end + size] = data
+        self._end += size
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Writable space for the next read (at least the rest of the message in
+        progress, so a large payload lands in place in one piece)."""
+        self._check_alive()
+        want = max(sizehint, _READ_CHUNK)
+        if self._total:
+            want = max(want, self._total - (self._end - self._start))
+        self._reserve(want)
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`get_buffer` view."""
+        self._end += nbytes
 
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""
         self._check_alive()
-        buf = self._buf
+        buf, start = self._buf, self._start
+        available = self._end - start
         try:
             if not self._total:
-                if len(buf) < PRELUDE_LENGTH:
+                if available < PRELUDE_LENGTH:
                     return None
-                self._total, self._headers_len = _check_prelude(buf, 0)
+                self._total, self._headers_len = _check_prelude(buf, start)
             total = self._total
-            if len(buf) < total:
+            if available < total:
                 return None
-            message = _decode_frame(buf, 0, total, self._headers_len)
+            message = _decode_frame(buf, start, total, self._headers_len)
         except BaseException:
             self._failed = True
             raise
-        del buf[:total]  # cheap: CPython drops a bytearray prefix without moving the rest
         self._total = 0
+        self._start = start + total
+        if self._start == self._end:
+            self._start = self._end = 0
+            if len(buf) > _SHRINK_ABOVE:  # do not keep a huge buffer after a huge message
+                self._buf = bytearray(_READ_CHUNK)
         return message
 
     def messages(self, data: BytesLike) -> Iterator[Message]:
@@ -373,14 +422,14 @@ class Decoder:
     @property
     def pending(self) -> int:
         """Bytes buffered that do not yet form a whole message."""
-        return len(self._buf)
+        return self._end - self._start
 
     def close(self) -> None:
         """Declare the end of input: raises if a message was left incomplete."""
-        if self._buf and not self._failed:
+        if self.pending and not self._failed:
             self._failed = True
             raise error("AWS_ERROR_EVENT_STREAM_MESSAGE_PARSER_ILLEGAL_STATE",
-                        f"input ended inside a message ({len(self._buf)} bytes left over)")
+                        f"input ended inside a message ({self.pending} bytes left over)")
 
 
 def decode_all(data: BytesLike) -> list[Message]:

@@ -193,12 +193,28 @@ class RpcClientCore:
     def receive(self, data: codec.BytesLike) -> list[Event]:
         """Feed received bytes; return what they complete.  After a Violation the core
         is dead and returns nothing more."""
-        events: list[Event] = []
         if self.failed:
-            return events
+            return []
+        self.decoder.feed(data)
+        return self.received()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Space for the socket to write into (BufferedProtocol, no copy)."""
+        if self.failed:
+            return memoryview(bytearray(codec._READ_CHUNK))  # read and drop
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """``nbytes`` arrived in the last get_buffer() space; return what they complete."""
+        if self.failed:
+            return []
+        self.decoder.buffer_updated(nbytes)
+        return self.received()
+
+    def received(self) -> list[Event]:
+        events: list[Event] = []
         with self.lock:
             try:
-                self.decoder.feed(data)
                 while True:
                     message = self.decoder.next_message()
                     if message is None:
@@ -282,7 +298,7 @@ def _closed_error() -> BaseException:
     return error("AWS_ERROR_EVENT_STREAM_RPC_CONNECTION_CLOSED")
 
 
-class RpcConnection(asyncio.Protocol):
+class RpcConnection(asyncio.BufferedProtocol):
     """One client connection, pinned to one loop thread.
 
     ``owner`` is the public ClientConnection; it must provide ``_handler``,
@@ -458,8 +474,17 @@ class RpcConnection(asyncio.Protocol):
         self._flushed(None)
 
     # -- receiving (loop thread) ----------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        for event in self.core.receive(data):
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.core.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._dispatch(self.core.buffer_updated(nbytes))
+
+    def data_received(self, data: bytes) -> None:  # for transports without buffered reads
+        self._dispatch(self.core.receive(data))
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
             if isinstance(event, StreamMessage):
                 stream = event.stream
                 self.callbacks.post(stream._deliver, event.headers, event.payload,
