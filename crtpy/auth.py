@@ -384,7 +384,7 @@ class AwsSignedBodyHeaderType(IntEnum):
 
 
 def _enum(value: Any, cls: Any, name: str) -> Any:
-    if isinstance(value, cls):
+    if type(value) is cls or isinstance(value, cls):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         try:

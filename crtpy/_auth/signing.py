@@ -95,9 +95,20 @@ class SigningResult:
 
 # -- small helpers ----------------------------------------------------------------------
 
+_STAMPS: dict[int, str] = {}
+
+
 def amz_date(date: datetime) -> str:
-    """``YYYYMMDDTHHMMSSZ`` of ``date`` in UTC (naive dates are local time)."""
-    return date.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """``YYYYMMDDTHHMMSSZ`` of ``date`` in UTC (naive dates are local time); cached per
+    second, since configs made per request share their second."""
+    seconds = int(date.replace(microsecond=0).timestamp())
+    stamp = _STAMPS.get(seconds)
+    if stamp is None:
+        stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if len(_STAMPS) >= 64:
+            _STAMPS.clear()
+        _STAMPS[seconds] = stamp
+    return stamp
 
 
 def sha256_hex(data: bytes) -> str:
@@ -241,7 +252,7 @@ def _parse_target(target: str) -> tuple[str, str | None, str]:
     # A rebuilt target (query-parameter signing) is scheme://host[:port]path, as the
     # reference's URI builder writes it.
     rebuilt = target[:base] + host + path
-    return rebuilt, query, (path or "/")
+    return rebuilt, query, path
 
 
 def _parse_query(query: str | None) -> list[tuple[str, str]]:
