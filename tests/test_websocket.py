@@ -281,9 +281,11 @@ def test_manage_read_window(server, client):
     ws.send_frame(W.Opcode.BINARY, b"0123456789")
     assert client.payload_event.wait(10)
     client.payload_event.clear()
-    # the window is exhausted: nothing more arrives until it is opened again
+    # the window is exhausted: nothing more arrives until it is opened again, and the
+    # socket is no longer read
     assert not client.payload_event.wait(0.3)
     assert client.payload_bytes == 4
+    assert ws._binding._reading is False
     ws.increment_read_window(3)
     while client.payload_bytes < 7:
         assert client.payload_event.wait(10)
