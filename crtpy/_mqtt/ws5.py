@@ -59,6 +59,7 @@ class WsAdapter(asyncio.Protocol):
         self.handshake_done: asyncio.Future[None] = loop.create_future()
         self.parser = hs.ResponseParser()
         self.key = hs.new_key()
+        self.protocols: list[str] = ["mqtt"]
         self.ws: ClientProtocol | None = None
         self.framed = _FramedTransport(self)
 
@@ -90,6 +91,8 @@ class WsAdapter(asyncio.Protocol):
             key = hs.header_value(headers, "Sec-WebSocket-Key")
             if key is not None:
                 self.key = key
+            offered = hs.header_value(headers, "Sec-WebSocket-Protocol")
+            self.protocols = [p.strip() for p in offered.split(",") if p.strip()] if offered else []
             data = hs.encode_request(request.method, request.path, headers)
         except hs.HandshakeError as e:
             self._fail(error(e.name, e.detail))
@@ -111,7 +114,7 @@ class WsAdapter(asyncio.Protocol):
                 self.parser.feed(data)
                 if not self.parser.done:
                     return
-                hs.check_upgrade(self.parser.status or 0, self.parser.headers, self.key)
+                hs.check_upgrade(self.parser.status or 0, self.parser.headers, self.key, self.protocols)
             except hs.HandshakeError as e:
                 self._fail(error(e.name, e.detail))
                 return
