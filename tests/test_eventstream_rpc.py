@@ -616,3 +616,22 @@ def test_server_misbehaviour_same_as_reference(case, leak_check):
 
     data = MISBEHAVIOURS[case]()
     assert _react(crtpy_rpc, data) == _react(awscrt_rpc, data)
+
+
+def test_large_payloads_both_ways(server, leak_check):
+    import os
+
+    connection, handler, _ = open_connection(server.port)
+    stream = StreamHandler()
+    cont = connection.new_stream(stream)
+    big = os.urandom(4 * 1024 * 1024)
+    flushed = []
+    cont.activate(operation="echo", message_type=MessageType.APPLICATION_MESSAGE, payload=big,
+                  on_flush=lambda error, **kw: flushed.append(error)).result(TIMEOUT)
+    assert stream.next()[2] == big
+    cont.send_message(message_type=MessageType.APPLICATION_MESSAGE, payload=memoryview(big)[:1000]).result(TIMEOUT)
+    assert stream.next()[2] == big[:1000]
+    connection.send_protocol_message(message_type=MessageType.PING, payload=big[::-1]).result(TIMEOUT)
+    assert handler.next("protocol")[2] == big[::-1]
+    assert flushed == [None]
+    close(connection)
