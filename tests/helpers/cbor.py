@@ -95,6 +95,17 @@ def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
         return ("err", error_kind(exc))
 
 
+_TRACE = os.environ.get("CRTPY_CBOR_TRACE")
+
+
+def trace(data: bytes) -> None:
+    """With CRTPY_CBOR_TRACE=path, record the input about to be given to the reference (to
+    find inputs that crash it)."""
+    if _TRACE:
+        with open(_TRACE, "w") as f:
+            f.write(data.hex())
+
+
 STREAM_OPS = [
     "peek_next_type", "pop_next_data_item", "consume_next_single_element",
     "consume_next_whole_data_item", "pop_next_unsigned_int", "pop_next_negative_int",
@@ -106,6 +117,7 @@ STREAM_OPS = [
 
 def run_ops(module: Any, data: bytes, ops: list[str], on_epoch_time: Any = None) -> list[Any]:
     """Apply decoder operations in order; record each outcome and the remaining length."""
+    trace(data)
     dec = module.AwsCborDecoder(data, on_epoch_time=on_epoch_time)
     out = []
     for op in ops:
@@ -114,17 +126,6 @@ def run_ops(module: Any, data: bytes, ops: list[str], on_epoch_time: Any = None)
             res = ("ok", int(res[1][1]))
         out.append((op, res, dec.get_remaining_bytes_len()))
     return out
-
-
-_TRACE = os.environ.get("CRTPY_CBOR_TRACE")
-
-
-def trace(data: bytes) -> None:
-    """With CRTPY_CBOR_TRACE=path, record the input about to be given to the reference (to
-    find inputs that crash it)."""
-    if _TRACE:
-        with open(_TRACE, "w") as f:
-            f.write(data.hex())
 
 
 def walk_stream(module: Any, data: bytes, limit: int = 10000) -> list[Any]:
