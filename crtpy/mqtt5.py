@@ -12,6 +12,7 @@ The protocol work (packet codec, client state machine) lives in ``crtpy._mqtt``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
@@ -636,6 +637,8 @@ class Client(NativeResource):
 
         self.tls_ctx = client_options.tls_ctx
         self._driver = ClientDriver(self, client_options)
+        # Dropping the last reference stops the client (as releasing a native one does).
+        weakref.finalize(self, ClientDriver.terminate, self._driver)
 
     def start(self) -> None:
         """Begin connecting (and keep reconnecting) to the broker.  Returns at once."""

@@ -684,3 +684,13 @@ def test_websocket_transform_failure_fails_connection(mosquitto):
         f = rec.wait("failure")
         assert isinstance(f.exception, ValueError)
         stop(client, rec)
+
+
+def test_dropping_the_client_stops_it(mosquitto):
+    import gc
+
+    client, rec = connected(mosquitto)
+    del client
+    gc.collect()
+    rec.wait("stopped")
+    assert rec.wait("disconnection").exception.name == "AWS_ERROR_MQTT5_USER_REQUESTED_STOP"

@@ -17,11 +17,14 @@ driver.  Nothing here blocks, sleeps or touches a socket.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from .._errors import error
 from . import codec as c
+
+_log = logging.getLogger("crtpy.mqtt5")
 
 # connection states
 DISCONNECTED = 0
@@ -193,7 +196,7 @@ class Core:
         try:
             op.on_done(result, exc)
         except Exception:  # noqa: BLE001 - completion callbacks are crtpy's own
-            pass
+            _log.exception("operation completion failed")
 
     def _offline_fails(self, op: Op) -> bool:
         mode = self.cfg.offline_queue

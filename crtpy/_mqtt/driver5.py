@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import socket
 import threading
 import time
@@ -38,6 +39,7 @@ from .client5 import (
 )
 
 _MONO = time.monotonic
+_log = logging.getLogger("crtpy.mqtt5")
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -518,6 +520,9 @@ class ClientDriver:
             self._start_on_loop()
         elif kind == "stop":
             self._stop_on_loop(item[1])
+        elif kind == "terminate":
+            self._stop_on_loop(None)
+            self.core.fail_all(error("AWS_ERROR_MQTT5_CLIENT_TERMINATED"))
 
     def start(self) -> None:
         self._post(("start",))
@@ -577,6 +582,13 @@ class ClientDriver:
         self._post(("puback", pid))
 
     # -- loop side --------------------------------------------------------------------
+    def terminate(self) -> None:
+        """The Client was garbage collected: stop and fail whatever is still queued."""
+        try:
+            self._post(("terminate",))
+        except Exception:  # noqa: BLE001 - the loop may already be gone at interpreter exit
+            _log.debug("could not terminate the MQTT5 client", exc_info=True)
+
     def _start_on_loop(self) -> None:
         self.want_running = True
         if self.task is None or self.task.done():
@@ -606,9 +618,9 @@ class ClientDriver:
             core.events = []
             for ev in events:
                 self._deliver(ev)
-        if core.close_error is not None and proto is not None and proto.transport is not None:
-            if not proto.transport.is_closing():
-                proto.transport.close()
+        if (core.close_error is not None and proto is not None and proto.transport is not None
+                and not proto.transport.is_closing()):
+            proto.transport.close()
         deadline = core.next_deadline()
         if deadline is not None and (self.timer is None or deadline < self.timer_at - 0.001):
             if self.timer is not None:
@@ -625,7 +637,7 @@ class ClientDriver:
         from .ws5 import WsAdapter
 
         return WsAdapter(_Protocol(self), self.host, self.port, self.default_port,
-                         self.opts.websocket_handshake_transform, self.client_ref(), self.callbacks.post)
+                         self.opts.websocket_handshake_transform, self.client_ref, self.callbacks.post)
 
     def _deliver(self, ev: Any) -> None:
         o = self.opts

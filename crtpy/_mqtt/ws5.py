@@ -10,6 +10,7 @@ sans-I/O core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from .._errors import error
@@ -52,7 +53,7 @@ class WsAdapter(asyncio.Protocol):
         self.port = port
         self.default_port = default_port
         self.transform = transform
-        self.client = client
+        self.client = client  # a callable giving the Client (held weakly)
         self.post = post  # runs a user callback on a worker thread
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
@@ -85,7 +86,7 @@ class WsAdapter(asyncio.Protocol):
                 from ..mqtt5 import WebsocketHandshakeTransformArgs
 
                 done = CrtFuture()
-                self.post(self.transform, WebsocketHandshakeTransformArgs(self.client, request, done))
+                self.post(self.transform, WebsocketHandshakeTransformArgs(self.client(), request, done))
                 await asyncio.wrap_future(done)
             headers = list(request.headers)
             key = hs.header_value(headers, "Sec-WebSocket-Key")
@@ -146,10 +147,8 @@ class WsAdapter(asyncio.Protocol):
         t = self.transport
         if t is not None and not t.is_closing():
             if self.ws is not None and not self.ws.close_sent:
-                try:
+                with contextlib.suppress(Exception):  # closing anyway
                     t.writelines(self.ws.close_frame())
-                except Exception:  # noqa: BLE001 - closing anyway
-                    pass
             t.close()
 
     def eof_received(self) -> bool:
