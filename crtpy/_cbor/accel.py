@@ -59,6 +59,7 @@ class Abort(Exception):
 
 _ABORT = Abort()
 
+
 def _reject(value: Any, immutable: bool) -> Any:
     raise _ABORT
 
@@ -117,7 +118,7 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
     def on_epoch(value: Any, immutable: bool) -> Any:
         nonlocal called
         t = type(value)
-        if t is not int and t is not float:
+        if t is not int and (t is not float or (value != value and _pack_d(value) not in _PLAIN_NANS)):  # noqa: PLR0124
             raise _ABORT
         called = True
         return epoch(value)
