@@ -264,6 +264,8 @@ class RpcServer:
         return self
 
     def stop(self) -> None:
+        if self._loop.is_closed():
+            return  # already stopped
         async def shutdown() -> None:
             assert self._server is not None
             self._server.close()
