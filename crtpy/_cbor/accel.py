@@ -49,6 +49,9 @@ _MAX_DEPTH = 120
 # reference returns the plain quiet NaN.  A match may also be payload bytes of another
 # item; then decoded NaNs are checked one by one.
 _HALF_NAN_WITH_PAYLOAD = re.compile(rb"\xf9(?:[\x7c\x7e\xfc\xfe][\x01-\xff]|[\x7d\x7f\xfd\xff].)", re.DOTALL)
+# Initial bytes of undefined and unassigned simple values: without any of them in the input
+# (as items or as payload bytes), the result cannot hold one.
+_MAYBE_SIMPLE = re.compile(rb"[\xe0-\xf3\xf7\xf8]")
 _PLAIN_NANS = frozenset((bytes.fromhex("7ff8000000000000"), bytes.fromhex("fff8000000000000")))
 _pack_d = struct.Struct(">d").pack
 
@@ -139,6 +142,8 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
     big = pos - start > MAX_CONTAINER_SIZE
     nans = _HALF_NAN_WITH_PAYLOAD.search(buf, start, pos) is not None
     if not big and not nans:
+        if _MAYBE_SIMPLE.search(buf, start, pos) is None:
+            return obj, pos
         try:
             marshal.dumps(obj)
             return obj, pos
