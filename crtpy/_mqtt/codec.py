@@ -234,18 +234,15 @@ class Connack(Packet):
 class Ack(Packet):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (``kind`` is the packet type)."""
 
-    __slots__ = ("kind", "packet_id", "props", "reason_code")
+    __slots__ = ("kind", "packet_id", "props", "reason_code", "type")
 
     def __init__(self, kind: int = PUBACK, packet_id: int = 1, reason_code: int = 0,
                  props: Props | None = None) -> None:
         self.kind = kind
+        self.type = kind  # type: ignore[misc]  # a plain slot: read on the hot path
         self.packet_id = packet_id
         self.reason_code = reason_code
         self.props = props if props is not None else {}
-
-    @property
-    def type(self) -> int:  # type: ignore[override]
-        return self.kind
 
 
 class Subscription:
