@@ -384,6 +384,12 @@ class HttpClientStreamBase(HttpStreamBase):
         if impl is None:
             raise error("AWS_ERROR_HTTP_CONNECTION_CLOSED")
         self._impl = impl.new_stream(self, request, manual_write)
+        make_future = getattr(self._impl, "make_future", None)
+        if make_future is not None:
+            # waiting on it runs this connection's pending callbacks in the waiting thread
+            self._completion_future = make_future()
+            if isinstance(self, Http2ClientStream):
+                self._remote_end_stream_future = make_future()
 
     @property
     def version(self) -> HttpVersion:

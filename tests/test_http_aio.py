@@ -11,7 +11,7 @@ import pytest
 from conftest import free_port, require_binary
 from helpers.certs import pki  # noqa: F401
 from helpers.http_servers import (RawServer, Tinyproxy, h1_server, h2_server, h2_tls_server,  # noqa: F401
-                                  tls_options)
+                                  leak_check, tls_options)
 
 from crtpy.aio.http import (AIOHttp2ClientConnection, AIOHttp2ClientStream, AIOHttpClientConnection,
                             AIOHttpClientConnectionUnified, AIOHttpClientStream)

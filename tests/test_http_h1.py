@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import free_port  # noqa: F401
-from helpers.http_servers import RawServer, h1_server  # noqa: F401
+from helpers.http_servers import RawServer, h1_server, leak_check  # noqa: F401
 
 from crtpy.exceptions import AwsCrtError
 from crtpy.http import (HttpClientConnection, HttpClientStream, HttpHeaders, HttpRequest,

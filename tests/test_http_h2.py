@@ -9,7 +9,7 @@ import h2.settings
 import pytest
 
 from helpers.certs import pki  # noqa: F401
-from helpers.http_servers import H2Server, h1_server, h2_server, h2_tls_server, tls_options  # noqa: F401
+from helpers.http_servers import H2Server, h1_server, h2_server, h2_tls_server, tls_options, leak_check  # noqa: F401
 
 from crtpy.exceptions import AwsCrtError
 from crtpy.http import (Http2ClientConnection, Http2ClientStream, Http2Setting, Http2SettingID,

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import free_port, require_binary
 from helpers.certs import pki  # noqa: F401
-from helpers.http_servers import Tinyproxy, h1_server, h2_tls_server, tls_options  # noqa: F401
+from helpers.http_servers import Tinyproxy, h1_server, h2_tls_server, tls_options, leak_check  # noqa: F401
 
 from crtpy._http.proxy import env_proxy_options
 from crtpy.exceptions import AwsCrtError

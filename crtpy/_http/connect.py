@@ -136,4 +136,6 @@ def bind(conn: Any, engine: Any, host_name: str, port: int, version: int, shutdo
     # dropping the connection object closes it; once shut down, the finalizer lets go of
     # the engine (so nothing keeps it, or what it references, alive)
     closer = weakref.finalize(conn, engine.close)
-    shutdown.add_done_callback_inline(lambda _f: closer.detach())
+    engine.before_shutdown = closer.detach
+    if shutdown.done():
+        closer.detach()

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import httptools
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
 from .body import known_length
-from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, read_chunk
+from .common import BODY_CHUNK, Dispatcher, helping_future, call_on_loop, closed_error, read_chunk
 from .transport import ConnProtocol
 
 CONTINUE_TIMEOUT_SEC = 1.0
@@ -67,6 +67,9 @@ class H1Stream:
         self.body_written = False
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
 
+    def make_future(self) -> CrtFuture:
+        return helping_future(self.conn.dispatch)
+
     # -- any thread -----------------------------------------------------------------
     def activate(self) -> None:
         self.conn.public_check()
@@ -94,6 +97,7 @@ class H1Connection:
         self.transport = protocol.transport
         self.shutdown_future = shutdown_future
         self.dispatch = dispatcher
+        self.before_shutdown: Optional[Callable[[], Any]] = None
         self._queue: Deque[H1Stream] = collections.deque()
         self._current: Optional[H1Stream] = None
         self._open = True
@@ -362,6 +366,9 @@ class H1Connection:
                 s.body_task.cancel()
             self._finish(s, self._error or closed_error(None))
         self._fail_all(closed_error(None))
+        detach, self.before_shutdown = self.before_shutdown, None
+        if detach is not None:
+            detach()
         if self._error is None:
             self.shutdown_future.try_set_result(None)
         else:

@@ -18,7 +18,7 @@ import h2.settings
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
-from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, read_chunk
+from .common import BODY_CHUNK, Dispatcher, helping_future, call_on_loop, closed_error, read_chunk
 from .transport import ConnProtocol
 
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
@@ -48,6 +48,9 @@ class H2Stream:
         self.window_event: Optional[asyncio.Event] = None
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
         self.unacked = 0
+
+    def make_future(self) -> CrtFuture:
+        return helping_future(self.conn.dispatch)
 
     # -- any thread -------------------------------------------------------------------
     def activate(self) -> None:
@@ -86,6 +89,7 @@ class H2Connection:
         self.transport = protocol.transport
         self.shutdown_future = shutdown_future
         self.dispatch = dispatcher
+        self.before_shutdown: Optional[Callable[[], Any]] = None
         self.authority = authority
         self.scheme = scheme
         self._manual_stream = manual_window_management
@@ -529,6 +533,9 @@ class H2Connection:
             if not fut.done():
                 fut.set_exception(closed_error(None))
         self._pings.clear()
+        detach, self.before_shutdown = self.before_shutdown, None
+        if detach is not None:
+            detach()
         if self._error is None:
             self.shutdown_future.try_set_result(None)
         else:

@@ -424,3 +424,24 @@ def tls_options(pki: Any, alpn: Optional[List[str]] = None, server_name: str = "
     conn_opts = ClientTlsContext(opts).new_connection_options()
     conn_opts.set_server_name(server_name)
     return conn_opts
+
+
+@pytest.fixture
+def leak_check():
+    """conftest's leak_check, after first letting the loop and callback threads drop
+    their last transient references (crtpy._test.check_for_leaks keeps the objects it saw
+    alive in its first pass alive until it gives up, so it is only called once nothing
+    is left)."""
+    import gc
+
+    from crtpy._test import _release_static_defaults, check_for_leaks, living_resources
+
+    yield
+    _release_static_defaults()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        gc.collect()
+        if not living_resources():
+            break
+        time.sleep(0.02)
+    check_for_leaks(timeout_sec=10.0)
