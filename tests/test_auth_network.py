@@ -325,3 +325,27 @@ def test_cognito_over_tls_uses_tls_ctx(pki):  # noqa: F811
         assert _error_name(untrusted) == "AWS_AUTH_CREDENTIALS_PROVIDER_COGNITO_SOURCE_FAILURE"
     finally:
         server.stop()
+
+
+def test_ecs_relative_uri(ecs_endpoint, monkeypatch):  # noqa: F811
+    from crtpy._auth import ecs
+
+    monkeypatch.setattr(ecs, "RELATIVE_URI_BASE", ecs_endpoint.server.url)  # instead of 169.254.170.2
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", ecs_endpoint.token)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.0.2.1/ignored")  # relative wins
+    assert _result(auth.AwsCredentialsProvider.new_default_chain()).access_key_id == "ECSAKID"
+    assert ecs_endpoint.server.paths() == ["GET /v2/credentials/abc"]
+
+
+def test_imds_credentials_refreshed_before_expiry(imds, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.server.url)
+    provider = auth.AwsCredentialsProvider.new_default_chain()
+    _result(provider)
+    _result(provider)
+    assert imds.server.paths().count("PUT /latest/api/token") == 1  # an hour left: cached
+    imds.expires_in = 30  # inside the refresh margin: every call fetches again
+    stale = auth.AwsCredentialsProvider.new_default_chain()
+    _result(stale)
+    _result(stale)
+    assert imds.server.paths().count("PUT /latest/api/token") == 3

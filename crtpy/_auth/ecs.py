@@ -20,6 +20,7 @@ from .providers import make_credentials, parse_timestamp
 
 _log = logging.getLogger("crtpy.auth")
 _FAIL = "AWS_AUTH_CREDENTIALS_PROVIDER_ECS_SOURCE_FAILURE"
+RELATIVE_URI_BASE = "http://169.254.170.2"
 _ALLOWED_HTTP_HOSTS = {"169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost"}
 
 
@@ -35,7 +36,7 @@ def _http_host_allowed(host: str) -> bool:
 def _target() -> tuple[httpfetch.Endpoint, str]:
     relative = os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
     if relative:
-        ep = httpfetch.parse_endpoint("http://169.254.170.2", "http")
+        ep = httpfetch.parse_endpoint(RELATIVE_URI_BASE, "http")
         return ep, relative if relative.startswith("/") else "/" + relative
     full = os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
     if not full:
