@@ -1,0 +1,165 @@
+"""Client-wide state of the S3 client: its loop thread, connection pools per endpoint,
+parallelism and memory settings, retry settings and signing."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from .._errors import error
+from .._net.connect import pick_loop
+from .._runtime.backoff import Backoff
+from .conn import ConnectionPool
+
+MIB = 1024 * 1024
+DEFAULT_PART_SIZE = 8 * MIB
+MIN_UPLOAD_PART = 5 * MIB
+MAX_PARTS = 10_000
+DEFAULT_THROUGHPUT_GBPS = 10.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_BACKOFF_MS = 50
+DEFAULT_MAX_BACKOFF_SEC = 20
+
+
+def connections_for(gbps: float) -> int:
+    """Parallel connections for a throughput target (about 0.6 Gbps per connection for
+    a Python client, between 2 and 64)."""
+    return max(2, min(64, math.ceil(gbps / 0.625)))
+
+
+class ClientImpl:
+    def __init__(self, *, bootstrap: Any, region: str, tls_mode: int, signing_config: Any,
+                 tls_connection_options: Any, part_size: Optional[int], multipart_upload_threshold: Optional[int],
+                 throughput_target_gbps: Optional[float], enable_s3express: bool, memory_limit: Optional[int],
+                 network_interface_names: Optional[List[str]], fio_options: Any,
+                 max_active_connections_override: Optional[int], retry_config: Any,
+                 connect_timeout_ms: Optional[int], shutdown_event: threading.Event) -> None:
+        self.bootstrap = bootstrap
+        self.loop_thread = pick_loop(bootstrap)
+        self.region = region
+        self.tls = tls_mode == 0
+        self.signing_config = signing_config
+        self.tls_connection_options = tls_connection_options
+        self.part_size = part_size or DEFAULT_PART_SIZE
+        self.part_size_set = part_size is not None
+        self.multipart_upload_threshold = multipart_upload_threshold
+        self.throughput_target_gbps = throughput_target_gbps or DEFAULT_THROUGHPUT_GBPS
+        self.enable_s3express = enable_s3express
+        self.memory_limit = memory_limit or None
+        self.network_interface_names = network_interface_names
+        self.fio_options = fio_options
+        self.max_connections = max_active_connections_override or connections_for(self.throughput_target_gbps)
+        rc = retry_config
+        self.max_retries = (rc.max_retries if rc is not None and rc.max_retries else DEFAULT_MAX_RETRIES)
+        self.backoff_ms = (rc.backoff_scale_factor_ms if rc is not None and rc.backoff_scale_factor_ms
+                           else DEFAULT_BACKOFF_MS)
+        self.max_backoff_sec = (rc.max_backoff_secs if rc is not None and rc.max_backoff_secs
+                                else DEFAULT_MAX_BACKOFF_SEC)
+        self.jitter = rc.jitter_mode if rc is not None else 0
+        self.connect_timeout_ms = connect_timeout_ms
+        self.shutdown_event = shutdown_event
+        self._pools: Dict[Tuple[str, int, bool], ConnectionPool] = {}
+        self._lock = threading.Lock()
+        self._active = 0
+        self._released = False
+        # connections in use across all requests of this client (loop thread only)
+        self._slots: Optional[asyncio.Semaphore] = None
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def request_started(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._active -= 1
+            done = self._released and self._active == 0
+        if done:
+            self._shutdown()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            done = self._active == 0
+        if done:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        def close_all() -> None:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()
+            self.shutdown_event.set()
+
+        try:
+            self.loop_thread.call_soon(close_all)
+        except BaseException:  # noqa: BLE001 - the loop is gone: nothing left to close
+            self.shutdown_event.set()
+
+    # -- loop side -------------------------------------------------------------------------------
+    def connection_slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(self.max_connections, 1) * 2)
+        return self._slots
+
+    def pool_for(self, host: str, port: int, tls: bool) -> ConnectionPool:
+        key = (host, port, tls)
+        pool = self._pools.get(key)
+        if pool is None:
+            tls_options = None
+            if tls:
+                tls_options = self._tls_options_for(host)
+            socket_options = None
+            if self.connect_timeout_ms:
+                from ..io import SocketOptions
+
+                socket_options = SocketOptions()
+                socket_options.connect_timeout_ms = self.connect_timeout_ms
+            pool = ConnectionPool(host, port, tls_options=tls_options, bootstrap=self.bootstrap,
+                                  socket_options=socket_options)
+            self._pools[key] = pool
+        return pool
+
+    def _tls_options_for(self, host: str) -> Any:
+        from ..io import ClientTlsContext, TlsConnectionOptions, TlsContextOptions
+
+        base = self.tls_connection_options
+        ctx = base.tls_ctx if base is not None else ClientTlsContext(TlsContextOptions())
+        opts = TlsConnectionOptions(ctx)
+        opts.set_alpn_list(None)  # this client speaks HTTP/1.1 only
+        opts.set_server_name((base._server_name if base is not None else None) or host)
+        return opts
+
+    def new_backoff(self) -> Backoff:
+        return Backoff(self.backoff_ms / 1000.0, max(self.max_backoff_sec, self.backoff_ms / 1000.0), self.jitter)
+
+    # -- signing -----------------------------------------------------------------------------------
+    @staticmethod
+    def signing_config_for(base: Any, region: str, body_value: str) -> Any:
+        from ..auth import AwsSignedBodyHeaderType
+
+        changes: Dict[str, Any] = dict(date=datetime.datetime.now(datetime.timezone.utc),
+                                       signed_body_value=body_value,
+                                       signed_body_header_type=AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+        if not base.service:
+            changes["service"] = "s3"
+        if not base.region:
+            changes["region"] = region
+        return base.replace(**changes)
+
+
+async def sign(config: Any, method: str, path: str, headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """Sign a request described by method/path/headers; returns the signed headers."""
+    from ..auth import aws_sign_request
+    from ..http import HttpHeaders, HttpRequest
+
+    if config.credentials_provider is None:
+        raise error("AWS_AUTH_SIGNING_INVALID_CONFIGURATION", "the signing config has no credentials provider")
+    req = HttpRequest(method, path, HttpHeaders(headers))
+    fut = aws_sign_request(req, config)
+    if not fut.done():
+        await asyncio.wrap_future(fut)
+    signed = fut.result()
+    return list(signed.headers)

@@ -1,0 +1,883 @@
+"""Meta requests: one user request carried out as many HTTP exchanges.
+
+* GET_OBJECT: a first ranged GET learns the object's size and ETag; the other parts are
+  fetched in parallel with ``If-Match``; bodies go to the file at their offsets
+  (``os.pwritev`` on an I/O worker) or to ``on_body`` in offset order.
+* PUT_OBJECT: one PUT up to the threshold, else CreateMultipartUpload, parallel
+  UploadParts from pooled part buffers, CompleteMultipartUpload; AbortMultipartUpload on
+  failure or cancel.
+* DEFAULT: one signed request, retried.
+
+Everything here runs on the client's loop thread; blocking work (file I/O, hashing) goes
+to ``run_blocking``; user callbacks go through the request's ``CallbackQueue``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .._errors import code_of, error
+from .._http.body import _raw, known_length, read_into
+from .._runtime.blocking import run_blocking
+from .._runtime.callbacks import CallbackQueue
+from . import checksums as C
+from . import xml as X
+from .client import MAX_PARTS, MIN_UPLOAD_PART, ClientImpl, sign
+from .conn import ExchangeError, Response
+
+_log = logging.getLogger("crtpy.s3")
+
+GET_OBJECT, PUT_OBJECT = 1, 2
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+_RETRY_STATUS = {500, 502, 503, 504}
+_RETRY_CODES = {"SlowDown", "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "ServiceUnavailable",
+                "Throttling", "ThrottlingException", "RequestLimitExceeded", "BandwidthLimitExceeded"}
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+# headers of the user's PutObject that are not passed to CreateMultipartUpload
+_NOT_FOR_CREATE = {"content-length", "content-md5", "x-amz-sdk-checksum-algorithm", "x-amz-trailer",
+                   "x-amz-decoded-content-length", "expect", "transfer-encoding", "x-amz-content-sha256"}
+_FOR_PART = ("x-amz-server-side-encryption-customer-", "x-amz-request-payer", "x-amz-expected-bucket-owner")
+
+
+class Failure(Exception):
+    """Why a meta request failed (converted to the user's error at the end)."""
+
+    def __init__(self, name: str, message: str = "", *, response: Optional[Response] = None,
+                 operation: Optional[str] = None, retryable: bool = False) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+        self.response = response
+        self.operation = operation
+        self.retryable = retryable
+
+
+def _first(headers: Sequence[Tuple[str, str]], name: str) -> Optional[str]:
+    name = name.lower()
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def _drop(headers: Sequence[Tuple[str, str]], names: Any) -> List[Tuple[str, str]]:
+    return [(n, v) for n, v in headers if n.lower() not in names]
+
+
+def encode_head(method: str, target: str, headers: Sequence[Tuple[str, str]]) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    for n, v in headers:
+        if "\r" in n or "\n" in n or "\r" in v or "\n" in v:
+            raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE", f"bad header {n!r}")
+        lines.append(f"{n}: {v}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def _with_query(path: str, query: str) -> str:
+    return path + ("&" if "?" in path else "?") + query
+
+
+# --- blocking helpers (I/O worker threads) -----------------------------------------------------
+def _pread_full(fd: int, view: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _read_and_hash(fd: int, view: memoryview, offset: int, algorithm: Optional[int]) -> Tuple[int, Any]:
+    n = _pread_full(fd, view, offset)
+    return n, _hash(algorithm, view[:n])
+
+
+def _hash(algorithm: Optional[int], data: Any) -> Any:
+    if algorithm is None:
+        return None
+    h = C.Hasher(algorithm)
+    h.update(data)
+    return h
+
+
+def _hash_pieces(algorithm: Optional[int], pieces: Sequence[Any]) -> Any:
+    if algorithm is None:
+        return None
+    h = C.Hasher(algorithm)
+    h.update_all(pieces)
+    return h
+
+
+def _stream_fill(stream: Any, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = read_into(stream, view[got:])
+        if n is None:
+            continue
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _write_pieces(fd: int, pieces: List[bytes], offset: int, algorithm: Optional[int]) -> Any:
+    h = _hash_pieces(algorithm, pieces)
+    i = 0
+    while i < len(pieces):
+        batch = pieces[i:i + 512]
+        want = sum(len(p) for p in batch)
+        n = os.pwritev(fd, batch, offset)
+        if n != want:  # short write: finish the rest piece by piece
+            data = b"".join(batch)[n:]
+            pos = offset + n
+            while data:
+                k = os.pwrite(fd, data, pos)
+                data = data[k:]
+                pos += k
+        offset += want
+        i += 512
+    return h
+
+
+class _Gate:
+    """Counts progress of in-order delivery; workers wait until their part may proceed."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self._event = asyncio.Event()
+
+    def advance(self, value: int) -> None:
+        self.acked = value
+        self._event.set()
+
+    async def wait_for(self, minimum: int) -> None:
+        while self.acked < minimum:
+            self._event.clear()
+            await self._event.wait()
+
+
+class MetaRequest:
+    def __init__(self, client: ClientImpl, *, type: int, request: Any, operation_name: Optional[str],
+                 recv_filepath: Optional[str], send_filepath: Optional[str], signing_config: Any,
+                 checksum_config: Any, part_size: Optional[int], multipart_upload_threshold: Optional[int],
+                 fio_options: Any, max_active_connections_override: Optional[int],
+                 on_headers: Optional[Callable[..., None]], on_body: Optional[Callable[..., None]],
+                 on_done: Optional[Callable[..., None]], on_progress: Optional[Callable[..., None]],
+                 region: Optional[str], finished_future: Any, shutdown_event: Any) -> None:
+        self.client = client
+        self.type = type
+        self.method = request.method
+        self.path = request.path
+        self.headers: List[Tuple[str, str]] = list(request.headers)
+        self.body_stream = request.body_stream
+        self.operation_name = operation_name
+        self.recv_filepath = recv_filepath
+        self.send_filepath = send_filepath
+        self.signing = signing_config if signing_config is not None else client.signing_config
+        if self.signing is not None and self.signing.credentials_provider is None:
+            if client.signing_config is not None and client.signing_config.credentials_provider is not None:
+                self.signing = self.signing.replace(credentials_provider=client.signing_config.credentials_provider)
+            else:
+                self.signing = None
+        cc = checksum_config
+        self.algorithm: Optional[int] = int(cc.algorithm) if cc is not None and cc.algorithm is not None else None
+        self.trailer = cc is not None and cc.location is not None and int(cc.location) == 2
+        self.validate = bool(cc is not None and cc.validate_response)
+        self.expected_checksum = cc.expected_checksum if cc is not None else None
+        self.part_size = part_size or client.part_size
+        self.threshold = multipart_upload_threshold or client.multipart_upload_threshold
+        self.max_connections = max_active_connections_override or client.max_connections
+        self.region = region or client.region
+        self.on_headers = on_headers
+        self.on_body = on_body
+        self.on_done = on_done
+        self.on_progress = on_progress
+        self.finished_future = finished_future
+        self.shutdown_event = shutdown_event
+        self.cbq = CallbackQueue()
+        host = _first(self.headers, "host")
+        if not host:
+            raise ValueError("the request needs a Host header (the S3 endpoint)")
+        self.host_header = host
+        self.host, self.port = self._split_host(host, client.tls)
+        self.pool = client.pool_for(self.host, self.port, client.tls)
+        self._task: Optional["asyncio.Task[Any]"] = None
+        self._cancelled = False
+        self.did_validate = False
+        self.validation_algorithm: Optional[int] = None
+        self.final_status: Optional[int] = None
+
+    @staticmethod
+    def _split_host(host: str, tls: bool) -> Tuple[str, int]:
+        default = 443 if tls else 80
+        if host.startswith("["):
+            end = host.find("]")
+            name = host[1:end]
+            rest = host[end + 1:]
+            return name, int(rest[1:]) if rest.startswith(":") and rest[1:] else default
+        if host.count(":") == 1:
+            name, _, port = host.partition(":")
+            return name, int(port) if port else default
+        return host, default
+
+    # -- lifecycle (any thread) ---------------------------------------------------------------
+    def start(self) -> None:
+        self.client.request_started()
+        try:
+            self.client.loop_thread.call_soon(self._start_on_loop)
+        except BaseException:
+            self.client.request_finished()
+            raise
+
+    def _start_on_loop(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._main())
+        if self._cancelled:
+            self._task.cancel()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            self.client.loop_thread.call_soon(self._cancel_on_loop)
+        except BaseException:  # noqa: BLE001 - loop gone: nothing to cancel
+            pass
+
+    def _cancel_on_loop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _main(self) -> None:
+        failure: Optional[Failure] = None
+        try:
+            if self.type == GET_OBJECT and self.method.upper() == "GET":
+                await self._get()
+            elif self.type == PUT_OBJECT:
+                await self._put()
+            else:
+                await self._default()
+        except asyncio.CancelledError:
+            failure = Failure("AWS_ERROR_S3_CANCELED", "the request was cancelled")
+        except Failure as f:
+            failure = f
+        except ExchangeError as e:
+            failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_UNKNOWN"), str(e.crt_error))
+        except BaseException as exc:  # noqa: BLE001 - every failure reaches on_done
+            name = getattr(exc, "name", None)
+            if isinstance(exc, FileNotFoundError):
+                name = "AWS_ERROR_FILE_INVALID_PATH"
+            failure = Failure(name or "AWS_ERROR_UNKNOWN", str(exc))
+            if name is None:
+                _log.debug("S3 request failed", exc_info=True)
+        self._finish(failure)
+
+    def _finish(self, failure: Optional[Failure]) -> None:
+        exc: Optional[BaseException] = None
+        error_headers = error_body = error_op = None
+        status = self.final_status
+        if failure is not None:
+            from ..s3 import S3ResponseError
+
+            resp = failure.response
+            if resp is not None:
+                error_headers, error_body, error_op = resp.headers, resp.error_body, failure.operation
+                status = resp.status
+                exc = S3ResponseError(code=code_of(failure.name), name=failure.name,
+                                      message=failure.message or failure.name, status_code=resp.status,  # type: ignore[arg-type]
+                                      headers=resp.headers, body=resp.error_body, operation_name=failure.operation)
+            else:
+                status = None
+                exc = error(failure.name, failure.message or None)
+        from ..s3 import S3ChecksumAlgorithm
+
+        algo = S3ChecksumAlgorithm(self.validation_algorithm) if self.validation_algorithm else None
+        if self.on_done is not None:
+            self.cbq.post(self.on_done, error=exc, error_headers=error_headers, error_body=error_body,
+                          error_operation_name=error_op, status_code=status,
+                          did_validate_checksum=self.did_validate, checksum_validation_algorithm=algo)
+
+        def done() -> None:
+            if exc is None:
+                self.finished_future.try_set_result(None)
+            else:
+                self.finished_future.try_set_exception(exc)
+            self.shutdown_event.set()
+            self.client.request_finished()
+
+        self.cbq.post(done)
+
+    # -- one exchange with retries ---------------------------------------------------------------
+    async def _exchange(self, operation: str, method: str, target: str, headers: List[Tuple[str, str]],
+                        body: Optional[Callable[[], Sequence[Any]]] = None,
+                        sink_factory: Optional[Callable[[], Tuple[Optional[Callable[[bytes], None]], Any]]] = None,
+                        body_value: str = UNSIGNED_PAYLOAD,
+                        check: Optional[Callable[[Response, Any], Any]] = None,
+                        retries: Optional[int] = None) -> Tuple[Response, Any]:
+        """Send one request, retrying retryable failures.  ``sink_factory`` gives a fresh
+        (sink, state) per attempt; ``check(response, state)`` may raise Failure (retryable
+        or not) for 2xx responses.  Returns (response, state)."""
+        backoff = self.client.new_backoff()
+        max_retries = self.client.max_retries if retries is None else retries
+        attempt = 0
+        is_head = method.upper() == "HEAD"
+        while True:
+            hdrs = [("Host", self.host_header)] + [(n, v) for n, v in headers if n.lower() != "host"]
+            if self.signing is not None:
+                cfg = ClientImpl.signing_config_for(self.signing, self.region,
+                                                    body_value if body_value != UNSIGNED_PAYLOAD
+                                                    else (self.signing.signed_body_value or UNSIGNED_PAYLOAD))
+                hdrs = await sign(cfg, method, target, hdrs)
+            elif body_value != UNSIGNED_PAYLOAD or _first(hdrs, "x-amz-content-sha256") is None:
+                hdrs.append(("x-amz-content-sha256", body_value))
+            head = encode_head(method, target, hdrs)
+            sink, state = sink_factory() if sink_factory is not None else (None, None)
+            failure: Optional[Failure] = None
+            try:
+                conn = await self.pool.acquire()
+                try:
+                    resp = await conn.exchange(head, body() if body is not None else None, sink, is_head=is_head)
+                finally:
+                    self.pool.release(conn)
+            except ExchangeError as e:
+                failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_HTTP_CONNECTION_CLOSED"),
+                                  str(e.crt_error), operation=operation, retryable=True)
+            else:
+                if 200 <= resp.status < 300:
+                    try:
+                        if check is not None:
+                            r = check(resp, state)
+                            if asyncio.iscoroutine(r):
+                                await r
+                        return resp, state
+                    except Failure as f:
+                        failure = f
+                else:
+                    failure = self._status_failure(resp, operation)
+            if not failure.retryable or attempt >= max_retries:
+                raise failure
+            attempt += 1
+            delay = backoff.next_delay()
+            _log.debug("%s attempt %d failed (%s); retrying in %.3fs", operation, attempt, failure.name, delay)
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _status_failure(resp: Response, operation: str) -> Failure:
+        code = X.error_code(resp.error_body) if resp.error_body else None
+        msg = f"{operation} failed with HTTP {resp.status}" + (f" ({code})" if code else "")
+        retryable = resp.status in _RETRY_STATUS or code in _RETRY_CODES
+        if resp.status == 503 or code == "SlowDown":
+            name = "AWS_ERROR_S3_SLOW_DOWN"
+        elif resp.status == 500 or code == "InternalError":
+            name = "AWS_ERROR_S3_INTERNAL_ERROR"
+        elif code == "RequestTimeTooSkewed":
+            name = "AWS_ERROR_S3_REQUEST_TIME_TOO_SKEWED"
+        else:
+            name = "AWS_ERROR_S3_INVALID_RESPONSE_STATUS"
+        return Failure(name, msg, response=resp, operation=operation, retryable=retryable)
+
+    def _progress(self, n: int) -> None:
+        if self.on_progress is not None and n:
+            self.cbq.post(self.on_progress, progress=n)
+
+    async def _run_all(self, coros: List[Any]) -> None:
+        """Run worker coroutines; the first failure cancels the others and is raised."""
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- DEFAULT -------------------------------------------------------------------------------------
+    async def _read_whole_body(self) -> bytes:
+        if self.send_filepath is not None:
+            path = self.send_filepath
+            return await run_blocking(lambda: open(path, "rb").read())
+        if self.body_stream is None:
+            return b""
+        stream = self.body_stream
+
+        def read_all() -> bytes:
+            raw = _raw(stream)
+            data = raw.read()
+            return bytes(data or b"")
+
+        return await run_blocking(read_all)
+
+    async def _default(self) -> None:
+        op = self.operation_name or ("GetObject" if self.type == GET_OBJECT else "Default")
+        body = await self._read_whole_body() if self.method.upper() not in ("GET", "HEAD") or \
+            self.body_stream is not None or self.send_filepath is not None else b""
+        headers = list(self.headers)
+        if body or self.method.upper() in ("PUT", "POST"):
+            headers = _drop(headers, {"content-length"}) + [("Content-Length", str(len(body)))]
+        check_error = op != "GetObject"
+
+        def sink_factory() -> Tuple[Callable[[bytes], None], List[bytes]]:
+            parts: List[bytes] = []
+            return parts.append, parts
+
+        def check(resp: Response, parts: List[bytes]) -> None:
+            if check_error and parts:
+                code = X.error_in_ok_body(parts)
+                if code is not None:
+                    resp.error_body = b"".join(parts)
+                    raise Failure("AWS_ERROR_S3_INTERNAL_ERROR" if code == "InternalError"
+                                  else "AWS_ERROR_S3_INVALID_RESPONSE_STATUS",
+                                  f"{op} returned an error in a 200 response ({code})", response=resp,
+                                  operation=op, retryable=code in _RETRY_CODES)
+
+        resp, parts = await self._exchange(op, self.method, self.path, headers,
+                                           (lambda: [body]) if body else None, sink_factory,
+                                           self._body_value_for(body), check)
+        self.final_status = resp.status
+        if self.on_headers is not None:
+            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+        if self.recv_filepath is not None:
+            path = self.recv_filepath
+            await run_blocking(lambda: open(path, "wb").write(b"".join(parts)))
+        elif self.on_body is not None:
+            offset = 0
+            for chunk in parts:
+                self.cbq.post(self.on_body, chunk=chunk, offset=offset)
+                offset += len(chunk)
+        self._progress(sum(len(p) for p in parts) if self.method.upper() == "GET" else len(body))
+
+    def _body_value_for(self, body: bytes) -> str:
+        if self.signing is not None and self.signing.signed_body_value is None:
+            return hashlib.sha256(body).hexdigest()
+        return UNSIGNED_PAYLOAD
+
+    # -- GET_OBJECT ------------------------------------------------------------------------------------
+    async def _get(self) -> None:
+        if _first(self.headers, "range") is not None or "partNumber=" in self.path:
+            self.operation_name = "GetObject"
+            await self._default()
+            return
+        part = self.part_size
+        base = [(n, v) for n, v in self.headers if n.lower() not in ("content-length",)]
+        if self.validate:
+            base.append(("x-amz-checksum-mode", "ENABLED"))
+        fd: Optional[int] = None
+        path = self.recv_filepath
+        if path is not None:
+            fd = await run_blocking(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        ok = False
+        try:
+            await self._get_parts(base, part, fd)
+            ok = True
+        finally:
+            if fd is not None:
+                await run_blocking(os.close, fd)
+                if not ok:
+                    try:
+                        await run_blocking(os.unlink, path)
+                    except OSError:
+                        pass
+
+    async def _get_parts(self, base: List[Tuple[str, str]], part: int, fd: Optional[int]) -> None:
+        validate_whole: Dict[str, Any] = {}
+
+        def sink_factory() -> Tuple[Callable[[bytes], None], List[bytes]]:
+            pieces: List[bytes] = []
+            return pieces.append, pieces
+
+        async def check_first(resp: Response, pieces: List[bytes]) -> None:
+            # a response that holds the whole object is checked against its checksum here
+            algo, value = self._response_checksum(resp)
+            if algo is None or value is None:
+                return
+            whole = resp.status == 200
+            if resp.status == 206:
+                m = _CONTENT_RANGE.match(resp.header("content-range") or "")
+                whole = bool(m and m.group(1) == "0" and m.group(3) != "*" and int(m.group(2)) + 1 == int(m.group(3)))
+            if whole:
+                h = await run_blocking(_hash_pieces, algo, pieces)
+                if h.b64() != value:
+                    raise Failure("AWS_ERROR_S3_RESPONSE_CHECKSUM_MISMATCH",
+                                  f"the {C.NAMES[algo]} checksum of the response does not match",
+                                  operation="GetObject", retryable=True)
+                validate_whole["done"] = algo
+            elif C.is_crc(algo) and "-" not in value and \
+                    (resp.header("x-amz-checksum-type") or "FULL_OBJECT").upper() == "FULL_OBJECT":
+                validate_whole["combine"] = (algo, value)
+
+        headers0 = base + [("Range", f"bytes=0-{part - 1}")]
+        try:
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, headers0, None, sink_factory,
+                                                check=check_first)
+        except Failure as f:
+            if f.response is None or f.response.status != 416:
+                raise
+            # an empty object has no byte 0: fetch it whole
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, sink_factory,
+                                                check=check_first)
+        if resp.status == 206:
+            m = _CONTENT_RANGE.match(resp.header("content-range") or "")
+            if m is None or m.group(3) == "*":
+                raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER", "bad Content-Range in the response",
+                              response=resp, operation="GetObject")
+            total = int(m.group(3))
+        else:
+            total = sum(len(p) for p in pieces)
+        got0 = sum(len(p) for p in pieces)
+        if resp.status == 206 and got0 != min(part, total):
+            raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", "the first part has the wrong length",
+                          operation="GetObject")
+        if "done" in validate_whole:
+            self.did_validate = True
+            self.validation_algorithm = validate_whole["done"]
+        combine = validate_whole.get("combine") if resp.status == 206 and total > part else None
+        etag = resp.header("etag")
+        self.final_status = 200 if resp.status in (200, 206) else resp.status
+        hdrs = [(n, v) for n, v in resp.headers if n.lower() not in ("content-range", "content-length")]
+        hdrs.append(("Content-Length", str(total)))
+        if self.on_headers is not None:
+            self.cbq.post(self.on_headers, status_code=self.final_status, headers=hdrs)
+        nparts = 1 if resp.status != 206 else max(1, -(-total // part))
+        crcs: List[Optional[Tuple[int, int]]] = [None] * nparts
+        crc_algo = combine[0] if combine else None
+        gate = _Gate()
+        loop = asyncio.get_running_loop()
+        ready: Dict[int, List[bytes]] = {}
+        state = {"next_deliver": 0, "next_claim": 1}
+        window = max(2, self.max_connections * 2)
+        if fd is None and self.memory_limit_parts is not None:
+            window = max(1, self.memory_limit_parts)
+
+        async def deliver(idx: int, pieces: List[bytes]) -> None:
+            size = sum(len(p) for p in pieces)
+            if fd is not None:
+                h = await run_blocking(_write_pieces, fd, pieces, idx * part, crc_algo)
+                if h is not None:
+                    crcs[idx] = (h.crc, size)
+                self._progress(size)
+                return
+            if crc_algo is not None:
+                h = await run_blocking(_hash_pieces, crc_algo, pieces)
+                crcs[idx] = (h.crc, size)
+            ready[idx] = pieces
+            while state["next_deliver"] in ready:
+                i = state["next_deliver"]
+                chunks = ready.pop(i)
+                offset = i * part
+                if self.on_body is not None:
+                    for c in chunks:
+                        self.cbq.post(self.on_body, chunk=c, offset=offset)
+                        offset += len(c)
+                self._progress(sum(len(c) for c in chunks))
+                state["next_deliver"] = i + 1
+                self.cbq.post(loop.call_soon_threadsafe, gate.advance, i + 1)
+
+        await deliver(0, pieces)
+
+        def part_check(idx: int) -> Callable[[Response, List[bytes]], None]:
+            start = idx * part
+            end = min(total, start + part) - 1
+
+            def check(r: Response, got: List[bytes]) -> None:
+                if r.status != 206:
+                    raise Failure("AWS_ERROR_S3_INVALID_RESPONSE_STATUS", f"expected 206 for a range, got {r.status}",
+                                  response=r, operation="GetObject")
+                n = sum(len(p) for p in got)
+                if n != end - start + 1:
+                    raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"part {idx} has {n} bytes",
+                                  operation="GetObject", retryable=True)
+            return check
+
+        async def worker() -> None:
+            while True:
+                idx = state["next_claim"]
+                if idx >= nparts:
+                    return
+                state["next_claim"] = idx + 1
+                if fd is None:
+                    await gate.wait_for(idx - window + 1)
+                start = idx * part
+                end = min(total, start + part) - 1
+                hdrs_i = base + [("Range", f"bytes={start}-{end}")]
+                if etag:
+                    hdrs_i.append(("If-Match", etag))
+                try:
+                    _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, sink_factory,
+                                                  check=part_check(idx))
+                except Failure as f:
+                    if f.response is not None and f.response.status == 412:
+                        f.name = "AWS_ERROR_S3_OBJECT_MODIFIED"
+                        f.message = "the object changed during the download"
+                    raise
+                await deliver(idx, got)
+
+        if nparts > 1:
+            n = min(self.max_connections, nparts - 1)
+            await self._run_all([worker() for _ in range(n)])
+        if combine is not None:
+            comb = C.CrcCombiner(combine[0])
+            for item in crcs:
+                assert item is not None
+                comb.add(item[0], item[1])
+            if comb.b64() != combine[1]:
+                raise Failure("AWS_ERROR_S3_RESPONSE_CHECKSUM_MISMATCH",
+                              f"the full-object {C.NAMES[combine[0]]} checksum does not match the data received",
+                              operation="GetObject")
+            self.did_validate = True
+            self.validation_algorithm = combine[0]
+
+    @property
+    def memory_limit_parts(self) -> Optional[int]:
+        limit = self.client.memory_limit
+        return None if limit is None else max(1, limit // self.part_size)
+
+    def _response_checksum(self, resp: Response) -> Tuple[Optional[int], Optional[str]]:
+        if not self.validate:
+            return None, None
+        found: Dict[int, str] = {}
+        for n, v in resp.headers:
+            a = C.BY_HEADER.get(n.lower())
+            if a is not None:
+                found[a] = v.strip()
+        for a in C.PREFERENCE:
+            if a in found:
+                return a, found[a]
+        return None, None
+
+    # -- PUT_OBJECT --------------------------------------------------------------------------------------
+    def _upload_part_size(self, size: Optional[int]) -> int:
+        part = max(self.part_size, MIN_UPLOAD_PART)
+        if size is not None and -(-size // part) > MAX_PARTS:
+            part = -(-size // MAX_PARTS)
+        return part
+
+    async def _put(self) -> None:
+        size: Optional[int] = None
+        fd: Optional[int] = None
+        if self.send_filepath is not None:
+            fd = await run_blocking(os.open, self.send_filepath, os.O_RDONLY)
+        try:
+            if fd is not None:
+                size = (await run_blocking(os.fstat, fd)).st_size
+            else:
+                cl = _first(self.headers, "content-length")
+                if cl is not None:
+                    size = int(cl)
+                elif self.body_stream is not None:
+                    size = known_length(self.body_stream)
+                else:
+                    size = 0
+            part = self._upload_part_size(size)
+            threshold = self.threshold or max(part, self.client.part_size)
+            if size is not None and size <= threshold:
+                await self._put_single(fd, size)
+            else:
+                await self._put_multipart(fd, size, part)
+        finally:
+            if fd is not None:
+                await run_blocking(os.close, fd)
+
+    def _body_pieces(self, view: memoryview, h: Any) -> Callable[[], Sequence[Any]]:
+        if self.algorithm is None or not self.trailer:
+            return lambda: [view] if len(view) else []
+        from .._auth.streaming import encode_unsigned_chunk, encode_unsigned_trailer
+
+        trailer = encode_unsigned_trailer([(C.header_name(self.algorithm), h.b64())])
+        if len(view):
+            pieces = [*encode_unsigned_chunk(view), trailer]
+        else:
+            pieces = [trailer]
+        return lambda: pieces
+
+    def _part_request(self, view: memoryview, h: Any) -> Tuple[List[Tuple[str, str]], Callable[[], Sequence[Any]], str]:
+        pieces = self._body_pieces(view, h)
+        if self.algorithm is None:
+            return [("Content-Length", str(len(view)))], pieces, UNSIGNED_PAYLOAD
+        name = C.header_name(self.algorithm)
+        if self.trailer:
+            total = sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in pieces())
+            return [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", str(len(view))),
+                    ("x-amz-trailer", name), ("x-amz-sdk-checksum-algorithm", C.NAMES[self.algorithm]),
+                    ("Content-Length", str(total))], pieces, UNSIGNED_TRAILER
+        return [("Content-Length", str(len(view))), (name, h.b64()),
+                ("x-amz-sdk-checksum-algorithm", C.NAMES[self.algorithm])], pieces, UNSIGNED_PAYLOAD
+
+    def _payload_value(self, view: memoryview, base_value: str) -> str:
+        if base_value == UNSIGNED_PAYLOAD and self.signing is not None and self.signing.signed_body_value is None:
+            return hashlib.sha256(view).hexdigest()
+        return base_value
+
+    async def _put_single(self, fd: Optional[int], size: int) -> None:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        algo = self.algorithm
+        if fd is not None:
+            n, h = await run_blocking(_read_and_hash, fd, view, 0, algo)
+        elif self.body_stream is not None and size:
+            stream = self.body_stream
+            n = await run_blocking(_stream_fill, stream, view)
+            h = await run_blocking(_hash, algo, view[:n])
+        else:
+            n, h = 0, _hash(algo, b"")
+        if n != size:
+            raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"the body has {n} bytes, {size} were announced")
+        if h is not None and self.expected_checksum:
+            h = _Fixed(self.expected_checksum)
+        extra, pieces, value = self._part_request(view, h)
+        value = self._payload_value(view, value) if value == UNSIGNED_PAYLOAD and self.signing is not None \
+            and self.signing.signed_body_value is None else value
+        headers = _drop(self.headers, {"content-length", "transfer-encoding"} | ({C.header_name(algo)} if algo else set())) + extra
+        resp, _ = await self._exchange("PutObject", "PUT", self.path, headers, pieces, None, value)
+        self.final_status = resp.status
+        if self.on_headers is not None:
+            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+        self._progress(size)
+
+    async def _put_multipart(self, fd: Optional[int], size: Optional[int], part: int) -> None:
+        algo = self.algorithm
+        full_object = algo == C.CRC64NVME
+        create_headers = [(n, v) for n, v in self.headers
+                          if n.lower() not in _NOT_FOR_CREATE and not n.lower().startswith("x-amz-checksum-")
+                          and not (n.lower() == "content-encoding" and "aws-chunked" in v)]
+        if algo is not None:
+            create_headers.append(("x-amz-checksum-algorithm", C.NAMES[algo]))
+            if full_object:
+                create_headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
+
+        def collect() -> Tuple[Callable[[bytes], None], List[bytes]]:
+            pieces: List[bytes] = []
+            return pieces.append, pieces
+
+        def check_xml(op: str) -> Callable[[Response, List[bytes]], None]:
+            def check(resp: Response, pieces: List[bytes]) -> None:
+                code = X.error_in_ok_body(pieces)
+                if code is not None:
+                    resp.error_body = b"".join(pieces)
+                    raise Failure("AWS_ERROR_S3_INTERNAL_ERROR" if code == "InternalError"
+                                  else "AWS_ERROR_S3_INVALID_RESPONSE_STATUS",
+                                  f"{op} returned an error ({code})", response=resp, operation=op,
+                                  retryable=code in _RETRY_CODES)
+            return check
+
+        create_headers.append(("Content-Length", "0"))
+        resp, pieces = await self._exchange("CreateMultipartUpload", "POST", _with_query(self.path, "uploads"),
+                                            create_headers, None, collect, check=check_xml("CreateMultipartUpload"))
+        upload_id = X.upload_id(b"".join(pieces))
+        if not upload_id:
+            raise Failure("AWS_ERROR_S3_MISSING_UPLOAD_ID", "CreateMultipartUpload returned no UploadId",
+                          operation="CreateMultipartUpload")
+        try:
+            parts = await self._upload_parts(fd, size, part, upload_id)
+            body = X.complete_body(parts, algo)
+            headers = [("Content-Length", str(len(body))), ("Content-Type", "application/xml")]
+            headers += [(n, v) for n, v in self.headers if n.lower().startswith(_FOR_PART)]
+            if full_object and parts:
+                comb = C.CrcCombiner(algo)  # type: ignore[arg-type]
+                for p in parts:
+                    comb.add(p["crc"], p["size"])
+                headers += [("x-amz-checksum-type", "FULL_OBJECT"),
+                            (C.header_name(algo), self.expected_checksum or comb.b64())]  # type: ignore[arg-type]
+            resp, _ = await self._exchange("CompleteMultipartUpload", "POST",
+                                           _with_query(self.path, f"uploadId={upload_id}"), headers,
+                                           lambda: [body], collect, self._payload_value(memoryview(body), UNSIGNED_PAYLOAD),
+                                           check=check_xml("CompleteMultipartUpload"))
+        except BaseException:
+            await asyncio.shield(self._abort(upload_id))
+            raise
+        self.final_status = resp.status
+        if self.on_headers is not None:
+            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+
+    async def _abort(self, upload_id: str) -> None:
+        try:
+            await self._exchange("AbortMultipartUpload", "DELETE", _with_query(self.path, f"uploadId={upload_id}"),
+                                 [("Content-Length", "0")], retries=2)
+        except BaseException as exc:  # noqa: BLE001 - the original failure is what matters
+            _log.warning("AbortMultipartUpload of %s failed: %s", upload_id, exc)
+
+    async def _upload_parts(self, fd: Optional[int], size: Optional[int], part: int,
+                            upload_id: str) -> List[Dict[str, Any]]:
+        algo = self.algorithm
+        nparts = None if size is None else max(1, -(-size // part))
+        results: Dict[int, Dict[str, Any]] = {}
+        state = {"next": 0, "eof": False}
+        read_lock = asyncio.Lock()
+        workers = self.max_connections if nparts is None else min(self.max_connections, nparts)
+        if self.memory_limit_parts is not None:
+            workers = max(1, min(workers, self.memory_limit_parts))
+        part_headers = [(n, v) for n, v in self.headers if n.lower().startswith(_FOR_PART)]
+        stream = self.body_stream
+
+        async def read_next(view: memoryview) -> Optional[Tuple[int, int, Any]]:
+            if fd is not None:
+                idx = state["next"]
+                if nparts is not None and idx >= nparts:
+                    return None
+                state["next"] = idx + 1
+                want = min(part, size - idx * part) if size is not None else part
+                n, h = await run_blocking(_read_and_hash, fd, view[:want], idx * part, algo)
+                if n != want:
+                    raise Failure("AWS_ERROR_S3_FILE_MODIFIED", "the file got shorter during the upload")
+                return idx, n, h
+            async with read_lock:
+                idx = state["next"]
+                if state["eof"] or (nparts is not None and idx >= nparts):
+                    return None
+                state["next"] = idx + 1
+                want = min(part, size - idx * part) if size is not None else part
+                n = await run_blocking(_stream_fill, stream, view[:want]) if stream is not None else 0
+                if n < want:
+                    if size is not None:
+                        raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", "the body stream ended early")
+                    state["eof"] = True
+                    if n == 0 and idx > 0:
+                        return None
+            h = await run_blocking(_hash, algo, view[:n])
+            return idx, n, h
+
+        async def worker() -> None:
+            buf = bytearray(part)
+            whole = memoryview(buf)
+            while True:
+                item = await read_next(whole)
+                if item is None:
+                    return
+                idx, n, h = item
+                view = whole[:n]
+                extra, pieces, value = self._part_request(view, h)
+                if value == UNSIGNED_PAYLOAD:
+                    value = self._payload_value(view, value)
+                resp, _ = await self._exchange(
+                    "UploadPart", "PUT", _with_query(self.path, f"partNumber={idx + 1}&uploadId={upload_id}"),
+                    part_headers + extra, pieces, None, value)
+                etag = resp.header("etag")
+                if not etag:
+                    raise Failure("AWS_ERROR_S3_MISSING_ETAG", "UploadPart returned no ETag", response=resp,
+                                  operation="UploadPart")
+                results[idx] = {"number": idx + 1, "etag": etag, "size": n,
+                                "checksum": h.b64() if h is not None else None,
+                                "crc": h.crc if h is not None and C.is_crc(algo) else None}  # type: ignore[arg-type]
+                self._progress(n)
+
+        await self._run_all([worker() for _ in range(max(1, workers))])
+        return [results[i] for i in sorted(results)]
+
+
+class _Fixed:
+    """A precomputed checksum value standing in for a Hasher."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def b64(self) -> str:
+        return self.value
