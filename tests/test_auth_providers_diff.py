@@ -7,7 +7,7 @@ import json
 import awscrt.auth as ref_auth
 import pytest
 
-import crtpy.auth as auth
+from crtpy import auth
 
 CONFIG = """\
 [default]
