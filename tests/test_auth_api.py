@@ -355,3 +355,25 @@ def test_sigv4a_chunks_are_padded_and_chain_unpadded():
     assert b"".join(bytes(p) for p in streaming.encode_unsigned_chunk(b"abc")) == b"3\r\nabc\r\n"
     assert streaming.encode_unsigned_trailer([("x-amz-checksum-crc32", "AAAAAA==")]) == \
         b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+
+
+def test_unseekable_body_is_kept_for_sending():
+    class Pipe:
+        def __init__(self, data):
+            self._data = io.BytesIO(data)
+
+        def read(self, n=-1):
+            return self._data.read(n)
+
+        def seekable(self):
+            return False
+
+    payload = b"streamed-body" * 1000
+    req = _request(body=Pipe(payload))
+    cfg = auth.AwsSigningConfig(credentials_provider=_static(), region="r", service="s", date=DATE,
+                                signed_body_header_type=auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+    auth.aws_sign_request(req, cfg).result(5)
+    assert req.headers.get("x-amz-content-sha256") == hashlib.sha256(payload).hexdigest()
+    from crtpy._http.body import _raw
+
+    assert _raw(req.body_stream).read() == payload

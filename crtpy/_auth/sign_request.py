@@ -13,9 +13,10 @@ from .done_future import DoneFuture
 _CHUNK = 256 * 1024
 
 
-def payload_hash(body: Any) -> str:
+def payload_hash(body: Any, keep: list[bytes] | None = None) -> str:
     """Hex SHA-256 of a request body (None is empty), read from its start; the stream is
-    left rewound to its start, as the reference does."""
+    left rewound to its start, as the reference does.  A stream that cannot seek is read
+    to its end: its bytes are appended to ``keep`` so the caller can send them."""
     if body is None:
         return signing.EMPTY_SHA256
     from .._http.body import _raw
@@ -42,15 +43,29 @@ def payload_hash(body: Any) -> str:
             if not n:
                 break
             h.update(view[:n])
+            if not seekable and keep is not None:
+                keep.append(bytes(view[:n]))
     else:
         while True:
             data = raw.read(_CHUNK)
             if not data:
                 break
             h.update(data)
+            if not seekable and keep is not None:
+                keep.append(bytes(data))
     if seekable:
         raw.seek(0)
     return h.hexdigest()
+
+
+def _seekable(body: Any) -> bool:
+    from .._http.body import _raw
+
+    raw = _raw(body)
+    try:
+        return bool(raw.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _headers_of(request: Any) -> Any:
@@ -66,7 +81,12 @@ def sign_now(request: Any, config: Any, creds: Any) -> Any:
     params = config._params
     body_value = params.signed_body_value
     if body_value is None:
-        body_value = payload_hash(request.body_stream)
+        body = request.body_stream
+        kept: list[bytes] = []
+        body_value = payload_hash(body, kept)
+        if kept or (body is not None and not _seekable(body)):
+            # the body could not be rewound: send the bytes that were read
+            request.body_stream = io.BytesIO(b"".join(kept))
     result = signing.sign(request.method, request.path, _headers_of(request), body_value,
                           creds._access_key_id, creds._secret_access_key, creds._session_token, params)
     if result.path is not None:
