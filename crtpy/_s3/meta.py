@@ -542,6 +542,17 @@ class MetaRequest:
             self.validation_algorithm = validate_whole["done"]
         combine = validate_whole.get("combine") if resp.status == 206 and total > part else None
         etag = resp.header("etag")
+        if (self.validate and combine is None and resp.status == 206 and total > part
+                and self._response_checksum(resp)[0] is None):
+            # ranged replies carry no checksum: ask for the full object's (same version)
+            head_headers = [(n, v) for n, v in base if n.lower() != "range"]
+            if etag:
+                head_headers.append(("If-Match", etag))
+            head, _ = await self._exchange("HeadObject", "HEAD", self.path, head_headers)
+            algo, value = self._response_checksum(head)
+            if algo is not None and value and C.is_crc(algo) and "-" not in value and \
+                    (head.header("x-amz-checksum-type") or "FULL_OBJECT").upper() == "FULL_OBJECT":
+                combine = (algo, value)
         self.final_status = 200 if resp.status in (200, 206) else resp.status
         hdrs = [(n, v) for n, v in resp.headers if n.lower() not in ("content-range", "content-length")]
         hdrs.append(("Content-Length", str(total)))
