@@ -91,6 +91,7 @@ def test_malformed_and_unexpected_packets_close_connection(garbage, name):
         client = run_client(broker, rec)
         d = rec.wait("disconnection")
         assert d.exception.name == name
+        broker.log.wait(1)  # the broker saw the connection close
         stop(client, rec)
     assert broker.log, "the client must close the socket"
     sent = broker.log[0]
@@ -149,6 +150,7 @@ def test_inbound_topic_alias_resolved_and_undefined_alias_rejected():
         assert [(m.topic, m.payload) for m in msgs] == [("real/topic", b"1"), ("real/topic", b"2")]
         d = rec.wait("disconnection")
         assert d.exception.name == "AWS_ERROR_MQTT5_INVALID_INBOUND_TOPIC_ALIAS"
+        broker.log.wait(2)
         stop(client, rec)
     assert broker.log[0] == 5
     assert broker.log[1][-1].reason_code == mqtt5.DisconnectReasonCode.TOPIC_ALIAS_INVALID
@@ -181,6 +183,7 @@ def test_oversize_inbound_publish_rejected():
         d = rec.wait("disconnection")
         assert d.exception.name == "AWS_ERROR_MQTT_BUFFER_TOO_BIG"
         assert not rec.messages
+        broker.log.wait(2)
         stop(client, rec)
     assert broker.log[0] == 1000
     assert broker.log[1][-1].reason_code == mqtt5.DisconnectReasonCode.PACKET_TOO_LARGE
@@ -269,6 +272,7 @@ def test_unacked_qos1_resent_with_dup_after_session_resumption():
         assert res.puback.reason_code == mqtt5.PubackReasonCode.SUCCESS
         assert res.puback.reason_string == "ok"
         assert rec.wait("success", 2).negotiated_settings.rejoined_session is True
+        broker.log.wait(2)
         stop(client, rec)
     (clean1, p1), (clean2, p2) = broker.log[:2]
     assert clean1 is True and clean2 is False
@@ -322,6 +326,7 @@ def test_receive_maximum_from_connack_respected():
         futs = [client.publish(mqtt5.PublishPacket(payload=b"%d" % i, topic="t", qos=1)) for i in range(4)]
         for f in futs:
             f.result(T)
+        broker.log.wait(3)
         stop(client, rec)
     assert ("extra", None) in broker.log
     assert max(x for x in broker.log if isinstance(x, int)) == 2

@@ -62,12 +62,31 @@ async def accept(conn: Conn, connack: c.Connack | None = None) -> c.Connect:
     return p
 
 
+class _Log(list):
+    """A list whose appends (from the broker thread) can be waited for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self.cond:
+            super().append(item)
+            self.cond.notify_all()
+
+    def wait(self, count: int = 1, timeout: float = 10.0) -> "_Log":
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self) >= count, timeout):
+                raise AssertionError(f"fake broker logged {len(self)} of {count} items in {timeout}s")
+        return self
+
+
 class FakeBroker:
     def __init__(self, handler: Callable[[Conn], Awaitable[Any]]) -> None:
         self.handler = handler
         self.host = "127.0.0.1"
         self.port = 0
-        self.log: list[Any] = []
+        self.log = _Log()
         self.errors: list[BaseException] = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()
