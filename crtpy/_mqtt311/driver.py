@@ -1,0 +1,429 @@
+"""Runs the MQTT 3.1.1 state machine (:mod:`.core`) for one ``crtpy.mqtt.Connection``.
+
+Everything protocol-related happens on the connection's loop thread.  User threads
+encode packets and take packet ids, then hand operations over through a lock-free
+deque drained on the loop.  User callbacks (lifecycle, messages, the WebSocket
+handshake transform) run on the connection's :class:`CallbackQueue`, never on the loop
+thread; futures are completed on the loop thread, and their done-callbacks run on
+callback workers.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+from .._errors import error
+from .._mqtt import codec as c
+from .._runtime.backoff import Backoff, JitterMode
+from .._runtime.callbacks import CallbackQueue
+from .._runtime.futures import CrtFuture
+from . import core as k
+
+_MONO = time.monotonic
+_log = logging.getLogger("crtpy.mqtt")
+
+# connection phases seen by the public API
+IDLE = 0  # never connected, or disconnected by the user, or the first attempt failed
+RUNNING = 1  # connected, connecting, or reconnecting
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    if topic_filter == topic:
+        return True
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    fl = topic_filter.split("/")
+    tl = topic.split("/")
+    for i, f in enumerate(fl):
+        if f == "#":
+            return True
+        if i >= len(tl):
+            return False
+        if f != "+" and f != tl[i]:
+            return False
+    return len(fl) == len(tl)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        d = self.driver
+        if d.protocol is not self:
+            return
+        d.core.data_received(data, _MONO())
+        d.after_core()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+
+class Driver:
+    def __init__(self, conn: Any, bootstrap: Any) -> None:
+        from .._net.connect import pick_loop
+
+        self.conn_ref = weakref.ref(conn)
+        self.s: dict[str, Any] = {}
+        self.loop_thread = pick_loop(bootstrap)
+        self.loop = self.loop_thread.loop
+        self.callbacks = CallbackQueue()
+        self.core: k.Core = k.Core(k.Config(c.Connect(4, "probe"), 3.0, 0.0))
+        self.lock = threading.Lock()
+        # topic filter -> (qos, wrapped callback or None)
+        self.subs: dict[str, tuple[int, Callable[..., None] | None]] = {}
+        self.sub_cache: dict[str, list[Callable[..., None]]] = {}
+        self.on_any: Callable[..., None] | None = None
+        self.phase = IDLE
+        self.task: asyncio.Task | None = None
+        self.protocol: _Protocol | None = None
+        self.transport: Any = None
+        self.wake: asyncio.Event | None = None
+        self.want_running = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.incoming: collections.deque[Any] = collections.deque()
+        self.incoming_scheduled = False
+        self.connect_future: CrtFuture | None = None
+        self.disconnect_futures: list[CrtFuture] = []
+        self._connected: Any = None
+        self._refused: Any = None
+        self._lost: Any = None
+        self._connack_waiter: asyncio.Future[None] | None = None
+
+    # -- user thread side -------------------------------------------------------------
+    def post(self, item: Any) -> None:
+        if self.loop_thread.in_thread():
+            self._handle(item)
+            self.after_core()
+            return
+        self.incoming.append(item)
+        if not self.incoming_scheduled:
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self.incoming_scheduled = False
+        pop = self.incoming.popleft
+        try:
+            while True:
+                self._handle(pop())
+        except IndexError:
+            pass
+        self.after_core()
+
+    def _handle(self, item: Any) -> None:
+        if type(item) is k.Op:
+            self.core.submit(item, _MONO())
+            return
+        kind = item[0]
+        if kind == "connect":
+            self._connect_on_loop(item[1], item[2], item[3])
+        elif kind == "disconnect":
+            self._disconnect_on_loop(item[1])
+
+    def submit(self, kind: int, data: bytes, pid: int, qos: int, topics: Any,
+               convert: Callable[[Any], Any]) -> CrtFuture:
+        fut = CrtFuture()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                fut.try_set_exception(exc)
+            else:
+                try:
+                    fut.try_set_result(convert(result))
+                except BaseException as e:  # noqa: BLE001
+                    fut.try_set_exception(e)
+
+        self.post(k.Op(kind, pid, data, done, qos, topics))
+        return fut
+
+    def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
+        with self.lock:
+            self.subs[topic_filter] = (qos, cb)
+            self.sub_cache = {}
+
+    def remove_subscriptions(self, filters: Any) -> None:
+        with self.lock:
+            for f in filters:
+                self.subs.pop(f, None)
+            self.sub_cache = {}
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        with self.lock:
+            return [(f, q) for f, (q, _cb) in self.subs.items()]
+
+    def get_stats(self) -> tuple[int, int, int, int]:
+        return self.loop_thread.run_sync(self.core.stats, timeout=10.0)  # type: ignore[no-any-return]
+
+    def connect(self, fut: CrtFuture, core: k.Core, settings: dict[str, Any]) -> None:
+        self.post(("connect", fut, core, settings))
+
+    def disconnect(self, fut: CrtFuture) -> None:
+        self.post(("disconnect", fut))
+
+    # -- loop side --------------------------------------------------------------------
+    def _connect_on_loop(self, fut: CrtFuture, new_core: k.Core, settings: dict[str, Any]) -> None:
+        if self.phase == RUNNING:
+            fut.try_set_exception(error("AWS_ERROR_MQTT_ALREADY_CONNECTED"))
+            return
+        self.s = settings
+        # The new settings apply to this and later connections; queued operations and
+        # packet ids carry over.
+        old = self.core
+        new_core.queue = old.queue
+        new_core.inflight = old.inflight
+        new_core.pids_used = old.pids_used
+        new_core.pid_lock = old.pid_lock
+        new_core.next_pid = old.next_pid
+        new_core.session = old.session
+        new_core.sessions_seen = old.sessions_seen
+        self.core = new_core
+        self.phase = RUNNING
+        self.want_running = True
+        self.connect_future = fut
+        self.wake = asyncio.Event()
+        self.task = self.loop.create_task(self._run())
+
+    def _disconnect_on_loop(self, fut: CrtFuture) -> None:
+        if self.phase != RUNNING:
+            fut.try_set_exception(error("AWS_ERROR_MQTT_NOT_CONNECTED"))
+            return
+        self.disconnect_futures.append(fut)
+        if not self.want_running:
+            return
+        self.want_running = False
+        if self.wake is not None:
+            self.wake.set()
+        if self.protocol is not None:
+            self.core.request_disconnect()
+        elif self.transport is not None:
+            self.transport.close()
+
+    def after_core(self) -> None:
+        core = self.core
+        proto = self.protocol
+        if core.output:
+            data = b"".join(core.output) if len(core.output) > 1 else core.output[0]
+            core.output.clear()
+            if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(data)
+        if core.events:
+            events = core.events
+            core.events = []
+            for ev in events:
+                self._deliver(ev)
+        if core.close_error is not None and proto is not None and proto.transport is not None \
+                and not proto.transport.is_closing():
+            proto.transport.close()
+        deadline = core.next_deadline()
+        if deadline is not None and (self.timer is None or deadline < self.timer_at - 0.001):
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(self.loop.time() + max(0.0, deadline - _MONO()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.core.tick(_MONO())
+        self.after_core()
+
+    def _deliver(self, ev: k.Event) -> None:
+        kind = ev.kind
+        if kind == "publish":
+            self._deliver_publish(ev.a)
+        elif kind == "done":
+            ev.a.done(*ev.b)
+        elif kind == "rejected":
+            self.remove_subscriptions([ev.a])
+        elif kind == "unsubscribed":
+            self.remove_subscriptions(ev.a or ())
+        elif kind == "connected":
+            self._connected = ev.a
+            w = self._connack_waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+        elif kind == "refused":
+            self._refused = ev.a
+        elif kind == "lost":
+            self._lost = ev.a
+
+    def _deliver_publish(self, p: c.Publish) -> None:
+        topic = p.topic
+        cbs = self.sub_cache.get(topic)
+        if cbs is None:
+            with self.lock:
+                cbs = [cb for f, (_q, cb) in self.subs.items() if cb is not None and topic_matches(f, topic)]
+                if len(self.sub_cache) > 4096:
+                    self.sub_cache = {}
+                self.sub_cache[topic] = cbs
+        payload = p.payload if type(p.payload) is bytes else bytes(p.payload)
+        post = self.callbacks.post
+        for cb in cbs:
+            post(cb, topic, payload, p.dup, p.qos, p.retain)
+        any_cb = self.on_any
+        if any_cb is not None:
+            post(any_cb, topic, payload, p.dup, p.qos, p.retain)
+
+    def _lifecycle(self, name: str, *args: Any) -> None:
+        conn = self.conn_ref()
+        if conn is not None:
+            self.callbacks.post(getattr(conn, name), *args)
+
+    async def _open(self) -> tuple[Any, _Protocol]:
+        from .._net.connect import open_connection
+
+        s = self.s
+        tls_options = s["tls_ctx"].new_connection_options() if s["tls_ctx"] is not None else None
+        factory: Callable[[], asyncio.BaseProtocol]
+        if s["websocket"]:
+            from .ws import make_ws_adapter
+
+            def factory() -> asyncio.BaseProtocol:
+                return make_ws_adapter(self, _Protocol(self))
+        else:
+            def factory() -> asyncio.BaseProtocol:
+                return _Protocol(self)
+        if s["proxy"] is not None:
+            from .._http.proxy import open_tunnel
+
+            transport, proto = await open_tunnel(
+                s["host"], s["port"], s["proxy"], protocol_factory=factory, bootstrap=s["bootstrap"],
+                socket_options=s["socket_options"], tls_connection_options=tls_options)
+        else:
+            transport, proto = await open_connection(
+                s["host"], s["port"], protocol_factory=factory, bootstrap=s["bootstrap"],
+                socket_options=s["socket_options"], tls_connection_options=tls_options)
+        self.transport = transport
+        if s["websocket"]:
+            try:
+                await proto.handshake_done  # type: ignore[attr-defined]
+            except BaseException:
+                transport.close()
+                raise
+            proto = proto.inner  # type: ignore[attr-defined]
+        return transport, proto  # type: ignore[return-value]
+
+    async def _attempt(self) -> tuple[bool, BaseException | None, Any]:
+        """One connection attempt.  Returns (connected, error, protocol)."""
+        self._connected = None
+        self._refused = None
+        self._lost = None
+        try:
+            _transport, proto = await self._open()
+        except Exception as e:  # noqa: BLE001 - reported through the callbacks
+            from .._net.connect import map_connect_error
+
+            self.transport = None
+            return False, map_connect_error(e) if not hasattr(e, "name") else e, None
+        self.protocol = proto
+        if not self.want_running:
+            proto.transport.close()  # type: ignore[union-attr]
+            await proto.closed
+            self.protocol = None
+            self.transport = None
+            return False, error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"), None
+        self.core.connection_opened(_MONO())
+        self.after_core()
+        # Wait for CONNACK (reported by the core through after_core) or the end of the connection.
+        waiter = self.loop.create_future()
+        self._connack_waiter = waiter
+        closed = proto.closed
+
+        def closed_cb(_f: Any) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        closed.add_done_callback(closed_cb)
+        if self._connected is None:
+            await waiter
+        self._connack_waiter = None
+        if self._connected is not None and not closed.done():
+            return True, None, proto
+        exc = await closed
+        self._finish_lost(exc)
+        return False, self._lost, None
+
+    def _finish_lost(self, exc: BaseException | None) -> None:
+        self.protocol = None
+        self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.core.connection_lost(exc)
+        self.after_core()
+
+    async def _run(self) -> None:
+        s = self.s
+        backoff = Backoff(s["min_delay"], s["max_delay"], JitterMode.NONE)
+        first = True
+        fut = self.connect_future
+        closed_by_user = False
+        try:
+            while self.want_running:
+                ok, exc, proto = await self._attempt()
+                if not ok:
+                    if not self.want_running:
+                        closed_by_user = True
+                        if first and fut is not None:
+                            fut.try_set_exception(exc or error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"))
+                        break
+                    if first:  # failed reconnect attempts are not reported (as the reference)
+                        self._lifecycle("_crt_on_failure", exc)
+                        if fut is not None:
+                            fut.try_set_exception(exc)  # type: ignore[arg-type]
+                        break
+                else:
+                    backoff.reset()
+                    session_present = bool(self._connected)
+                    if first:
+                        if fut is not None:
+                            fut.try_set_result({"session_present": session_present})
+                    else:
+                        self._lifecycle("_crt_on_resumed", session_present)
+                    self._lifecycle("_crt_on_success", session_present)
+                    first = False
+                    exc_lost = await proto.closed
+                    self._finish_lost(exc_lost)
+                    if not self.want_running:
+                        closed_by_user = True
+                        break
+                    self._lifecycle("_crt_on_interrupted", self._lost)
+                if not self.want_running:
+                    closed_by_user = True
+                    break
+                delay = backoff.next_delay()
+                assert self.wake is not None
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                closed_by_user = True
+        finally:
+            self.phase = IDLE
+            self.want_running = False
+            self.protocol = None
+            self.transport = None
+            futures, self.disconnect_futures = self.disconnect_futures, []
+            for f in futures:
+                f.try_set_result({})
+            if closed_by_user and not first:
+                self._lifecycle("_crt_on_closed")
+            if fut is not None and not fut.done():
+                fut.try_set_exception(error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"))
