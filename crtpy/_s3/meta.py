@@ -268,7 +268,8 @@ class MetaRequest:
         except Failure as f:
             failure = f
         except ExchangeError as e:
-            failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_UNKNOWN"), str(e.crt_error))
+            failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_UNKNOWN"),
+                              getattr(e.crt_error, "message", None) or str(e.crt_error))
         except BaseException as exc:  # noqa: BLE001 - every failure reaches on_done
             name = getattr(exc, "name", None)
             if isinstance(exc, FileNotFoundError):
@@ -347,7 +348,8 @@ class MetaRequest:
                     self.pool.release(conn)
             except ExchangeError as e:
                 failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_HTTP_CONNECTION_CLOSED"),
-                                  str(e.crt_error), operation=operation, retryable=True)
+                                  getattr(e.crt_error, "message", None) or str(e.crt_error),
+                                  operation=operation, retryable=True)
             else:
                 if 200 <= resp.status < 300:
                     try:
