@@ -695,3 +695,17 @@ def test_dropping_the_client_stops_it(mosquitto):
     gc.collect()
     rec.wait("stopped")
     assert rec.wait("disconnection").exception.name == "AWS_ERROR_MQTT5_USER_REQUESTED_STOP"
+
+
+def test_maximum_packet_size_from_server_announced(mosquitto):
+    """Our CONNECT's maximum packet size makes the broker withhold larger messages."""
+    small, srec = connected(mosquitto, connect=mqtt5.ConnectPacket(maximum_packet_size=1000))
+    t = topic()
+    small.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, 1)])).result(T)
+    pub, prec = connected(mosquitto)
+    pub.publish(mqtt5.PublishPacket(payload=b"x" * 5000, topic=t, qos=1)).result(T)
+    pub.publish(mqtt5.PublishPacket(payload=b"small", topic=t, qos=1)).result(T)
+    assert [m.payload for m in srec.wait_messages(1)] == [b"small"]
+    assert not srec.of("disconnection")
+    stop(small, srec)
+    stop(pub, prec)
