@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("botocore")
 
 SCRIPT = r'''
-import datetime, json, sys, types
+import datetime, json, sys
 if sys.argv[1] == "crtpy":
     import crtpy
     crtpy.install_as_awscrt()
@@ -21,15 +21,12 @@ import botocore.crt.auth as crt_auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-fixed = datetime.datetime(2024, 3, 1, 12, 30, 45)
-class _DT(datetime.datetime):
-    @classmethod
-    def utcnow(cls):
-        return fixed
-    @classmethod
-    def now(cls, tz=None):
-        return fixed.replace(tzinfo=datetime.timezone.utc) if tz else fixed
-crt_auth.datetime = types.SimpleNamespace(datetime=_DT, timezone=datetime.timezone, timedelta=datetime.timedelta)
+fixed = datetime.datetime(2024, 3, 1, 12, 30, 45, tzinfo=datetime.timezone.utc)
+
+def _fixed_now(remove_tzinfo=True):
+    return fixed.replace(tzinfo=None) if remove_tzinfo else fixed
+
+crt_auth.get_current_datetime = _fixed_now
 
 creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "SESSION-TOKEN")
 out = []
@@ -68,6 +65,8 @@ def _run(which: str) -> list:
 def test_botocore_crt_signers_match_reference():
     ours, ref = _run("crtpy"), _run("awscrt")
     assert len(ours) == 6
+    assert all(("X-Amz-Date", "20240301T123045Z") in [tuple(h) for h in item["headers"]]
+               for item in ours if "Query" not in item["name"])
     for item in ours:
         if "Query" in item["name"]:
             assert "X-Amz-Signature=" in item["url"]

@@ -25,6 +25,11 @@ class Request:
         self.body = body
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up early (failed handshakes, timeouts) are expected here
+
+
 class LocalServer:
     """A threaded HTTP(S) server calling ``handler(Request) -> (status, headers, body)``."""
 
@@ -57,7 +62,7 @@ class LocalServer:
             do_GET = do_PUT = do_POST = _serve
 
         self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _H)
+        self.httpd = _QuietServer(("127.0.0.1", self.port), _H)
         self.httpd.daemon_threads = True
         if ssl_context is not None:
             self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
