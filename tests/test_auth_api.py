@@ -192,11 +192,16 @@ def test_file_body_is_hashed(tmp_path):
 
 
 def test_sign_with_slow_provider_completes_later():
+    from crtpy._auth.providers import BlockingSource
+
     gate = threading.Event()
-    source = auth.AwsCredentialsProvider.new_delegate(lambda: (gate.wait(5), auth.AwsCredentials("AKIDEXAMPLE", SECRET))[1])
-    # a chain over a blocking provider makes the credentials arrive on another thread
-    provider = auth.AwsCredentialsProvider(__import__("crtpy._auth.providers", fromlist=["x"]).BlockingSource(
-        lambda: source.get_credentials().result(5)))
+
+    def fetch():
+        assert gate.wait(5)
+        return auth.AwsCredentials("AKIDEXAMPLE", SECRET)
+
+    # a blocking source delivers the credentials later, from a worker thread
+    provider = auth.AwsCredentialsProvider(BlockingSource(fetch))
     cfg = auth.AwsSigningConfig(credentials_provider=provider, region="us-east-1", service="service", date=DATE)
     fut = auth.aws_sign_request(_request(), cfg)
     assert not fut.done()
