@@ -171,3 +171,14 @@ def test_aws_iot_core_limits():
     # without the option the same packets are accepted
     plain = _client()
     plain.publish(mqtt5.PublishPacket(topic="/".join("abcdefghi"), qos=1))
+
+
+def test_qos2_rejected_like_the_reference():
+    client = _client()
+    fut = client.publish(mqtt5.PublishPacket(topic="a", qos=mqtt5.QoS.EXACTLY_ONCE))
+    with pytest.raises(AwsCrtError) as ei:
+        fut.result(5)
+    assert ei.value.name == "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION"
+    with pytest.raises(AwsCrtError) as ei:
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription("a", mqtt5.QoS.EXACTLY_ONCE)]))
+    assert ei.value.name == "AWS_ERROR_MQTT5_SUBSCRIBE_OPTIONS_VALIDATION"

@@ -178,8 +178,8 @@ def subscribe_to_codec(p: mqtt5.SubscribePacket) -> c.Subscribe:
         if not valid_topic_filter(f):
             raise _bad(err, f"invalid topic filter {f!r}")
         qos = int(s.qos) if s.qos is not None else 0
-        if qos not in (0, 1, 2):
-            raise _bad(err, "invalid QoS")
+        if qos not in (0, 1):
+            raise _bad(err, "this client subscribes at QoS 0 or 1 only")
         rh = int(s.retain_handling_type) if s.retain_handling_type is not None else 0
         if rh not in (0, 1, 2):
             raise _bad(err, "invalid retain handling type")
@@ -548,6 +548,11 @@ class ClientDriver:
         return fut
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:
+        if p.qos == 2:  # like the reference: accepted, then failed through the future
+            fut = CrtFuture()
+            fut.set_exception(_bad("AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION",
+                                   "this client publishes at QoS 0 or 1 only"))
+            return fut
         packet = publish_to_codec(p)
         if self.cfg.iot_core_limits:
             _check_iot_topic(packet.topic, "AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION")
