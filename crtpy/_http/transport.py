@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, List, Optional
 
-DEFAULT_READ_BUFFER = 256 * 1024
+DEFAULT_READ_BUFFER = 1024 * 1024
 
 
 class ConnProtocol(asyncio.BufferedProtocol):
