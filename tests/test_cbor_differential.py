@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import awscrt.cbor as ref_cbor
+import pytest
 from helpers.cbor import EDGE_FLOATS, EDGE_INTS, canon, data_items, error_kind, floats, ints, walk_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 import crtpy.cbor as crt_cbor
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
+pytestmark = pytest.mark.timeout(3600 if LONG else 300)
 SETTINGS = settings(max_examples=3000 if LONG else 300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -128,9 +130,9 @@ def test_write_sequences_identical_and_decode_identically(ops):
     assert _write_seq(crt_cbor, ops) == data
     # whatever the (possibly ill-formed) sequence produced decodes the same way
     assert walk_stream(crt_cbor, data) == walk_stream(ref_cbor, data)
-    if any(name in ("write_tag", "write_epoch_time") for name, _ in ops):
-        # Ill-formed tag-1 items can crash the reference's whole-item decoder (it calls
-        # the epoch callback with an error pending); well-formed ones are tested below.
+    if any(name in ("write_tag", "write_epoch_time", "write_indef_map_start") for name, _ in ops):
+        # Ill-formed tag-1 items and indefinite maps can corrupt memory in the reference's
+        # whole-item decoder (see test_cbor_fuzz.py); well-formed ones are tested below.
         return
     ours = crt_cbor.AwsCborDecoder(data)
     ref = ref_cbor.AwsCborDecoder(data)
