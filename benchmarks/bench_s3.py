@@ -1,0 +1,277 @@
+"""S3 transfer benchmark: crtpy.s3 vs the reference awscrt.s3 vs boto3's s3transfer.
+
+Servers (loopback only):
+  * nginx-light with benchmarks/nginx_s3.conf: GETs with Range served by sendfile from a
+    generated file, PUT/POST bodies discarded with canned multipart XML -- fast enough that
+    the client is what is measured;
+  * moto's S3 server (child process) as a real S3 implementation (much slower; smaller size).
+
+Each transfer runs in its own child process, so the peak RSS printed beside it is that of
+one client doing one transfer.  Operations: GET to a file, GET through on_body (bytes
+counted and dropped), PUT from a file.
+
+    .venv/bin/python benchmarks/bench_s3.py                      # 1 GiB, 8 MiB parts, nginx + moto
+    .venv/bin/python benchmarks/bench_s3.py --size-mib 256 --servers nginx --repeat 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MIB = 1024 * 1024
+IMPLS = ("crtpy", "awscrt", "s3transfer")
+OPS = ("get_file", "get_body", "put_file")
+AKID, SECRET, REGION = "bench-akid", "bench-secret", "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+# --- worker: one transfer in this process --------------------------------------------------------------
+def _crt_transfer(mod: str, op: str, a: Any) -> None:
+    if mod == "crtpy":
+        from crtpy import auth, http, s3
+    else:
+        from awscrt import auth, http, s3  # type: ignore[no-redef]
+    provider = auth.AwsCredentialsProvider.new_static(AKID, SECRET)
+    client = s3.S3Client(region=REGION, tls_mode=s3.S3RequestTlsMode.DISABLED, part_size=a.part,
+                         throughput_target_gbps=a.gbps,
+                         signing_config=s3.create_default_s3_signing_config(region=REGION,
+                                                                            credential_provider=provider))
+    host = f"127.0.0.1:{a.port}"
+    path = f"/{a.bucket}/{a.key}"
+    got = [0]
+    if op == "put_file":
+        headers = http.HttpHeaders([("Host", host), ("Content-Length", str(a.size))])
+        req = client.make_request(type=s3.S3RequestType.PUT_OBJECT, request=http.HttpRequest("PUT", path, headers),
+                                  send_filepath=a.src)
+    elif op == "get_file":
+        req = client.make_request(type=s3.S3RequestType.GET_OBJECT,
+                                  request=http.HttpRequest("GET", path, http.HttpHeaders([("Host", host)])),
+                                  recv_filepath=a.dst)
+    else:
+        def on_body(chunk: Any, offset: int, **kw: Any) -> None:
+            got[0] += len(chunk)
+
+        req = client.make_request(type=s3.S3RequestType.GET_OBJECT,
+                                  request=http.HttpRequest("GET", path, http.HttpHeaders([("Host", host)])),
+                                  on_body=on_body)
+    req.finished_future.result(3600)
+    if op == "get_body" and got[0] != a.size:
+        raise RuntimeError(f"on_body saw {got[0]} bytes, expected {a.size}")
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        return len(data)
+
+
+def _s3transfer(op: str, a: Any) -> None:
+    import boto3
+    from botocore.config import Config
+    from s3transfer.manager import TransferConfig, TransferManager
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{a.port}", region_name=REGION,
+                          aws_access_key_id=AKID, aws_secret_access_key=SECRET,
+                          config=Config(max_pool_connections=32))
+    cfg = TransferConfig(multipart_threshold=a.part, multipart_chunksize=a.part, max_request_concurrency=16)
+    with TransferManager(client, cfg) as tm:
+        if op == "put_file":
+            tm.upload(a.src, a.bucket, a.key).result()
+        elif op == "get_file":
+            tm.download(a.bucket, a.key, a.dst).result()
+        else:
+            sink = _Sink()
+            tm.download(a.bucket, a.key, sink).result()
+            if sink.n != a.size:
+                raise RuntimeError(f"got {sink.n} bytes, expected {a.size}")
+
+
+def worker(a: Any) -> None:
+    if a.impl == "s3transfer":
+        import boto3  # noqa: F401  (imports before the clock starts)
+        import s3transfer.manager  # noqa: F401
+    t0 = time.perf_counter()
+    if a.impl == "s3transfer":
+        _s3transfer(a.op, a)
+    else:
+        _crt_transfer(a.impl, a.op, a)
+    elapsed = time.perf_counter() - t0
+    if a.op == "get_file" and os.path.getsize(a.dst) != a.size:
+        raise RuntimeError("downloaded file has the wrong size")
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": elapsed, "rss_mib": rss_kib / 1024}))
+
+
+# --- orchestration ----------------------------------------------------------------------------------------
+def start_nginx(tmp: str, root: str) -> Tuple["subprocess.Popen[bytes]", int]:
+    port = free_port()
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    conf = open(os.path.join(HERE, "nginx_s3.conf")).read()
+    conf = conf.replace("{tmp}", tmp).replace("{root}", root).replace("{port}", str(port))
+    path = os.path.join(tmp, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([nginx, "-c", path, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc, port
+
+
+def start_moto() -> Tuple["subprocess.Popen[bytes]", int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc, port
+
+
+def make_file(path: str, size: int) -> None:
+    block = os.urandom(8 * MIB)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+
+
+def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
+            gbps: float) -> Dict[str, float]:
+    if os.path.exists(dst):
+        os.unlink(dst)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
+           "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
+           "--gbps", str(gbps)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"{impl} {op} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
+                 impls: List[str], ops: List[str], repeat: int, gbps: float) -> None:
+    print(f"\n== {name}: {size / MIB:.0f} MiB object, {part / MIB:.0f} MiB parts, port {port} ==")
+    print(f"{'operation':10} {'client':11} {'MB/s':>8} {'peak RSS MiB':>13}   best of {repeat}")
+    for op in ops:
+        results: Dict[str, Dict[str, float]] = {}
+        for impl in impls:
+            best = None
+            for _ in range(repeat):
+                try:
+                    r = run_one(impl, op, port, bucket, key, size, part, src, dst, gbps)
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    print(f"{op:10} {impl:11} FAILED: {exc}")
+                    break
+                if best is None or r["seconds"] < best["seconds"]:
+                    best = r
+            if best is None:
+                continue
+            results[impl] = best
+            mbps = size / best["seconds"] / 1e6
+            print(f"{op:10} {impl:11} {mbps:8.1f} {best['rss_mib']:13.1f}", flush=True)
+        if "crtpy" in results:
+            c = results["crtpy"]["seconds"]
+            ratios = [f"crtpy/{other} = {results[other]['seconds'] / c:.2f}" for other in ("awscrt", "s3transfer")
+                      if other in results]
+            if ratios:
+                print(f"{'':10} {'ratio':11} " + ", ".join(ratios))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", nargs=2, metavar=("IMPL", "OP"))
+    p.add_argument("--port", type=int)
+    p.add_argument("--bucket", default="bench")
+    p.add_argument("--key", default="obj")
+    p.add_argument("--size-bytes", type=int)
+    p.add_argument("--part-bytes", type=int)
+    p.add_argument("--src")
+    p.add_argument("--dst")
+    p.add_argument("--gbps", type=float, default=10.0)
+    p.add_argument("--size-mib", type=int, default=1024)
+    p.add_argument("--moto-size-mib", type=int, default=256)
+    p.add_argument("--part-mib", type=int, default=8)
+    p.add_argument("--servers", default="nginx,moto")
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--ops", default=",".join(OPS))
+    p.add_argument("--repeat", type=int, default=2)
+    a = p.parse_args()
+    if a.worker:
+        a.impl, a.op = a.worker
+        a.size, a.part = a.size_bytes, a.part_bytes
+        worker(a)
+        return
+    impls = a.impls.split(",")
+    ops = a.ops.split(",")
+    part = a.part_mib * MIB
+    tmp = tempfile.mkdtemp(prefix="crtpy-bench-s3-")
+    print(f"crtpy S3 benchmark: loopback, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    try:
+        if "nginx" in a.servers:
+            root = os.path.join(tmp, "root")
+            os.makedirs(os.path.join(root, "bench"))
+            size = a.size_mib * MIB
+            src = os.path.join(root, "bench", "obj")
+            make_file(src, size)
+            proc, port = start_nginx(os.path.join(tmp, "nginx"), root)
+            try:
+                bench_server("nginx", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls, ops,
+                             a.repeat, a.gbps)
+            finally:
+                proc.terminate()
+                proc.wait()
+        if "moto" in a.servers:
+            import boto3
+
+            size = a.moto_size_mib * MIB
+            src = os.path.join(tmp, "moto_src")
+            make_file(src, size)
+            proc, port = start_moto()
+            try:
+                s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                                  aws_access_key_id=AKID, aws_secret_access_key=SECRET)
+                s3.create_bucket(Bucket="bench")
+                s3.upload_file(src, "bench", "obj")
+                bench_server("moto", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls, ops,
+                             a.repeat, a.gbps)
+            finally:
+                proc.terminate()
+                proc.wait()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
