@@ -118,9 +118,19 @@ def _s3transfer(op: str, a: Any) -> None:
 
 
 def worker(a: Any) -> None:
+    # imports happen before the clock starts
     if a.impl == "s3transfer":
-        import boto3  # noqa: F401  (imports before the clock starts)
+        import boto3  # noqa: F401
         import s3transfer.manager  # noqa: F401
+    elif a.impl == "crtpy":
+        import crtpy.auth  # noqa: F401
+        import crtpy.http  # noqa: F401
+        import crtpy.s3  # noqa: F401
+        import crtpy._s3.meta  # noqa: F401
+    else:
+        import awscrt.auth  # noqa: F401
+        import awscrt.http  # noqa: F401
+        import awscrt.s3  # noqa: F401
     t0 = time.perf_counter()
     if a.impl == "s3transfer":
         _s3transfer(a.op, a)
