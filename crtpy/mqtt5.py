@@ -677,6 +677,7 @@ class Client(NativeResource):
 
     def get_stats(self) -> OperationStatisticsData:
         """Current statistics of the client's operation queues."""
+        self._check_fork()
         return self._driver.get_stats()
 
     def invoke_publish_acknowledgement(

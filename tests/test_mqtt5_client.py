@@ -709,3 +709,26 @@ def test_maximum_packet_size_from_server_announced(mosquitto):
     assert not srec.of("disconnection")
     stop(small, srec)
     stop(pub, prec)
+
+
+def test_qos0_flood_respects_write_backpressure(mosquitto):
+    client, rec = connected(mosquitto)
+    t = topic()
+    driver = client._driver
+    sizes = []
+    original = driver.after_core
+
+    def watched():
+        original()
+        proto = driver.protocol
+        if proto is not None and proto.transport is not None:
+            sizes.append(proto.transport.get_write_buffer_size())
+    driver.after_core = watched
+    payload = b"x" * 65536
+    futures = [client.publish(mqtt5.PublishPacket(payload=payload, topic=t)) for _ in range(300)]
+    for f in futures:
+        f.result(30)
+    # 20 MB were published; the client never buffered more than a few batches of them
+    assert sizes and max(sizes) < 4 * 1024 * 1024, max(sizes)
+    del driver.after_core
+    stop(client, rec)

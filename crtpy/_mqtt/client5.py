@@ -48,6 +48,7 @@ DEFAULT_CONNACK_TIMEOUT_MS = 20_000
 DEFAULT_OUTBOUND_ALIAS_CACHE = 25
 DEFAULT_INBOUND_ALIAS_CACHE = 25
 MAXIMUM_PACKET_SIZE_DEFAULT = c.MAX_VARINT + 5
+OUTPUT_BATCH_BYTES = 256 * 1024
 
 
 class Op:
@@ -163,6 +164,8 @@ class Core:
         self.incomplete_size = 0
         self.connected_on_transport = False
         self.failure_reported = False
+        # Set by the driver while the transport's write buffer is full (back-pressure).
+        self.write_blocked = False
 
     # -- helpers ----------------------------------------------------------------------
     def _write(self, data: bytes, now: float) -> None:
@@ -228,6 +231,8 @@ class Core:
 
     def _service(self, now: float) -> None:
         """Send queued operations while flow control allows."""
+        if self.write_blocked:
+            return
         neg = self.negotiated
         assert neg is not None
         queue = self.queue
@@ -235,7 +240,8 @@ class Core:
         receive_max = neg.receive_maximum
         ack_timeout = self.cfg.ack_timeout
         wrote = False
-        while queue:
+        budget = OUTPUT_BATCH_BYTES  # hand the driver at most about this much per call
+        while queue and budget > 0:
             op = queue[0]
             p = op.packet
             if p.type == c.PUBLISH:
@@ -251,6 +257,7 @@ class Core:
                 if data is None:
                     continue
                 out.append(data)
+                budget -= len(data)
                 wrote = True
                 if qos:
                     self.inflight_qos1 += 1
@@ -270,6 +277,7 @@ class Core:
                                                    "packet exceeds the server's maximum packet size"))
                     continue
                 out.append(data)
+                budget -= len(data)
                 wrote = True
                 self.unacked[p.packet_id] = op  # type: ignore[attr-defined]
                 op.sent = True
@@ -340,6 +348,7 @@ class Core:
         """The transport is up: send CONNECT and wait for the CONNACK."""
         cfg = self.cfg
         self.state = CONNECTING
+        self.write_blocked = False
         self.close_error = None
         self.disconnect_received = None
         self.decoder = c.Decoder(5, cfg.maximum_packet_size_from_server)

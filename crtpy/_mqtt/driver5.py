@@ -422,6 +422,15 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        self.driver.core.write_blocked = True
+
+    def resume_writing(self) -> None:
+        d = self.driver
+        d.core.write_blocked = False
+        d.core.service(_MONO())
+        d.after_core()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(exc)
@@ -613,11 +622,14 @@ class ClientDriver:
         """Carry out what the state machine asked for after any input."""
         core = self.core
         proto = self.protocol
-        if core.output:
+        while core.output:
             data = b"".join(core.output) if len(core.output) > 1 else core.output[0]
             core.output.clear()
-            if proto is not None and proto.transport is not None and not proto.transport.is_closing():
-                proto.transport.write(data)
+            if proto is None or proto.transport is None or proto.transport.is_closing():
+                break
+            proto.transport.write(data)  # may pause writing: core.write_blocked
+            if core.queue and not core.write_blocked and core.close_error is None:
+                core.service(_MONO())  # the next batch, while the socket keeps up
         if core.events:
             events = core.events
             core.events = []

@@ -154,6 +154,14 @@ class WsAdapter(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        if self.ws is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.ws is not None:
+            self.inner.resume_writing()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.handshake_done.done():
             self.handshake_done.set_exception(
