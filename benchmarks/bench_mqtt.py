@@ -40,7 +40,7 @@ class Measure:
     def __init__(self, broker: Mosquitto) -> None:
         self.pid = broker.proc.pid  # type: ignore[union-attr]
 
-    def __enter__(self) -> "Measure":
+    def __enter__(self) -> Measure:
         self.t0 = time.perf_counter()
         self.c0 = _cpu_seconds(self.pid)
         self.p0 = time.process_time()

@@ -8,9 +8,9 @@ import threading
 import uuid
 
 import pytest
+from helpers.mosquitto import mosquitto_factory  # noqa: F401 - fixture
 
 from crtpy import mqtt5 as crt_mqtt5
-from helpers.mosquitto import mosquitto_factory  # noqa: F401 - fixture
 
 ref_mqtt5 = pytest.importorskip("awscrt.mqtt5")
 

@@ -74,7 +74,7 @@ class _Log(list):
             super().append(item)
             self.cond.notify_all()
 
-    def wait(self, count: int = 1, timeout: float = 10.0) -> "_Log":
+    def wait(self, count: int = 1, timeout: float = 10.0) -> _Log:
         with self.cond:
             if not self.cond.wait_for(lambda: len(self) >= count, timeout):
                 raise AssertionError(f"fake broker logged {len(self)} of {count} items in {timeout}s")
