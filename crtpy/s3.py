@@ -55,18 +55,22 @@ class CrossProcessLock(NativeResource):
         self._mutex = threading.Lock()
 
     def acquire(self) -> None:
-        """Take the lock, or raise AwsCrtError(AWS_MUTEX_CALLER_NOT_OWNER) if it is held."""
-        from ._errors import error
+        """Take the lock, or raise RuntimeError if it is held."""
+        from ._errors import code_of
+
+        def held(why: str) -> RuntimeError:
+            name = "AWS_ERROR_MUTEX_CALLER_NOT_OWNER"
+            return RuntimeError(f"{code_of(name)} ({name}): {why}")
 
         with self._mutex:
             if self._fd is not None:
-                raise error("AWS_MUTEX_CALLER_NOT_OWNER", "the lock is already held")
+                raise held("this lock object already holds the lock")
             fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise error("AWS_MUTEX_CALLER_NOT_OWNER", "the lock is held by someone else") from None
+                raise held("the lock is held by another process or object") from None
             self._fd = fd
 
     def release(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._errors import code_of, error
 from .._http.body import _raw, known_length, read_into
-from .._runtime.blocking import run_blocking
+from .._runtime.blocking import run_blocking as _run_blocking
 from .._runtime.callbacks import CallbackQueue
 from . import checksums as C
 from . import xml as X
@@ -86,6 +86,21 @@ def _with_query(path: str, query: str) -> str:
 
 
 # --- blocking helpers (I/O worker threads) -----------------------------------------------------
+def _unbox(fn: Callable[..., Any], box: List[Any]) -> Any:
+    return fn(*box)
+
+
+async def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
+    """``run_blocking`` whose arguments are dropped once the call is over (an idle I/O
+    worker may keep a reference to its last work item, which must not pin part buffers
+    or the user's body stream)."""
+    box = list(args)
+    try:
+        return await _run_blocking(_unbox, fn, box)
+    finally:
+        box.clear()
+
+
 def _pread_full(fd: int, view: memoryview, offset: int) -> int:
     got = 0
     while got < len(view):
@@ -636,6 +651,8 @@ class MetaRequest:
 
         if nparts > 1:
             n = min(self.max_connections, nparts - 1)
+            if self.memory_limit_parts is not None:
+                n = max(1, min(n, self.memory_limit_parts))
             await self._run_all([worker() for _ in range(n)])
         if combine is not None:
             comb = C.CrcCombiner(combine[0])

@@ -106,3 +106,40 @@ class Recorder:
             out.append(chunk)
             expected += len(chunk)
         return b"".join(out)
+
+
+class NginxS3:
+    """nginx with benchmarks/nginx_s3.conf: Range GETs of files under ``root``, canned
+    multipart replies.  Needs the nginx binary (see conftest.require_binary)."""
+
+    def __init__(self, tmp: str, root: str) -> None:
+        import os
+        import shutil
+        import subprocess
+        import time
+
+        self.port = _free_port()
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(tmp, d), exist_ok=True)
+        here = os.path.dirname(os.path.abspath(__file__))
+        conf_path = os.path.join(here, "..", "..", "benchmarks", "nginx_s3.conf")
+        conf = open(conf_path).read().replace("{tmp}", tmp).replace("{root}", root).replace("{port}", str(self.port))
+        path = os.path.join(tmp, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self._proc = subprocess.Popen([nginx, "-c", path, "-p", tmp], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start")
+                time.sleep(0.05)  # polling a child process's listening socket
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
