@@ -186,9 +186,6 @@ def _ms(seconds: float) -> str:
 # --- the command ----------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ..http import (Http2ClientConnection, HttpClientConnection, HttpHeaders, HttpRequest)
-    from ..io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, TlsContextOptions
-
     started = time.monotonic()
     u = urlsplit(args.url)
     if u.scheme not in ("http", "https"):
@@ -208,6 +205,21 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CliError(f"--cacert {args.cacert}: no such file", 2)
     headers = [parse_header(h) for h in args.headers]
     method = (args.method or ("POST" if args.data is not None else "GET")).upper()
+    verbose = args.verbose
+    body, length = _body(args.data)
+    try:
+        return _exchange(args, out, err, u, host, port, tls, path, headers, method, body, length, started)
+    finally:
+        if body is not None:
+            body.close()
+
+
+def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: str, port: int, tls: bool,
+              path: str, headers: list[tuple[str, str]], method: str, body: Optional[BinaryIO],
+              length: Optional[int], started: float) -> int:
+    from ..http import Http2ClientConnection, HttpClientConnection, HttpHeaders, HttpRequest
+    from ..io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, TlsContextOptions
+
     verbose = args.verbose
 
     def say(text: str) -> None:
@@ -255,7 +267,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         say(f"* TLS {info.get('version')}, cipher {info.get('cipher')}, ALPN {info.get('alpn') or '(none)'}")
     say(f"* Using {'HTTP/2' if h2 else 'HTTP/1.1'}")
 
-    body, length = _body(args.data)
     req_headers = HttpHeaders()
     names = {n.lower() for n, _ in headers}
     if "host" not in names:
@@ -338,8 +349,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         if sink is not None:
             sink.close()
-        if body is not None:
-            body.close()
         conn.close()
     if bar is not None:
         bar.finish()
