@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1024 * 1024
@@ -40,7 +40,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 60) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -123,13 +123,13 @@ def worker(a: Any) -> None:
         import boto3  # noqa: F401
         import s3transfer.manager  # noqa: F401
     elif a.impl == "crtpy":
-        import crtpy.auth  # noqa: F401
-        import crtpy.http  # noqa: F401
+        import crtpy._s3.meta
+        import crtpy.auth
+        import crtpy.http
         import crtpy.s3  # noqa: F401
-        import crtpy._s3.meta  # noqa: F401
     else:
-        import awscrt.auth  # noqa: F401
-        import awscrt.http  # noqa: F401
+        import awscrt.auth
+        import awscrt.http
         import awscrt.s3  # noqa: F401
     t0 = time.perf_counter()
     if a.impl == "s3transfer":
@@ -144,11 +144,12 @@ def worker(a: Any) -> None:
 
 
 # --- orchestration ----------------------------------------------------------------------------------------
-def start_nginx(tmp: str, root: str) -> Tuple["subprocess.Popen[bytes]", int]:
+def start_nginx(tmp: str, root: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(tmp, d), exist_ok=True)
-    conf = open(os.path.join(HERE, "nginx_s3.conf")).read()
+    with open(os.path.join(HERE, "nginx_s3.conf")) as f:
+        conf = f.read()
     conf = conf.replace("{tmp}", tmp).replace("{root}", root).replace("{port}", str(port))
     path = os.path.join(tmp, "nginx.conf")
     with open(path, "w") as f:
@@ -159,7 +160,7 @@ def start_nginx(tmp: str, root: str) -> Tuple["subprocess.Popen[bytes]", int]:
     return proc, port
 
 
-def start_moto() -> Tuple["subprocess.Popen[bytes]", int]:
+def start_moto() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -178,24 +179,24 @@ def make_file(path: str, size: int) -> None:
 
 
 def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
-            gbps: float) -> Dict[str, float]:
+            gbps: float) -> dict[str, float]:
     if os.path.exists(dst):
         os.unlink(dst)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
            "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
            "--gbps", str(gbps)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"{impl} {op} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
-                 impls: List[str], ops: List[str], repeat: int, gbps: float) -> None:
+                 impls: list[str], ops: list[str], repeat: int, gbps: float) -> None:
     print(f"\n== {name}: {size / MIB:.0f} MiB object, {part / MIB:.0f} MiB parts, port {port} ==")
     print(f"{'operation':10} {'client':11} {'MB/s':>8} {'peak RSS MiB':>13}   best of {repeat}")
     for op in ops:
-        results: Dict[str, Dict[str, float]] = {}
+        results: dict[str, dict[str, float]] = {}
         for impl in impls:
             best = None
             for _ in range(repeat):

@@ -15,14 +15,20 @@ import re
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from . import NativeResource
-from .auth import (AwsCredentialsProvider, AwsSignedBodyHeaderType, AwsSignedBodyValue, AwsSigningAlgorithm,
-                   AwsSigningConfig)
+from .auth import (
+    AwsCredentialsProvider,
+    AwsSignedBodyHeaderType,
+    AwsSignedBodyValue,
+    AwsSigningAlgorithm,
+    AwsSigningConfig,
+)
 from .exceptions import AwsCrtError
 from .http import HttpRequest
 from .io import ClientBootstrap, TlsConnectionOptions
@@ -51,7 +57,7 @@ class CrossProcessLock(NativeResource):
         super().__init__()
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", lock_scope_name)
         self._path = os.path.join(tempfile.gettempdir(), f"crtpy_cross_process_lock_{safe}.lock")
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._mutex = threading.Lock()
 
     def acquire(self) -> None:
@@ -168,12 +174,12 @@ class S3ChecksumConfig:
             checksums are checked.
     """
 
-    algorithm: Optional[S3ChecksumAlgorithm] = None
-    location: Optional[S3ChecksumLocation] = None
+    algorithm: S3ChecksumAlgorithm | None = None
+    location: S3ChecksumLocation | None = None
     validate_response: bool = False
-    expected_checksum: Optional[str] = None
-    expected_checksum_algorithm: Optional[S3ChecksumAlgorithm] = None
-    response_validation_mode: Optional[S3ChecksumValidationMode] = None
+    expected_checksum: str | None = None
+    expected_checksum_algorithm: S3ChecksumAlgorithm | None = None
+    response_validation_mode: S3ChecksumValidationMode | None = None
 
 
 @dataclass
@@ -187,7 +193,7 @@ class S3FileIoOptions:
     """
 
     should_stream: bool = False
-    disk_throughput_gbps: Optional[float] = 0.0
+    disk_throughput_gbps: float | None = 0.0
     direct_io: bool = False
 
 
@@ -222,9 +228,9 @@ class S3ResponseError(AwsCrtError):
         code (int), name (str), message (str): as in AwsCrtError.
     """
 
-    def __init__(self, *, code: int, name: str, message: str, status_code: List[Tuple[str, str]] = None,  # type: ignore[assignment]
-                 headers: List[Tuple[str, str]] = None, body: Optional[bytes] = None,  # type: ignore[assignment]
-                 operation_name: Optional[str] = None) -> None:
+    def __init__(self, *, code: int, name: str, message: str, status_code: int | None = None,
+                 headers: list[tuple[str, str]] | None = None, body: bytes | None = None,
+                 operation_name: str | None = None) -> None:
         super().__init__(code, name, message)
         self.status_code = status_code
         self.headers = headers
@@ -237,17 +243,17 @@ def create_default_s3_signing_config(*, region: str, credential_provider: AwsCre
     """An AwsSigningConfig for S3: SigV4, service ``s3``, unsigned payload with the
     ``x-amz-content-sha256`` header, no double URI encoding or path normalization.
     Extra keyword arguments are passed on to AwsSigningConfig."""
-    options: dict[str, Any] = dict(
-        algorithm=AwsSigningAlgorithm.V4, service="s3",
-        signed_body_header_type=AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
-        signed_body_value=AwsSignedBodyValue.UNSIGNED_PAYLOAD, region=region,
-        credentials_provider=credential_provider, use_double_uri_encode=False,
-        should_normalize_uri_path=False)
+    options: dict[str, Any] = {
+        "algorithm": AwsSigningAlgorithm.V4, "service": "s3",
+        "signed_body_header_type": AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
+        "signed_body_value": AwsSignedBodyValue.UNSIGNED_PAYLOAD, "region": region,
+        "credentials_provider": credential_provider, "use_double_uri_encode": False,
+        "should_normalize_uri_path": False}
     options.update(kwargs)
     return AwsSigningConfig(**options)
 
 
-def get_ec2_instance_type() -> Optional[str]:
+def get_ec2_instance_type() -> str | None:
     """The EC2 instance type of this machine, or None (crtpy does not probe for it)."""
     return None
 
@@ -256,7 +262,7 @@ _OPTIMIZED = ("p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge", "p5e.48xlarge", "p
               "p6-b200.48xlarge", "p6-b300.48xlarge", "trn1.32xlarge", "trn1n.32xlarge")
 
 
-def get_optimized_platforms() -> List[str]:
+def get_optimized_platforms() -> list[str]:
     """Instance types with tuned defaults."""
     return sorted(_OPTIMIZED, reverse=True)
 
@@ -266,12 +272,12 @@ def is_optimized_for_system() -> bool:
     return get_ec2_instance_type() in _OPTIMIZED
 
 
-def get_recommended_throughput_target_gbps() -> Optional[float]:
+def get_recommended_throughput_target_gbps() -> float | None:
     """A throughput target for this machine, or None when unknown."""
     return None
 
 
-def _opt_int(value: Any, name: str, minimum: int = 0) -> Optional[int]:
+def _opt_int(value: Any, name: str, minimum: int = 0) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -318,16 +324,16 @@ class S3Client(NativeResource):
     __slots__ = ("shutdown_event",)
 
 
-    def __init__(self, *, bootstrap: Optional[ClientBootstrap] = None, region: str,
-                 tls_mode: Optional[S3RequestTlsMode] = None, signing_config: Optional[AwsSigningConfig] = None,
-                 credential_provider: Optional[AwsCredentialsProvider] = None,
-                 tls_connection_options: Optional[TlsConnectionOptions] = None, part_size: Optional[int] = None,
-                 multipart_upload_threshold: Optional[int] = None, throughput_target_gbps: Optional[float] = None,
-                 enable_s3express: bool = False, memory_limit: Optional[int] = None,
-                 network_interface_names: Optional[Sequence[str]] = None,
-                 fio_options: Optional["S3FileIoOptions"] = None,
-                 max_active_connections_override: Optional[int] = None,
-                 retry_config: Optional[S3RetryConfig] = None, connect_timeout_ms: Optional[int] = None) -> None:
+    def __init__(self, *, bootstrap: ClientBootstrap | None = None, region: str,
+                 tls_mode: S3RequestTlsMode | None = None, signing_config: AwsSigningConfig | None = None,
+                 credential_provider: AwsCredentialsProvider | None = None,
+                 tls_connection_options: TlsConnectionOptions | None = None, part_size: int | None = None,
+                 multipart_upload_threshold: int | None = None, throughput_target_gbps: float | None = None,
+                 enable_s3express: bool = False, memory_limit: int | None = None,
+                 network_interface_names: Sequence[str] | None = None,
+                 fio_options: S3FileIoOptions | None = None,
+                 max_active_connections_override: int | None = None,
+                 retry_config: S3RetryConfig | None = None, connect_timeout_ms: int | None = None) -> None:
         if not isinstance(region, str):
             raise TypeError("region must be a str")
         if bootstrap is not None and not isinstance(bootstrap, ClientBootstrap):
@@ -379,16 +385,16 @@ class S3Client(NativeResource):
             connect_timeout_ms=connect_timeout_ms, shutdown_event=self.shutdown_event)
         self._finalizer = weakref.finalize(self, self._impl.release)
 
-    def make_request(self, *, type: S3RequestType, request: HttpRequest, operation_name: Optional[str] = None,
-                     recv_filepath: Optional[str] = None, send_filepath: Optional[str] = None,
-                     signing_config: Optional[AwsSigningConfig] = None,
-                     credential_provider: Optional[AwsCredentialsProvider] = None,
-                     checksum_config: Optional[S3ChecksumConfig] = None, part_size: Optional[int] = None,
-                     multipart_upload_threshold: Optional[int] = None, fio_options: Optional[S3FileIoOptions] = None,
-                     max_active_connections_override: Optional[int] = None,
-                     on_headers: Optional[Callable[..., None]] = None, on_body: Optional[Callable[..., None]] = None,
-                     on_done: Optional[Callable[..., None]] = None,
-                     on_progress: Optional[Callable[..., None]] = None) -> "S3Request":
+    def make_request(self, *, type: S3RequestType, request: HttpRequest, operation_name: str | None = None,
+                     recv_filepath: str | None = None, send_filepath: str | None = None,
+                     signing_config: AwsSigningConfig | None = None,
+                     credential_provider: AwsCredentialsProvider | None = None,
+                     checksum_config: S3ChecksumConfig | None = None, part_size: int | None = None,
+                     multipart_upload_threshold: int | None = None, fio_options: S3FileIoOptions | None = None,
+                     max_active_connections_override: int | None = None,
+                     on_headers: Callable[..., None] | None = None, on_body: Callable[..., None] | None = None,
+                     on_done: Callable[..., None] | None = None,
+                     on_progress: Callable[..., None] | None = None) -> S3Request:
         """Start a request; returns its :class:`S3Request` at once.
 
         Keyword Args:
@@ -429,15 +435,15 @@ class S3Request(NativeResource):
 
 
     def __init__(self, *, client: S3Client, type: S3RequestType, request: HttpRequest,
-                 operation_name: Optional[str] = None, recv_filepath: Optional[str] = None,
-                 send_filepath: Optional[str] = None, signing_config: Optional[AwsSigningConfig] = None,
-                 credential_provider: Optional[AwsCredentialsProvider] = None,
-                 checksum_config: Optional[S3ChecksumConfig] = None, part_size: Optional[int] = None,
-                 multipart_upload_threshold: Optional[int] = None, fio_options: Optional[S3FileIoOptions] = None,
-                 max_active_connections_override: Optional[int] = None,
-                 on_headers: Optional[Callable[..., None]] = None, on_body: Optional[Callable[..., None]] = None,
-                 on_done: Optional[Callable[..., None]] = None, on_progress: Optional[Callable[..., None]] = None,
-                 region: Optional[str] = None) -> None:
+                 operation_name: str | None = None, recv_filepath: str | None = None,
+                 send_filepath: str | None = None, signing_config: AwsSigningConfig | None = None,
+                 credential_provider: AwsCredentialsProvider | None = None,
+                 checksum_config: S3ChecksumConfig | None = None, part_size: int | None = None,
+                 multipart_upload_threshold: int | None = None, fio_options: S3FileIoOptions | None = None,
+                 max_active_connections_override: int | None = None,
+                 on_headers: Callable[..., None] | None = None, on_body: Callable[..., None] | None = None,
+                 on_done: Callable[..., None] | None = None, on_progress: Callable[..., None] | None = None,
+                 region: str | None = None) -> None:
         if not isinstance(client, S3Client):
             raise TypeError("client must be an S3Client")
         if not isinstance(request, HttpRequest):

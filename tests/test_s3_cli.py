@@ -6,9 +6,9 @@ import os
 import uuid
 
 import pytest
+from helpers.s3_servers import ACCESS_KEY, SECRET_KEY, moto_server  # noqa: F401
 
 from crtpy._s3.cli import parse_size, s3_cp
-from helpers.s3_servers import ACCESS_KEY, SECRET_KEY, moto_server  # noqa: F401
 
 
 @pytest.fixture()
@@ -59,15 +59,15 @@ def test_upload_and_download_round_trip(env, tmp_path):
 
 def test_errors_are_one_line(env, tmp_path):
     srv, bucket = env
-    code, out, err = _cp(f"s3://{bucket}/missing", str(tmp_path / "x"), "--endpoint-url", srv.endpoint)
+    code, _, err = _cp(f"s3://{bucket}/missing", str(tmp_path / "x"), "--endpoint-url", srv.endpoint)
     assert code == 1
     assert err.count("\n") == 1 and "NoSuchKey" in err and "404" in err
     assert not (tmp_path / "x").exists()
-    code, out, err = _cp(str(tmp_path / "nope"), f"s3://{bucket}/k", "--endpoint-url", srv.endpoint)
+    code, _, err = _cp(str(tmp_path / "nope"), f"s3://{bucket}/k", "--endpoint-url", srv.endpoint)
     assert code != 0 and "no such file" in err
-    code, out, err = _cp("a", "b")
+    code, _, err = _cp("a", "b")
     assert code == 2 and "s3://" in err
-    code, out, err = _cp("a", "s3://b/k", "--checksum", "MD5")
+    code, _out, err = _cp("a", "s3://b/k", "--checksum", "MD5")
     assert code == 2 and "CRC32" in err
 
 

@@ -9,12 +9,11 @@ import threading
 import uuid
 
 import pytest
-
-from crtpy.exceptions import AwsCrtError
-from crtpy.s3 import (S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3RequestType,
-                      S3RetryConfig)
 from helpers.s3_proxy import FaultProxy
 from helpers.s3_servers import Recorder, http_request, make_client, moto_server  # noqa: F401
+
+from crtpy.exceptions import AwsCrtError
+from crtpy.s3 import S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3RequestType, S3RetryConfig
 
 MIB = 1024 * 1024
 PART = 5 * MIB
@@ -151,7 +150,7 @@ def test_corrupt_part_of_large_object_is_never_silent(moto_server, proxy, bucket
     assert req.finished_future.exception(TIMEOUT) is None
     proxy.add_rule(_range_from(PART), "corrupt")
     dst = tmp_path / "out"
-    req, rec = _get(c, proxy, bucket, "corrupt/big", validate=True, recv=str(dst))
+    req, _rec = _get(c, proxy, bucket, "corrupt/big", validate=True, recv=str(dst))
     exc = req.finished_future.exception(TIMEOUT)
     if exc is None:  # allowed only if the corrupt part was caught and fetched again
         assert dst.read_bytes() == data

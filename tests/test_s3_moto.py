@@ -11,11 +11,10 @@ import uuid
 
 import pytest
 import xxhash
+from helpers.s3_servers import Recorder, http_request, make_client, moto_server  # noqa: F401
 
 from crtpy import checksums
-from crtpy.s3 import (S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3RequestType,
-                      S3ResponseError)
-from helpers.s3_servers import Recorder, http_request, make_client, moto_server  # noqa: F401
+from crtpy.s3 import S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3RequestType, S3ResponseError
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's (and moto's) minimum upload part size
@@ -97,7 +96,7 @@ def test_put_then_get_sizes(client, moto_server, bucket, size):  # noqa: F811
     assert got.body() == data
     assert got.progress == size
     assert got.status == 200
-    assert dict((n.lower(), v) for n, v in got.headers)["content-length"] == str(size)
+    assert {n.lower(): v for n, v in got.headers}["content-length"] == str(size)
 
 
 @pytest.mark.parametrize("location", list(S3ChecksumLocation))
@@ -189,7 +188,7 @@ def test_default_requests(client, moto_server, bucket):  # noqa: F811
     _put(client, moto_server, bucket, "dflt/one", b"hello world")
     rec, exc = _default(client, moto_server, "HEAD", bucket, "dflt/one", op="HeadObject")
     assert exc is None and rec.status == 200
-    assert dict((n.lower(), v) for n, v in rec.headers)["content-length"] == "11"
+    assert {n.lower(): v for n, v in rec.headers}["content-length"] == "11"
     rec, exc = _default(client, moto_server, "GET", bucket, "", "list-type=2&prefix=dflt/", op="ListObjectsV2")
     assert exc is None
     assert b"<Key>dflt/one</Key>" in rec.body()

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import checksums as _crc
 
 # algorithm values (same numbers as crtpy.s3.S3ChecksumAlgorithm)
 CRC32C, CRC32, SHA1, SHA256, CRC64NVME, SHA512, XXHASH64, XXHASH3, XXHASH128 = range(1, 10)
 
-NAMES: Dict[int, str] = {CRC32C: "CRC32C", CRC32: "CRC32", SHA1: "SHA1", SHA256: "SHA256",
+NAMES: dict[int, str] = {CRC32C: "CRC32C", CRC32: "CRC32", SHA1: "SHA1", SHA256: "SHA256",
                          CRC64NVME: "CRC64NVME", SHA512: "SHA512", XXHASH64: "XXHASH64",
                          XXHASH3: "XXHASH3", XXHASH128: "XXHASH128"}
-BY_HEADER: Dict[str, int] = {f"x-amz-checksum-{n.lower()}": a for a, n in NAMES.items()}
+BY_HEADER: dict[str, int] = {f"x-amz-checksum-{n.lower()}": a for a, n in NAMES.items()}
 
-_CRC_FN: Dict[int, Callable[..., int]] = {CRC32: _crc.crc32, CRC32C: _crc.crc32c, CRC64NVME: _crc.crc64nvme}
-_CRC_COMBINE: Dict[int, Callable[[int, int, int], int]] = {
+_CRC_FN: dict[int, Callable[..., int]] = {CRC32: _crc.crc32, CRC32C: _crc.crc32c, CRC64NVME: _crc.crc64nvme}
+_CRC_COMBINE: dict[int, Callable[[int, int, int], int]] = {
     CRC32: _crc.combine_crc32, CRC32C: _crc.combine_crc32c, CRC64NVME: _crc.combine_crc64nvme}
 _CRC_BYTES = {CRC32: 4, CRC32C: 4, CRC64NVME: 8}
 # validation preference when a response carries several checksums
@@ -39,7 +40,7 @@ def is_crc(algorithm: int) -> bool:
 class Hasher:
     """Running checksum of one algorithm; ``update`` takes any buffer."""
 
-    __slots__ = ("algorithm", "_crc", "_fn", "_h", "length")
+    __slots__ = ("_crc", "_fn", "_h", "algorithm", "length")
 
     def __init__(self, algorithm: int) -> None:
         self.algorithm = algorithm
@@ -101,7 +102,7 @@ class CrcCombiner:
     def __init__(self, algorithm: int) -> None:
         self.algorithm = algorithm
         self._combine = _CRC_COMBINE[algorithm]
-        self.value: Optional[int] = None
+        self.value: int | None = None
 
     def add(self, crc: int, length: int) -> None:
         self.value = crc if self.value is None else self._combine(self.value, crc, length)

@@ -14,7 +14,8 @@ import re
 import sys
 import threading
 import time
-from typing import Any, List, Optional, Sequence, TextIO, Tuple
+from collections.abc import Sequence
+from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
@@ -37,7 +38,7 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def parse_s3_url(url: str) -> Optional[Tuple[str, str]]:
+def parse_s3_url(url: str) -> tuple[str, str] | None:
     if not url.startswith("s3://"):
         return None
     rest = url[5:]
@@ -48,7 +49,7 @@ def parse_s3_url(url: str) -> Optional[Tuple[str, str]]:
 class Progress:
     """Progress display fed from on_progress (any thread)."""
 
-    def __init__(self, total: Optional[int], label: str, stream: TextIO, live: bool) -> None:
+    def __init__(self, total: int | None, label: str, stream: TextIO, live: bool) -> None:
         self.total = total
         self.label = label
         self.stream = stream
@@ -128,7 +129,7 @@ class CliError(Exception):
     pass
 
 
-def _endpoint(args: Any, region: str, bucket: str, key: str) -> Tuple[str, str, bool]:
+def _endpoint(args: Any, region: str, bucket: str, key: str) -> tuple[str, str, bool]:
     """(Host header, request path, tls) for bucket/key."""
     qkey = quote(key, safe="/~")
     if args.endpoint_url:
@@ -159,7 +160,7 @@ def _describe(exc: BaseException) -> str:
     return f"{message} [{name}]" if name else message
 
 
-def s3_cp(argv: Sequence[str], *, stderr: Optional[TextIO] = None, stdout: Optional[TextIO] = None) -> int:
+def s3_cp(argv: Sequence[str], *, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run ``crtpy s3 cp`` with ``argv`` (the arguments after ``cp``); returns the exit status."""
     err = stderr if stderr is not None else sys.stderr
     out = stdout if stdout is not None else sys.stdout
@@ -181,8 +182,15 @@ def s3_cp(argv: Sequence[str], *, stderr: Optional[TextIO] = None, stdout: Optio
 def _run(args: Any, err: TextIO, out: TextIO) -> int:
     from ..auth import AwsCredentialsProvider
     from ..http import HttpHeaders, HttpRequest
-    from ..s3 import (S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3Client, S3RequestTlsMode,
-                      S3RequestType, create_default_s3_signing_config)
+    from ..s3 import (
+        S3ChecksumAlgorithm,
+        S3ChecksumConfig,
+        S3ChecksumLocation,
+        S3Client,
+        S3RequestTlsMode,
+        S3RequestType,
+        create_default_s3_signing_config,
+    )
 
     src_s3, dst_s3 = parse_s3_url(args.src), parse_s3_url(args.dst)
     if src_s3 and dst_s3:
@@ -232,7 +240,7 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
     client = S3Client(region=region, signing_config=signing,
                       tls_mode=S3RequestTlsMode.ENABLED if tls else S3RequestTlsMode.DISABLED,
                       part_size=args.part_size, max_active_connections_override=args.max_connections)
-    headers: List[Tuple[str, str]] = [("Host", host)]
+    headers: list[tuple[str, str]] = [("Host", host)]
     live = err.isatty() and not args.no_progress
     show = not args.no_progress
     url = f"s3://{bucket}/{key}"
@@ -255,7 +263,7 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
         progress = Progress(None, "download", err, live)
         prog = progress
 
-        def on_headers(status_code: int, headers: List[Tuple[str, str]], **kw: Any) -> None:
+        def on_headers(status_code: int, headers: list[tuple[str, str]], **kw: Any) -> None:
             for n, v in headers:
                 if n.lower() == "content-length":
                     prog.total = int(v)
@@ -294,7 +302,7 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m crtpy._s3.cli cp SRC DST ...`` (the coordinator wires ``crtpy s3 cp``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["cp"]:

@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import math
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from .._errors import error
 from .._net.connect import pick_loop
@@ -31,11 +31,11 @@ def connections_for(gbps: float) -> int:
 
 class ClientImpl:
     def __init__(self, *, bootstrap: Any, region: str, tls_mode: int, signing_config: Any,
-                 tls_connection_options: Any, part_size: Optional[int], multipart_upload_threshold: Optional[int],
-                 throughput_target_gbps: Optional[float], enable_s3express: bool, memory_limit: Optional[int],
-                 network_interface_names: Optional[List[str]], fio_options: Any,
-                 max_active_connections_override: Optional[int], retry_config: Any,
-                 connect_timeout_ms: Optional[int], shutdown_event: threading.Event) -> None:
+                 tls_connection_options: Any, part_size: int | None, multipart_upload_threshold: int | None,
+                 throughput_target_gbps: float | None, enable_s3express: bool, memory_limit: int | None,
+                 network_interface_names: list[str] | None, fio_options: Any,
+                 max_active_connections_override: int | None, retry_config: Any,
+                 connect_timeout_ms: int | None, shutdown_event: threading.Event) -> None:
         self.bootstrap = bootstrap
         self.loop_thread = pick_loop(bootstrap)
         self.region = region
@@ -60,12 +60,12 @@ class ClientImpl:
         self.jitter = rc.jitter_mode if rc is not None else 0
         self.connect_timeout_ms = connect_timeout_ms
         self.shutdown_event = shutdown_event
-        self._pools: Dict[Tuple[str, int, bool], ConnectionPool] = {}
+        self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
         self._lock = threading.Lock()
         self._active = 0
         self._released = False
         # connections in use across all requests of this client (loop thread only)
-        self._slots: Optional[asyncio.Semaphore] = None
+        self._slots: asyncio.Semaphore | None = None
 
     # -- lifetime ---------------------------------------------------------------------------
     def request_started(self) -> None:
@@ -140,9 +140,9 @@ class ClientImpl:
     def signing_config_for(base: Any, region: str, body_value: str) -> Any:
         from ..auth import AwsSignedBodyHeaderType
 
-        changes: Dict[str, Any] = dict(date=datetime.datetime.now(datetime.timezone.utc),
-                                       signed_body_value=body_value,
-                                       signed_body_header_type=AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+        changes: dict[str, Any] = {"date": datetime.datetime.now(datetime.timezone.utc),
+                                       "signed_body_value": body_value,
+                                       "signed_body_header_type": AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256}
         if not base.service:
             changes["service"] = "s3"
         if not base.region:
@@ -150,7 +150,7 @@ class ClientImpl:
         return base.replace(**changes)
 
 
-async def sign(config: Any, method: str, path: str, headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+async def sign(config: Any, method: str, path: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Sign a request described by method/path/headers; returns the signed headers."""
     from ..auth import aws_sign_request
     from ..http import HttpHeaders, HttpRequest

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httptools
 
 from .._errors import error
 
 Buffer = Any
-Headers = List[Tuple[str, str]]
+Headers = list[tuple[str, str]]
 
 #: a connection that sends or receives nothing for this long is considered dead
 DEFAULT_IDLE_TIMEOUT_SEC = 30.0
@@ -32,14 +33,14 @@ class ExchangeError(Exception):
 
 
 class Response:
-    __slots__ = ("status", "headers", "error_body")
+    __slots__ = ("error_body", "headers", "status")
 
-    def __init__(self, status: int, headers: Headers, error_body: Optional[bytes]) -> None:
+    def __init__(self, status: int, headers: Headers, error_body: bytes | None) -> None:
         self.status = status
         self.headers = headers
         self.error_body = error_body
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         name = name.lower()
         for n, v in self.headers:
             if n.lower() == name:
@@ -51,23 +52,23 @@ class S3Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; exchanges run one after another."""
 
     def __init__(self) -> None:
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.open = False
         self.reusable = True
         self._parser: Any = httptools.HttpResponseParser(self)
-        self._fut: Optional["asyncio.Future[Response]"] = None
+        self._fut: asyncio.Future[Response] | None = None
         self._headers: Headers = []
         self._status = 0
-        self._sink: Optional[Callable[[bytes], None]] = None
-        self._err_parts: List[bytes] = []
+        self._sink: Callable[[bytes], None] | None = None
+        self._err_parts: list[bytes] = []
         self._ok = False
         self._head = False
         self._head_buf = bytearray()
         self._writable = asyncio.Event()
         self._writable.set()
         self.activity = 0
-        self._lost_exc: Optional[BaseException] = None
+        self._lost_exc: BaseException | None = None
 
     # -- asyncio protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,7 +106,7 @@ class S3Connection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(self)
             self._complete()
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.open = False
         self.reusable = False
         self._writable.set()
@@ -157,7 +158,7 @@ class S3Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def exchange(self, head: bytes, body: Optional[Sequence[Buffer]], sink: Optional[Callable[[bytes], None]],
+    async def exchange(self, head: bytes, body: Sequence[Buffer] | None, sink: Callable[[bytes], None] | None,
                        *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC) -> Response:
         """Send ``head`` and the ``body`` pieces; 2xx body pieces go to ``sink``."""
         if not self.open or self.transport is None:
@@ -219,7 +220,7 @@ class ConnectionPool:
         self._tls = tls_options
         self._bootstrap = bootstrap
         self._socket_options = socket_options
-        self._idle: Deque[Tuple[float, S3Connection]] = collections.deque()
+        self._idle: collections.deque[tuple[float, S3Connection]] = collections.deque()
         self.max_idle_sec = 50.0
 
     async def acquire(self) -> S3Connection:
@@ -237,7 +238,7 @@ class ConnectionPool:
                                              tls_connection_options=self._tls)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - connection failures are retryable
+        except BaseException as exc:
             crt = exc if getattr(exc, "name", None) else error("AWS_IO_SOCKET_CONNECT_ABORTED", str(exc))
             raise ExchangeError(crt) from exc
         return proto  # type: ignore[return-value]

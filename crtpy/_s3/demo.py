@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 MIB = 1024 * 1024
 
@@ -27,7 +27,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 60.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -50,7 +50,7 @@ def _sha256_file(path: str) -> str:
             h.update(block)
 
 
-def start_moto(port: int) -> "subprocess.Popen[bytes]":
+def start_moto(port: int) -> subprocess.Popen[bytes]:
     """moto's S3 server in a child process (its own interpreter, so it does not share
     our GIL)."""
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -68,8 +68,15 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
     """Run the demo; returns 0 on success, 1 on failure."""
     from ..auth import AwsCredentialsProvider
     from ..http import HttpHeaders, HttpRequest
-    from ..s3 import (S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3Client, S3RequestTlsMode,
-                      S3RequestType, create_default_s3_signing_config)
+    from ..s3 import (
+        S3ChecksumAlgorithm,
+        S3ChecksumConfig,
+        S3ChecksumLocation,
+        S3Client,
+        S3RequestTlsMode,
+        S3RequestType,
+        create_default_s3_signing_config,
+    )
 
     out = out or sys.stdout
 
@@ -84,7 +91,7 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
         return 1
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="crtpy-s3-demo-")
-    proc: Optional["subprocess.Popen[bytes]"] = None
+    proc: subprocess.Popen[bytes] | None = None
     size = size_mib * MIB
     try:
         say(f"crtpy S3 demo: starting moto's S3 server on http://127.0.0.1:{port} (child process)")
@@ -97,7 +104,7 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
         host = f"127.0.0.1:{port}"
         bucket, key = "crtpy-demo", "data/random.bin"
 
-        def request(method: str, path: str, extra: List[Tuple[str, str]] = ()) -> HttpRequest:  # type: ignore[assignment]
+        def request(method: str, path: str, extra: list[tuple[str, str]] = ()) -> HttpRequest:  # type: ignore[assignment]
             return HttpRequest(method, path, HttpHeaders([("Host", host), *extra]))
 
         req = client.make_request(type=S3RequestType.DEFAULT, operation_name="CreateBucket",
@@ -108,8 +115,7 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
         src = os.path.join(workdir, "upload.bin")
         dst = os.path.join(workdir, "download.bin")
         with open(src, "wb") as f:
-            for _ in range(size_mib):
-                f.write(os.urandom(MIB))
+            f.writelines(os.urandom(MIB) for _ in range(size_mib))
         say(f"  generated a {size_mib} MiB random file")
 
         t0 = time.perf_counter()

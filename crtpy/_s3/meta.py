@@ -18,7 +18,8 @@ import hashlib
 import logging
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._errors import code_of, error
 from .._http.body import _raw, known_length, read_into
@@ -49,8 +50,8 @@ _FOR_PART = ("x-amz-server-side-encryption-customer-", "x-amz-request-payer", "x
 class Failure(Exception):
     """Why a meta request failed (converted to the user's error at the end)."""
 
-    def __init__(self, name: str, message: str = "", *, response: Optional[Response] = None,
-                 operation: Optional[str] = None, retryable: bool = False) -> None:
+    def __init__(self, name: str, message: str = "", *, response: Response | None = None,
+                 operation: str | None = None, retryable: bool = False) -> None:
         super().__init__(f"{name}: {message}")
         self.name = name
         self.message = message
@@ -59,7 +60,7 @@ class Failure(Exception):
         self.retryable = retryable
 
 
-def _first(headers: Sequence[Tuple[str, str]], name: str) -> Optional[str]:
+def _first(headers: Sequence[tuple[str, str]], name: str) -> str | None:
     name = name.lower()
     for n, v in headers:
         if n.lower() == name:
@@ -67,11 +68,11 @@ def _first(headers: Sequence[Tuple[str, str]], name: str) -> Optional[str]:
     return None
 
 
-def _drop(headers: Sequence[Tuple[str, str]], names: Any) -> List[Tuple[str, str]]:
+def _drop(headers: Sequence[tuple[str, str]], names: Any) -> list[tuple[str, str]]:
     return [(n, v) for n, v in headers if n.lower() not in names]
 
 
-def encode_head(method: str, target: str, headers: Sequence[Tuple[str, str]]) -> bytes:
+def encode_head(method: str, target: str, headers: Sequence[tuple[str, str]]) -> bytes:
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     for n, v in headers:
         if "\r" in n or "\n" in n or "\r" in v or "\n" in v:
@@ -86,7 +87,7 @@ def _with_query(path: str, query: str) -> str:
 
 
 # --- blocking helpers (I/O worker threads) -----------------------------------------------------
-def _unbox(fn: Callable[..., Any], box: List[Any]) -> Any:
+def _unbox(fn: Callable[..., Any], box: list[Any]) -> Any:
     return fn(*box)
 
 
@@ -111,12 +112,12 @@ def _pread_full(fd: int, view: memoryview, offset: int) -> int:
     return got
 
 
-def _read_and_hash(fd: int, view: memoryview, offset: int, algorithm: Optional[int]) -> Tuple[int, Any]:
+def _read_and_hash(fd: int, view: memoryview, offset: int, algorithm: int | None) -> tuple[int, Any]:
     n = _pread_full(fd, view, offset)
     return n, _hash(algorithm, view[:n])
 
 
-def _hash(algorithm: Optional[int], data: Any) -> Any:
+def _hash(algorithm: int | None, data: Any) -> Any:
     if algorithm is None:
         return None
     h = C.Hasher(algorithm)
@@ -124,7 +125,7 @@ def _hash(algorithm: Optional[int], data: Any) -> Any:
     return h
 
 
-def _hash_pieces(algorithm: Optional[int], pieces: Sequence[Any]) -> Any:
+def _hash_pieces(algorithm: int | None, pieces: Sequence[Any]) -> Any:
     if algorithm is None:
         return None
     h = C.Hasher(algorithm)
@@ -144,7 +145,7 @@ def _stream_fill(stream: Any, view: memoryview) -> int:
     return got
 
 
-def _write_pieces(fd: int, pieces: List[bytes], offset: int, algorithm: Optional[int]) -> Any:
+def _write_pieces(fd: int, pieces: list[bytes], offset: int, algorithm: int | None) -> Any:
     h = _hash_pieces(algorithm, pieces)
     i = 0
     while i < len(pieces):
@@ -181,18 +182,18 @@ class _Gate:
 
 
 class MetaRequest:
-    def __init__(self, client: ClientImpl, *, type: int, request: Any, operation_name: Optional[str],
-                 recv_filepath: Optional[str], send_filepath: Optional[str], signing_config: Any,
-                 checksum_config: Any, part_size: Optional[int], multipart_upload_threshold: Optional[int],
-                 fio_options: Any, max_active_connections_override: Optional[int],
-                 on_headers: Optional[Callable[..., None]], on_body: Optional[Callable[..., None]],
-                 on_done: Optional[Callable[..., None]], on_progress: Optional[Callable[..., None]],
-                 region: Optional[str], finished_future: Any, shutdown_event: Any) -> None:
+    def __init__(self, client: ClientImpl, *, type: int, request: Any, operation_name: str | None,
+                 recv_filepath: str | None, send_filepath: str | None, signing_config: Any,
+                 checksum_config: Any, part_size: int | None, multipart_upload_threshold: int | None,
+                 fio_options: Any, max_active_connections_override: int | None,
+                 on_headers: Callable[..., None] | None, on_body: Callable[..., None] | None,
+                 on_done: Callable[..., None] | None, on_progress: Callable[..., None] | None,
+                 region: str | None, finished_future: Any, shutdown_event: Any) -> None:
         self.client = client
         self.type = type
         self.method = request.method
         self.path = request.path
-        self.headers: List[Tuple[str, str]] = list(request.headers)
+        self.headers: list[tuple[str, str]] = list(request.headers)
         self.body_stream = request.body_stream
         self.operation_name = operation_name
         self.recv_filepath = recv_filepath
@@ -204,7 +205,7 @@ class MetaRequest:
             else:
                 self.signing = None
         cc = checksum_config
-        self.algorithm: Optional[int] = int(cc.algorithm) if cc is not None and cc.algorithm is not None else None
+        self.algorithm: int | None = int(cc.algorithm) if cc is not None and cc.algorithm is not None else None
         self.trailer = cc is not None and cc.location is not None and int(cc.location) == 2
         self.validate = bool(cc is not None and cc.validate_response)
         self.expected_checksum = cc.expected_checksum if cc is not None else None
@@ -225,14 +226,14 @@ class MetaRequest:
         self.host_header = host
         self.host, self.port = self._split_host(host, client.tls)
         self.pool = client.pool_for(self.host, self.port, client.tls)
-        self._task: Optional["asyncio.Task[Any]"] = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
         self.did_validate = False
-        self.validation_algorithm: Optional[int] = None
-        self.final_status: Optional[int] = None
+        self.validation_algorithm: int | None = None
+        self.final_status: int | None = None
 
     @staticmethod
-    def _split_host(host: str, tls: bool) -> Tuple[str, int]:
+    def _split_host(host: str, tls: bool) -> tuple[str, int]:
         default = 443 if tls else 80
         if host.startswith("["):
             end = host.find("]")
@@ -263,14 +264,14 @@ class MetaRequest:
         try:
             self.client.loop_thread.call_soon(self._cancel_on_loop)
         except BaseException:  # noqa: BLE001 - loop gone: nothing to cancel
-            pass
+            _log.debug("cancel after the client's loop stopped")
 
     def _cancel_on_loop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
     async def _main(self) -> None:
-        failure: Optional[Failure] = None
+        failure: Failure | None = None
         try:
             if self.type == GET_OBJECT and self.method.upper() == "GET":
                 await self._get()
@@ -294,8 +295,8 @@ class MetaRequest:
                 _log.debug("S3 request failed", exc_info=True)
         self._finish(failure)
 
-    def _finish(self, failure: Optional[Failure]) -> None:
-        exc: Optional[BaseException] = None
+    def _finish(self, failure: Failure | None) -> None:
+        exc: BaseException | None = None
         error_headers = error_body = error_op = None
         status = self.final_status
         if failure is not None:
@@ -330,12 +331,12 @@ class MetaRequest:
         self.cbq.post(done)
 
     # -- one exchange with retries ---------------------------------------------------------------
-    async def _exchange(self, operation: str, method: str, target: str, headers: List[Tuple[str, str]],
-                        body: Optional[Callable[[], Sequence[Any]]] = None,
-                        sink_factory: Optional[Callable[[], Tuple[Optional[Callable[[bytes], None]], Any]]] = None,
+    async def _exchange(self, operation: str, method: str, target: str, headers: list[tuple[str, str]],
+                        body: Callable[[], Sequence[Any]] | None = None,
+                        sink_factory: Callable[[], tuple[Callable[[bytes], None] | None, Any]] | None = None,
                         body_value: str = UNSIGNED_PAYLOAD,
-                        check: Optional[Callable[[Response, Any], Any]] = None,
-                        retries: Optional[int] = None) -> Tuple[Response, Any]:
+                        check: Callable[[Response, Any], Any] | None = None,
+                        retries: int | None = None) -> tuple[Response, Any]:
         """Send one request, retrying retryable failures.  ``sink_factory`` gives a fresh
         (sink, state) per attempt; ``check(response, state)`` may raise Failure (retryable
         or not) for 2xx responses.  Returns (response, state)."""
@@ -354,7 +355,7 @@ class MetaRequest:
                 hdrs.append(("x-amz-content-sha256", body_value))
             head = encode_head(method, target, hdrs)
             sink, state = sink_factory() if sink_factory is not None else (None, None)
-            failure: Optional[Failure] = None
+            failure: Failure | None = None
             try:
                 conn = await self.pool.acquire()
                 try:
@@ -403,11 +404,11 @@ class MetaRequest:
         if self.on_progress is not None and n:
             self.cbq.post(self.on_progress, progress=n)
 
-    async def _run_all(self, coros: List[Any]) -> None:
+    async def _run_all(self, coros: list[Any]) -> None:
         """Run worker coroutines; the first failure cancels the others and is raised."""
         tasks = [asyncio.ensure_future(c) for c in coros]
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
@@ -443,11 +444,11 @@ class MetaRequest:
             headers = _drop(headers, {"content-length"}) + [("Content-Length", str(len(body)))]
         check_error = op != "GetObject"
 
-        def sink_factory() -> Tuple[Callable[[bytes], None], List[bytes]]:
-            parts: List[bytes] = []
+        def sink_factory() -> tuple[Callable[[bytes], None], list[bytes]]:
+            parts: list[bytes] = []
             return parts.append, parts
 
-        def check(resp: Response, parts: List[bytes]) -> None:
+        def check(resp: Response, parts: list[bytes]) -> None:
             if check_error and parts:
                 code = X.error_in_ok_body(parts)
                 if code is not None:
@@ -465,7 +466,12 @@ class MetaRequest:
             self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
         if self.recv_filepath is not None:
             path = self.recv_filepath
-            await run_blocking(lambda: open(path, "wb").write(b"".join(parts)))
+
+            def write_all() -> None:
+                with open(path, "wb") as f:
+                    f.writelines(parts)
+
+            await run_blocking(write_all)
         elif self.on_body is not None:
             offset = 0
             for chunk in parts:
@@ -488,7 +494,7 @@ class MetaRequest:
         base = [(n, v) for n, v in self.headers if n.lower() not in ("content-length",)]
         if self.validate:
             base.append(("x-amz-checksum-mode", "ENABLED"))
-        fd: Optional[int] = None
+        fd: int | None = None
         path = self.recv_filepath
         if path is not None:
             fd = await run_blocking(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -505,14 +511,14 @@ class MetaRequest:
                     except OSError:
                         pass
 
-    async def _get_parts(self, base: List[Tuple[str, str]], part: int, fd: Optional[int]) -> None:
-        validate_whole: Dict[str, Any] = {}
+    async def _get_parts(self, base: list[tuple[str, str]], part: int, fd: int | None) -> None:
+        validate_whole: dict[str, Any] = {}
 
-        def sink_factory() -> Tuple[Callable[[bytes], None], List[bytes]]:
-            pieces: List[bytes] = []
+        def sink_factory() -> tuple[Callable[[bytes], None], list[bytes]]:
+            pieces: list[bytes] = []
             return pieces.append, pieces
 
-        async def check_first(resp: Response, pieces: List[bytes]) -> None:
+        async def check_first(resp: Response, pieces: list[bytes]) -> None:
             # a response that holds the whole object is checked against its checksum here
             algo, value = self._response_checksum(resp)
             if algo is None or value is None:
@@ -576,17 +582,17 @@ class MetaRequest:
         if self.on_headers is not None:
             self.cbq.post(self.on_headers, status_code=self.final_status, headers=hdrs)
         nparts = 1 if resp.status != 206 else max(1, -(-total // part))
-        crcs: List[Optional[Tuple[int, int]]] = [None] * nparts
+        crcs: list[tuple[int, int] | None] = [None] * nparts
         crc_algo = combine[0] if combine else None
         gate = _Gate()
         loop = asyncio.get_running_loop()
-        ready: Dict[int, List[bytes]] = {}
+        ready: dict[int, list[bytes]] = {}
         state = {"next_deliver": 0, "next_claim": 1}
         window = max(2, self.max_connections)
         if fd is None and self.memory_limit_parts is not None:
             window = max(1, self.memory_limit_parts)
 
-        async def deliver(idx: int, pieces: List[bytes]) -> None:
+        async def deliver(idx: int, pieces: list[bytes]) -> None:
             size = sum(len(p) for p in pieces)
             if fd is not None:
                 h = await run_blocking(_write_pieces, fd, pieces, idx * part, crc_algo)
@@ -612,11 +618,11 @@ class MetaRequest:
 
         await deliver(0, pieces)
 
-        def part_check(idx: int) -> Callable[[Response, List[bytes]], None]:
+        def part_check(idx: int) -> Callable[[Response, list[bytes]], None]:
             start = idx * part
             end = min(total, start + part) - 1
 
-            def check(r: Response, got: List[bytes]) -> None:
+            def check(r: Response, got: list[bytes]) -> None:
                 if r.status != 206:
                     raise Failure("AWS_ERROR_S3_INVALID_RESPONSE_STATUS", f"expected 206 for a range, got {r.status}",
                                   response=r, operation="GetObject")
@@ -667,14 +673,14 @@ class MetaRequest:
             self.validation_algorithm = combine[0]
 
     @property
-    def memory_limit_parts(self) -> Optional[int]:
+    def memory_limit_parts(self) -> int | None:
         limit = self.client.memory_limit
         return None if limit is None else max(1, limit // self.part_size)
 
-    def _response_checksum(self, resp: Response) -> Tuple[Optional[int], Optional[str]]:
+    def _response_checksum(self, resp: Response) -> tuple[int | None, str | None]:
         if not self.validate:
             return None, None
-        found: Dict[int, str] = {}
+        found: dict[int, str] = {}
         for n, v in resp.headers:
             a = C.BY_HEADER.get(n.lower())
             if a is not None:
@@ -685,15 +691,15 @@ class MetaRequest:
         return None, None
 
     # -- PUT_OBJECT --------------------------------------------------------------------------------------
-    def _upload_part_size(self, size: Optional[int]) -> int:
+    def _upload_part_size(self, size: int | None) -> int:
         part = max(self.part_size, MIN_UPLOAD_PART)
         if size is not None and -(-size // part) > MAX_PARTS:
             part = -(-size // MAX_PARTS)
         return part
 
     async def _put(self) -> None:
-        size: Optional[int] = None
-        fd: Optional[int] = None
+        size: int | None = None
+        fd: int | None = None
         if self.send_filepath is not None:
             fd = await run_blocking(os.open, self.send_filepath, os.O_RDONLY)
         try:
@@ -729,7 +735,7 @@ class MetaRequest:
             pieces = [trailer]
         return lambda: pieces
 
-    def _part_request(self, view: memoryview, h: Any) -> Tuple[List[Tuple[str, str]], Callable[[], Sequence[Any]], str]:
+    def _part_request(self, view: memoryview, h: Any) -> tuple[list[tuple[str, str]], Callable[[], Sequence[Any]], str]:
         pieces = self._body_pieces(view, h)
         if self.algorithm is None:
             return [("Content-Length", str(len(view)))], pieces, UNSIGNED_PAYLOAD
@@ -747,7 +753,7 @@ class MetaRequest:
             return hashlib.sha256(view).hexdigest()
         return base_value
 
-    async def _put_single(self, fd: Optional[int], size: int) -> None:
+    async def _put_single(self, fd: int | None, size: int) -> None:
         buf = bytearray(size)
         view = memoryview(buf)
         algo = self.algorithm
@@ -773,7 +779,7 @@ class MetaRequest:
             self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
         self._progress(size)
 
-    async def _put_multipart(self, fd: Optional[int], size: Optional[int], part: int) -> None:
+    async def _put_multipart(self, fd: int | None, size: int | None, part: int) -> None:
         algo = self.algorithm
         full_object = algo == C.CRC64NVME
         create_headers = [(n, v) for n, v in self.headers
@@ -784,12 +790,12 @@ class MetaRequest:
             if full_object:
                 create_headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
 
-        def collect() -> Tuple[Callable[[bytes], None], List[bytes]]:
-            pieces: List[bytes] = []
+        def collect() -> tuple[Callable[[bytes], None], list[bytes]]:
+            pieces: list[bytes] = []
             return pieces.append, pieces
 
-        def check_xml(op: str) -> Callable[[Response, List[bytes]], None]:
-            def check(resp: Response, pieces: List[bytes]) -> None:
+        def check_xml(op: str) -> Callable[[Response, list[bytes]], None]:
+            def check(resp: Response, pieces: list[bytes]) -> None:
                 code = X.error_in_ok_body(pieces)
                 if code is not None:
                     resp.error_body = b"".join(pieces)
@@ -835,11 +841,11 @@ class MetaRequest:
         except BaseException as exc:  # noqa: BLE001 - the original failure is what matters
             _log.warning("AbortMultipartUpload of %s failed: %s", upload_id, exc)
 
-    async def _upload_parts(self, fd: Optional[int], size: Optional[int], part: int,
-                            upload_id: str) -> List[Dict[str, Any]]:
+    async def _upload_parts(self, fd: int | None, size: int | None, part: int,
+                            upload_id: str) -> list[dict[str, Any]]:
         algo = self.algorithm
         nparts = None if size is None else max(1, -(-size // part))
-        results: Dict[int, Dict[str, Any]] = {}
+        results: dict[int, dict[str, Any]] = {}
         state = {"next": 0, "eof": False}
         read_lock = asyncio.Lock()
         workers = self.max_connections if nparts is None else min(self.max_connections, nparts)
@@ -848,7 +854,7 @@ class MetaRequest:
         part_headers = [(n, v) for n, v in self.headers if n.lower().startswith(_FOR_PART)]
         stream = self.body_stream
 
-        async def read_next(view: memoryview) -> Optional[Tuple[int, int, Any]]:
+        async def read_next(view: memoryview) -> tuple[int, int, Any] | None:
             if fd is not None:
                 idx = state["next"]
                 if nparts is not None and idx >= nparts:

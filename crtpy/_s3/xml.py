@@ -7,7 +7,8 @@ with or without a namespace) and never resolves entities.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape
 
 from . import checksums as C
@@ -24,13 +25,13 @@ def _unescape(raw: bytes) -> str:
             .replace("&apos;", "'").replace("&amp;", "&"))
 
 
-def upload_id(body: bytes) -> Optional[str]:
+def upload_id(body: bytes) -> str | None:
     """The UploadId of a CreateMultipartUpload reply, or None."""
     m = _UPLOAD_ID.search(body)
     return _unescape(m.group(1)) if m else None
 
 
-def error_code(body: Optional[bytes]) -> Optional[str]:
+def error_code(body: bytes | None) -> str | None:
     """The <Code> of an S3 <Error> document, or None."""
     if not body:
         return None
@@ -38,7 +39,7 @@ def error_code(body: Optional[bytes]) -> Optional[str]:
     return _unescape(m.group(1)) if m else None
 
 
-def error_in_ok_body(pieces: Sequence[bytes]) -> Optional[str]:
+def error_in_ok_body(pieces: Sequence[bytes]) -> str | None:
     """For a 200 response whose body is an <Error> document, its code (else None)."""
     if not pieces:
         return None
@@ -48,7 +49,7 @@ def error_in_ok_body(pieces: Sequence[bytes]) -> Optional[str]:
     return error_code(b"".join(pieces)) or "UnknownError"
 
 
-def complete_body(parts: List[Dict[str, Any]], algorithm: Optional[int]) -> bytes:
+def complete_body(parts: list[dict[str, Any]], algorithm: int | None) -> bytes:
     """The CompleteMultipartUpload document for the uploaded parts (in order)."""
     out = [f'<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUpload xmlns="{_NS}">']
     tag = C.xml_name(algorithm) if algorithm is not None else None

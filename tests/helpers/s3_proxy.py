@@ -17,9 +17,9 @@ import http.client
 import socket
 import socketserver
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
 
-Predicate = Callable[[str, str, Dict[str, str]], bool]
+Predicate = Callable[[str, str, dict[str, str]], bool]
 
 _ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
@@ -30,9 +30,9 @@ _ERRORS = {
 class FaultProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.rules: List[List[object]] = []
-        self.fired: List[Tuple[str, str, str]] = []
-        self.requests: List[Tuple[str, str]] = []
+        self.rules: list[list[object]] = []
+        self.fired: list[tuple[str, str, str]] = []
+        self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -67,7 +67,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _action_for(self, method: str, path: str, headers: Dict[str, str]) -> Optional[str]:
+    def _action_for(self, method: str, path: str, headers: dict[str, str]) -> str | None:
         with self._lock:
             self.requests.append((method, path))
             for rule in self.rules:
@@ -83,7 +83,7 @@ class FaultProxy:
         if not line:
             return False
         method, path, _ = line.decode("latin-1").split(" ", 2)
-        raw_headers: List[Tuple[str, str]] = []
+        raw_headers: list[tuple[str, str]] = []
         while True:
             h = rfile.readline(65537)
             if h in (b"\r\n", b"\n", b""):

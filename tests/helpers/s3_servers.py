@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any
 
 import pytest
 
@@ -59,7 +59,7 @@ def make_client(port: int, **kwargs: Any) -> Any:
 
 
 def http_request(method: str, port: int, bucket: str, key: str = "", query: str = "",
-                 headers: Optional[List[Tuple[str, str]]] = None, body: Any = None) -> Any:
+                 headers: list[tuple[str, str]] | None = None, body: Any = None) -> Any:
     from crtpy.http import HttpHeaders, HttpRequest
 
     path = f"/{bucket}/{key}" if key else f"/{bucket}"
@@ -73,14 +73,14 @@ class Recorder:
     """Collects the callbacks of one S3 request."""
 
     def __init__(self) -> None:
-        self.status: Optional[int] = None
-        self.headers: Optional[List[Tuple[str, str]]] = None
-        self.chunks: List[Tuple[int, bytes]] = []
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] | None = None
+        self.chunks: list[tuple[int, bytes]] = []
         self.progress = 0
-        self.done_kwargs: Optional[dict] = None
+        self.done_kwargs: dict | None = None
         self._lock = threading.Lock()
 
-    def on_headers(self, status_code: int, headers: List[Tuple[str, str]], **kwargs: Any) -> None:
+    def on_headers(self, status_code: int, headers: list[tuple[str, str]], **kwargs: Any) -> None:
         self.status = status_code
         self.headers = headers
 
@@ -95,8 +95,8 @@ class Recorder:
         self.done_kwargs = kwargs
 
     def callbacks(self) -> dict:
-        return dict(on_headers=self.on_headers, on_body=self.on_body, on_progress=self.on_progress,
-                    on_done=self.on_done)
+        return {"on_headers": self.on_headers, "on_body": self.on_body, "on_progress": self.on_progress,
+                    "on_done": self.on_done}
 
     def body(self) -> bytes:
         expected = 0
@@ -123,7 +123,9 @@ class NginxS3:
             os.makedirs(os.path.join(tmp, d), exist_ok=True)
         here = os.path.dirname(os.path.abspath(__file__))
         conf_path = os.path.join(here, "..", "..", "benchmarks", "nginx_s3.conf")
-        conf = open(conf_path).read().replace("{tmp}", tmp).replace("{root}", root).replace("{port}", str(self.port))
+        with open(conf_path) as f:
+            conf = f.read()
+        conf = conf.replace("{tmp}", tmp).replace("{root}", root).replace("{port}", str(self.port))
         path = os.path.join(tmp, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
