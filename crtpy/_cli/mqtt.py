@@ -237,8 +237,7 @@ class _Session:
             for t in topics:
                 fut, _ = self.conn.subscribe(t, mqtt.QoS(qos), on_message)
                 result = fut.result(self.timeout)
-                granted = result.get("qos") if isinstance(result, dict) else None
-                if granted is None and isinstance(result, dict) and "qos" in result:
+                if isinstance(result, dict) and result.get("qos") is None:  # SUBACK 0x80
                     raise CliError(f"the broker refused the subscription to {t!r}")
 
     def close(self) -> None:
