@@ -18,8 +18,10 @@ the adapter's loop thread, and never inside the protocol client's own processing
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import weakref
 from typing import Any, Callable
 
 from .._errors import NAME_BY_CODE
@@ -39,6 +41,44 @@ def _safe(fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except Exception:  # noqa: BLE001 - an engine bug must not break the protocol client
         _log.exception("request-response engine failed handling a protocol event")
+
+
+class _WeakCompletions:
+    """Future completions that do not keep the adapter alive.
+
+    The protocol clients stop themselves when garbage-collected, but their drivers
+    (kept by a finalizer) hold the callbacks of pending operations; a callback holding
+    the adapter would hold the protocol client, which could then never be collected.
+    So a future's callback holds only a weak reference and a key; the handler itself
+    lives in the adapter."""
+
+    loop: Any
+
+    def _init_completions(self) -> None:
+        self._pending: dict[int, Callable[[Any], None]] = {}
+        self._keys = itertools.count()
+
+    def _when_done(self, future: Any, handler: Callable[[Any], None]) -> None:
+        key = next(self._keys)
+        self._pending[key] = handler
+        me = weakref.ref(self)
+
+        def done(f: Any) -> None:
+            adapter = me()
+            if adapter is None:
+                return
+            try:
+                adapter.loop.call_soon_threadsafe(adapter._complete, key, f)
+            except RuntimeError:
+                pass  # loop closed: nothing is waiting any more
+
+        add = getattr(future, "add_done_callback_inline", None) or future.add_done_callback
+        add(done)
+
+    def _complete(self, key: int, f: Any) -> None:
+        handler = self._pending.pop(key, None)
+        if handler is not None:
+            _safe(handler, f)
 
 
 # -- MQTT5 ------------------------------------------------------------------------------------
@@ -81,8 +121,9 @@ class _Mqtt5Hub:
 _hub_lock = threading.Lock()
 
 
-class Mqtt5Adapter:
+class Mqtt5Adapter(_WeakCompletions):
     def __init__(self, client: Any) -> None:
+        self._init_completions()
         driver = getattr(client, "_driver", None)
         if driver is None or not callable(getattr(driver, "_deliver", None)):
             raise TypeError("this mqtt5.Client offers no hook for a request-response client")
@@ -113,18 +154,6 @@ class Mqtt5Adapter:
             hub.sinks.remove(self.sink)
         self.sink = None
 
-    def _later(self, future: Any, handle: Callable[[Any], None]) -> None:
-        loop = self.loop
-
-        def done(f: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(handle, f)
-            except RuntimeError:
-                pass  # loop closed: nothing is waiting any more
-
-        future.add_done_callback_inline(done) if hasattr(future, "add_done_callback_inline") \
-            else future.add_done_callback(done)
-
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
         from .. import mqtt5
 
@@ -146,7 +175,7 @@ class Mqtt5Adapter:
             except Exception as e:  # noqa: BLE001
                 _safe(done, _error_name(e), False)
                 return
-            self._later(fut, handle)
+            self._when_done(fut, handle)
 
         self.loop.call_soon(go)
 
@@ -163,7 +192,7 @@ class Mqtt5Adapter:
             except Exception as e:  # noqa: BLE001
                 _safe(done, _error_name(e))
                 return
-            self._later(fut, handle)
+            self._when_done(fut, handle)
 
         self.loop.call_soon(go)
 
@@ -186,14 +215,15 @@ class Mqtt5Adapter:
             except Exception as e:  # noqa: BLE001
                 _safe(done, e)
                 return
-            self._later(fut, handle)
+            self._when_done(fut, handle)
 
         self.loop.call_soon(go)
 
 
 # -- MQTT 3.1.1 ---------------------------------------------------------------------------------
-class Mqtt311Adapter:
+class Mqtt311Adapter(_WeakCompletions):
     def __init__(self, connection: Any) -> None:
+        self._init_completions()
         self.connection = connection
         driver = getattr(connection, "_driver", None)
         loop_thread = getattr(driver, "loop_thread", None)
@@ -204,12 +234,14 @@ class Mqtt311Adapter:
         self.loop_thread = loop_thread
         self.loop = loop_thread.loop
         self.sink: Any = None
-        self._wrapped: list[tuple[str, Any]] = []
 
     @property
     def connected(self) -> bool:
         driver = getattr(self.connection, "_driver", None)
-        return bool(getattr(driver, "_connected", False)) and getattr(driver, "_lost", None) is None
+        # the driver keeps the CONNACK's session-present flag (None before a CONNACK) and
+        # its protocol object while the connection lasts
+        return (getattr(driver, "_connected", None) is not None
+                and getattr(driver, "protocol", None) is not None)
 
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -220,9 +252,9 @@ class Mqtt311Adapter:
     def attach(self, sink: Any) -> None:
         self.sink = sink
         conn = self.connection
-        adapter = self
+        me = weakref.ref(self)
 
-        def chain(name: str, after: Callable[..., None]) -> None:
+        def chain(name: str, kind: str) -> None:
             original = getattr(conn, name, None)
             if original is None:
                 return
@@ -231,15 +263,15 @@ class Mqtt311Adapter:
                 try:
                     original(*args)
                 finally:
-                    if adapter.sink is not None:
-                        after(*args)
+                    adapter = me()
+                    if adapter is not None and adapter.sink is not None:
+                        adapter._to_loop(adapter._event, kind, bool(args[0]) if args else None)
 
             setattr(conn, name, hook)
-            self._wrapped.append((name, hook))
 
-        chain("_crt_on_success", lambda sp: self._to_loop(self._event, "connected", bool(sp)))
-        chain("_crt_on_resumed", lambda sp: None)  # _crt_on_success follows every CONNACK
-        chain("_crt_on_interrupted", lambda _e: self._to_loop(self._event, "disconnected", None))
+        # _crt_on_success follows every CONNACK (first connection and resumptions alike)
+        chain("_crt_on_success", "connected")
+        chain("_crt_on_interrupted", "disconnected")
 
     def _event(self, kind: str, a: Any) -> None:
         sink = self.sink
@@ -255,14 +287,15 @@ class Mqtt311Adapter:
     def detach(self) -> None:
         self.sink = None  # the wrapped hooks stay but do nothing without a sink
 
-    def _future(self, fut: Any, handle: Callable[[Any], None]) -> None:
-        fut.add_done_callback(lambda f: self._to_loop(handle, f))
-
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
         from .. import mqtt
 
+        me = weakref.ref(self)  # the connection keeps this callback; it must not keep us
+
         def on_message(topic: str, payload: bytes, *_args: Any, **_kwargs: Any) -> None:
-            self._to_loop(self._event, "publish", (topic, bytes(payload)))
+            adapter = me()
+            if adapter is not None:
+                adapter._to_loop(adapter._event, "publish", (topic, bytes(payload)))
 
         def handle(f: Any) -> None:
             exc = f.exception()
@@ -278,7 +311,7 @@ class Mqtt311Adapter:
         except Exception as e:  # noqa: BLE001
             self._to_loop(done, _error_name(e), False)
             return
-        self._future(fut, handle)
+        self._when_done(fut, handle)
 
     def unsubscribe(self, topic_filter: str, done: Callable[[str | None], None]) -> None:
         def handle(f: Any) -> None:
@@ -290,7 +323,7 @@ class Mqtt311Adapter:
         except Exception as e:  # noqa: BLE001
             self._to_loop(done, _error_name(e))
             return
-        self._future(fut, handle)
+        self._when_done(fut, handle)
 
     def publish(self, topic: str, payload: bytes, done: Callable[[BaseException | None], None]) -> None:
         from .. import mqtt
@@ -303,4 +336,4 @@ class Mqtt311Adapter:
         except Exception as e:  # noqa: BLE001
             self._to_loop(done, e)
             return
-        self._future(fut, handle)
+        self._when_done(fut, handle)
