@@ -330,3 +330,30 @@ def test_receive_maximum_from_connack_respected():
         stop(client, rec)
     assert ("extra", None) in broker.log
     assert max(x for x in broker.log if isinstance(x, int)) == 2
+
+
+@pytest.mark.parametrize("username,disable", [(None, False), ("bob", False), ("bob", True), (None, True)])
+def test_metrics_in_username_like_reference(username, disable):
+    ref = pytest.importorskip("awscrt.mqtt5")
+
+    async def handler(conn):
+        p = await accept(conn)
+        conn.broker.log.append(p.username)
+        await conn.read_until_closed()
+
+    seen = []
+    for m in (mqtt5, ref):
+        with FakeBroker(handler) as broker:
+            rec = Recorder()
+            client = m.Client(m.ClientOptions(broker.host, broker.port, disable_metrics=disable,
+                                              connect_options=m.ConnectPacket(username=username),
+                                              **rec.options()))
+            client.start()
+            rec.wait("success")
+            seen.append(broker.log.wait(1)[0])
+            stop(client, rec)
+    assert seen[0] == seen[1]
+    if disable:
+        assert seen[0] == username
+    else:
+        assert "SDK=" in seen[0] and seen[0].startswith(username or "?")

@@ -328,7 +328,13 @@ def build_config(o: mqtt5.ClientOptions) -> Config:
     ka = co.keep_alive_interval_sec
     conn.keep_alive = DEFAULT_KEEP_ALIVE_SEC if ka is None else _uint(ka, 16, "keep_alive_interval_sec", cerr)
     if co.username is not None:
-        conn.username = _check_str(co.username, "username", cerr)
+        _check_str(co.username, "username", cerr)
+    # Like the reference, SDK metrics ride in the username unless disable_metrics is set.
+    from ..aws_iot_metrics import _mqtt5_username
+
+    username = _mqtt5_username(o)
+    if username is not None:
+        conn.username = _check_str(username, "username", cerr)
     if co.password is not None:
         conn.password = _as_bytes(co.password, "password")
     props = conn.props
