@@ -122,3 +122,57 @@ def test_refusal_same_as_reference(mosquitto_factory):  # noqa: F811
         assert stopped.wait(T)
         results.append(plain(got[0]))
     assert results[0] == results[1]
+
+
+def _connect_cases():
+    def full(m):
+        will = m.PublishPacket(
+            payload=b"w", qos=1, retain=True, topic="will/t",
+            payload_format_indicator=m.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,
+            message_expiry_interval_sec=8, response_topic="rt", correlation_data_bytes=b"cd",
+            content_type="ct", user_properties=[m.UserProperty("a", "b")])
+        return dict(
+            connect_options=m.ConnectPacket(
+                keep_alive_interval_sec=33, client_id="cid", username="u", password="pw",
+                session_expiry_interval_sec=99, request_response_information=True,
+                request_problem_information=False, receive_maximum=7, maximum_packet_size=5000,
+                will_delay_interval_sec=4, will=will, user_properties=[m.UserProperty("x", "y")]),
+            topic_aliasing_options=m.TopicAliasingOptions(
+                inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED, inbound_cache_max_size=9),
+            disable_metrics=True)
+
+    return {
+        "default": lambda m: {},
+        "full": full,
+        "inbound_alias_default": lambda m: dict(topic_aliasing_options=m.TopicAliasingOptions(
+            inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED)),
+        "rejoin_always": lambda m: dict(session_behavior=m.ClientSessionBehaviorType.REJOIN_ALWAYS),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_connect_cases()))
+def test_connect_packet_same_as_reference(case):
+    """The CONNECT on the wire (decoded by our codec) is identical for both clients."""
+    from helpers.fake_broker import FakeBroker, accept
+
+    kw = _connect_cases()[case]
+
+    async def handler(conn):
+        conn.broker.log.append(await accept(conn))
+        await conn.read_until_closed()
+
+    packets = []
+    for m in (crt_mqtt5, ref_mqtt5):
+        stopped = threading.Event()
+        connected = threading.Event()
+        with FakeBroker(handler) as broker:
+            client = m.Client(m.ClientOptions(
+                broker.host, broker.port, **kw(m),
+                on_lifecycle_event_connection_success_fn=lambda d, e=connected: e.set(),
+                on_lifecycle_event_stopped_fn=lambda d, s=stopped: s.set()))
+            client.start()
+            assert connected.wait(T)
+            packets.append(broker.log.wait(1)[0])
+            client.stop()
+            assert stopped.wait(T)
+    assert packets[0] == packets[1]
