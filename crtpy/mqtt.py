@@ -17,10 +17,12 @@ The protocol work lives in ``crtpy._mqtt311`` (state machine) and ``crtpy._mqtt`
 from __future__ import annotations
 
 import inspect
+import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
 from ._errors import error
@@ -29,7 +31,7 @@ from .exceptions import AwsCrtError
 if TYPE_CHECKING:
     from .aws_iot_metrics import AWSIoTMetrics
     from .http import HttpProxyOptions, HttpRequest
-    from .io import ClientBootstrap, ClientTlsContext, SocketOptions
+    from .io import SocketOptions
 
 __all__ = [
     "Client",
@@ -66,7 +68,7 @@ class QoS(IntEnum):
         return Mqtt5QoS(self.value)
 
 
-def _qos_or_none(value: Any) -> Optional[QoS]:
+def _qos_or_none(value: Any) -> QoS | None:
     try:
         return QoS(value)
     except ValueError:
@@ -164,7 +166,7 @@ class Client(NativeResource):
         if tls_ctx is not None and not isinstance(tls_ctx, ClientTlsContext):
             raise TypeError("tls_ctx must be a ClientTlsContext or None")
         super().__init__()
-        self._bootstrap = bootstrap if bootstrap is not None else ClientBootstrap.get_or_create_static_default()
+        self._bootstrap = bootstrap  # None: the static default, looked up per connection
         self.tls_ctx = tls_ctx
 
 
@@ -289,26 +291,26 @@ class Connection(NativeResource):
                  port: int,
                  client_id: str,
                  clean_session: bool = True,
-                 on_connection_interrupted: Optional[Callable[..., None]] = None,
-                 on_connection_resumed: Optional[Callable[..., None]] = None,
+                 on_connection_interrupted: Callable[..., None] | None = None,
+                 on_connection_resumed: Callable[..., None] | None = None,
                  reconnect_min_timeout_secs: int = 5,
                  reconnect_max_timeout_secs: int = 60,
                  keep_alive_secs: int = 1200,
                  ping_timeout_ms: int = 3000,
                  protocol_operation_timeout_ms: int = 0,
-                 will: Optional[Will] = None,
-                 username: Optional[str] = None,
-                 password: Optional[str] = None,
-                 socket_options: Optional[SocketOptions] = None,
+                 will: Will | None = None,
+                 username: str | None = None,
+                 password: str | None = None,
+                 socket_options: SocketOptions | None = None,
                  use_websockets: bool = False,
-                 websocket_proxy_options: Optional[HttpProxyOptions] = None,
-                 websocket_handshake_transform: Optional[Callable[..., None]] = None,
-                 proxy_options: Optional[HttpProxyOptions] = None,
-                 on_connection_success: Optional[Callable[..., None]] = None,
-                 on_connection_failure: Optional[Callable[..., None]] = None,
-                 on_connection_closed: Optional[Callable[..., None]] = None,
+                 websocket_proxy_options: HttpProxyOptions | None = None,
+                 websocket_handshake_transform: Callable[..., None] | None = None,
+                 proxy_options: HttpProxyOptions | None = None,
+                 on_connection_success: Callable[..., None] | None = None,
+                 on_connection_failure: Callable[..., None] | None = None,
+                 on_connection_closed: Callable[..., None] | None = None,
                  disable_metrics: bool = False,
-                 metrics: Optional[AWSIoTMetrics] = None,
+                 metrics: AWSIoTMetrics | None = None,
                  ) -> None:
         from .http import HttpProxyOptions
         from .io import SocketOptions
@@ -341,7 +343,7 @@ class Connection(NativeResource):
             raise ValueError("'websocket_proxy_options' is deprecated in favour of 'proxy_options'; "
                              "set only one of them")
         super().__init__()
-        from ._mqtt311.driver import Driver
+        from ._mqtt311.driver import Driver, SubTable
 
         self.client = client
         self._on_connection_interrupted_cb = on_connection_interrupted
@@ -368,7 +370,11 @@ class Connection(NativeResource):
         self.proxy_options = proxy_options if proxy_options else websocket_proxy_options
         self._disable_metrics = bool(disable_metrics)
         self._metrics = metrics
-        self._driver = Driver(self, client._bootstrap)
+        self._subs = SubTable()
+        self._driver = Driver(self, client._bootstrap, self._subs)
+        # Only a running driver needs stopping, and its task keeps it alive: a weak
+        # reference lets a stopped driver (with user callbacks) be collected with us.
+        weakref.finalize(self, _terminate, weakref.ref(self._driver))
 
     def __repr__(self) -> str:
         return f"<crtpy.mqtt.Connection client_id={self.client_id!r} host={self.host_name!r} port={self.port!r}>"
@@ -477,7 +483,7 @@ class Connection(NativeResource):
             fut.try_set_exception(e)
         return fut
 
-    def subscribe(self, topic: str, qos: QoS, callback: Optional[Callable[..., None]] = None) -> tuple[Future, int]:
+    def subscribe(self, topic: str, qos: QoS, callback: Callable[..., None] | None = None) -> tuple[Future, int]:
         """Subscribe to a topic filter (wildcards allowed).
 
         ``callback(topic, payload, dup, qos, retain, **kwargs)`` (or the older
@@ -515,12 +521,12 @@ class Connection(NativeResource):
 
         return d.submit(k.SUBSCRIBE, data, pid, int(q), [(topic, int(q))], convert), pid
 
-    def on_message(self, callback: Optional[Callable[..., None]]) -> None:
+    def on_message(self, callback: Callable[..., None] | None) -> None:
         """Set a callback for every received message (``None`` removes it), with the
         arguments described in :meth:`subscribe`."""
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable or None")
-        self._driver.on_any = _message_wrapper(callback) if callback is not None else None
+        self._subs.on_any = _message_wrapper(callback) if callback is not None else None
 
     def unsubscribe(self, topic: str) -> tuple[Future, int]:
         """Unsubscribe from a topic filter.
@@ -542,7 +548,7 @@ class Connection(NativeResource):
             return _failed(e), 0
         return d.submit(k.UNSUBSCRIBE, data, pid, 0, [topic], lambda _r: {"packet_id": pid}), pid
 
-    def resubscribe_existing_topics(self) -> tuple[Future, Optional[int]]:
+    def resubscribe_existing_topics(self) -> tuple[Future, int | None]:
         """Subscribe again, in one SUBSCRIBE, to every topic filter of this connection
         (useful after resuming without a session).
 
@@ -572,7 +578,7 @@ class Connection(NativeResource):
 
         return d.submit(k.SUBSCRIBE, data, pid, 1, subs, convert), pid
 
-    def publish(self, topic: str, payload: Union[str, bytes, bytearray], qos: QoS,
+    def publish(self, topic: str, payload: str | bytes | bytearray, qos: QoS,
                 retain: bool = False) -> tuple[Future, int]:
         """Publish a message.
 
@@ -604,6 +610,12 @@ class Connection(NativeResource):
         """Counts and sizes of the operations not yet completed."""
         self._check_fork()
         return OperationStatisticsData(*self._driver.get_stats())
+
+
+def _terminate(driver_ref: Any) -> None:
+    driver = driver_ref()
+    if driver is not None:
+        driver.terminate()
 
 
 def _publish_result(pid: int) -> Callable[[Any], dict]:
@@ -639,7 +651,7 @@ class WebsocketHandshakeTransformArgs:
         self.http_request = http_request
         self._done_future = done_future
 
-    def set_done(self, exception: Optional[BaseException] = None) -> None:
+    def set_done(self, exception: BaseException | None = None) -> None:
         """Finish the transform; an exception cancels the handshake."""
         if exception is None:
             self._done_future.set_result(None)

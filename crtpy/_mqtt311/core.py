@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
@@ -44,7 +45,7 @@ CONNECTING = 1
 CONNECTED = 2
 CLOSING = 3
 
-Done = Callable[[Any, Optional[BaseException]], None]
+Done = Callable[[Any, BaseException | None], None]
 
 
 class Op:
@@ -86,8 +87,14 @@ class Event:
 
 
 class Config:
-    __slots__ = ("clean_session", "connect_bytes", "keep_alive", "operation_timeout", "ping_timeout",
-                 "connack_timeout")
+    __slots__ = (
+        "clean_session",
+        "connack_timeout",
+        "connect_bytes",
+        "keep_alive",
+        "operation_timeout",
+        "ping_timeout",
+    )
 
     def __init__(self, connect: c.Connect, ping_timeout: float, operation_timeout: float) -> None:
         self.connect_bytes = c.encode_connect(connect, 4)
@@ -228,6 +235,9 @@ class Core:
             from .._net.connect import map_connect_error
 
             reason = map_connect_error(reason)
+        reason.__traceback__ = None  # no frames kept alive by a reported error
+        reason.__context__ = None
+        reason.__cause__ = None
         self.events.append(Event("lost", reason, was_connected))
 
     # -- input ------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
@@ -49,6 +50,15 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(fl) == len(tl)
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback and chained exceptions: their frames would keep
+    connections and bootstraps alive for as long as a user holds the error."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
@@ -73,8 +83,20 @@ class _Protocol(asyncio.Protocol):
             self.closed.set_result(exc)
 
 
+class SubTable:
+    """The connection's subscriptions and message callbacks.  Owned by the Connection;
+    the driver only holds it weakly, so callbacks that refer to their connection do not
+    keep it alive."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.subs: dict[str, tuple[int, Callable[..., None] | None]] = {}  # filter -> (qos, callback)
+        self.cache: dict[str, list[Callable[..., None]]] = {}
+        self.on_any: Callable[..., None] | None = None
+
+
 class Driver:
-    def __init__(self, conn: Any, bootstrap: Any) -> None:
+    def __init__(self, conn: Any, bootstrap: Any, table: SubTable) -> None:
         from .._net.connect import pick_loop
 
         self.conn_ref = weakref.ref(conn)
@@ -83,11 +105,7 @@ class Driver:
         self.loop = self.loop_thread.loop
         self.callbacks = CallbackQueue()
         self.core: k.Core = k.Core(k.Config(c.Connect(4, "probe"), 3.0, 0.0))
-        self.lock = threading.Lock()
-        # topic filter -> (qos, wrapped callback or None)
-        self.subs: dict[str, tuple[int, Callable[..., None] | None]] = {}
-        self.sub_cache: dict[str, list[Callable[..., None]]] = {}
-        self.on_any: Callable[..., None] | None = None
+        self.table = weakref.ref(table)
         self.phase = IDLE
         self.task: asyncio.Task | None = None
         self.protocol: _Protocol | None = None
@@ -153,22 +171,36 @@ class Driver:
         return fut
 
     def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
-        with self.lock:
-            self.subs[topic_filter] = (qos, cb)
-            self.sub_cache = {}
+        t = self.table()
+        if t is not None:
+            with t.lock:
+                t.subs[topic_filter] = (qos, cb)
+                t.cache = {}
 
     def remove_subscriptions(self, filters: Any) -> None:
-        with self.lock:
-            for f in filters:
-                self.subs.pop(f, None)
-            self.sub_cache = {}
+        t = self.table()
+        if t is not None:
+            with t.lock:
+                for f in filters:
+                    t.subs.pop(f, None)
+                t.cache = {}
 
     def subscriptions(self) -> list[tuple[str, int]]:
-        with self.lock:
-            return [(f, q) for f, (q, _cb) in self.subs.items()]
+        t = self.table()
+        if t is None:
+            return []
+        with t.lock:
+            return [(f, q) for f, (q, _cb) in t.subs.items()]
 
     def get_stats(self) -> tuple[int, int, int, int]:
         return self.loop_thread.run_sync(self.core.stats, timeout=10.0)  # type: ignore[no-any-return]
+
+    def terminate(self) -> None:
+        """The Connection was garbage collected: close the connection, stop reconnecting."""
+        try:
+            self.post(("disconnect", CrtFuture()))
+        except Exception:  # noqa: BLE001 - the loop may already be gone at interpreter exit
+            _log.debug("could not stop a collected MQTT connection", exc_info=True)
 
     def connect(self, fut: CrtFuture, core: k.Core, settings: dict[str, Any]) -> None:
         self.post(("connect", fut, core, settings))
@@ -263,19 +295,22 @@ class Driver:
             self._lost = ev.a
 
     def _deliver_publish(self, p: c.Publish) -> None:
+        t = self.table()
+        if t is None:
+            return
         topic = p.topic
-        cbs = self.sub_cache.get(topic)
+        cbs = t.cache.get(topic)
         if cbs is None:
-            with self.lock:
-                cbs = [cb for f, (_q, cb) in self.subs.items() if cb is not None and topic_matches(f, topic)]
-                if len(self.sub_cache) > 4096:
-                    self.sub_cache = {}
-                self.sub_cache[topic] = cbs
+            with t.lock:
+                cbs = [cb for f, (_q, cb) in t.subs.items() if cb is not None and topic_matches(f, topic)]
+                if len(t.cache) > 4096:
+                    t.cache = {}
+                t.cache[topic] = cbs
         payload = p.payload if type(p.payload) is bytes else bytes(p.payload)
         post = self.callbacks.post
         for cb in cbs:
             post(cb, topic, payload, p.dup, p.qos, p.retain)
-        any_cb = self.on_any
+        any_cb = t.on_any
         if any_cb is not None:
             post(any_cb, topic, payload, p.dup, p.qos, p.retain)
 
@@ -329,7 +364,7 @@ class Driver:
             from .._net.connect import map_connect_error
 
             self.transport = None
-            return False, map_connect_error(e) if not hasattr(e, "name") else e, None
+            return False, _detached(map_connect_error(e) if not hasattr(e, "name") else e), None
         self.protocol = proto
         if not self.want_running:
             proto.transport.close()  # type: ignore[union-attr]
@@ -365,6 +400,7 @@ class Driver:
             self.timer.cancel()
             self.timer = None
         self.core.connection_lost(exc)
+        self.core.close_error = None  # reported; do not keep it (or its frames) alive
         self.after_core()
 
     async def _run(self) -> None:
@@ -372,6 +408,7 @@ class Driver:
         backoff = Backoff(s["min_delay"], s["max_delay"], JitterMode.NONE)
         first = True
         fut = self.connect_future
+        self.connect_future = None  # a completed future must not stay reachable from here
         closed_by_user = False
         try:
             while self.want_running:
@@ -418,6 +455,7 @@ class Driver:
         finally:
             self.phase = IDLE
             self.want_running = False
+            self._lost = self._connected = self._refused = None
             self.protocol = None
             self.transport = None
             futures, self.disconnect_futures = self.disconnect_futures, []
