@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import h2.config
@@ -15,6 +16,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
@@ -25,6 +27,112 @@ _HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "trans
                           "upgrade", "host"})
 _AUTO_CONN_WINDOW = 16 * 1024 * 1024
 _DEFAULT_STREAM_WINDOW = 8 * 1024 * 1024
+
+
+def _install_huffman_cache() -> None:
+    """Memoize HPACK Huffman decoding (a pure function, and by far the costliest step of
+    reading a response's headers in pure Python): servers repeat the same header values
+    (server, date, content-type, ...) response after response."""
+    import hpack.hpack as _hp
+
+    plain = _hp.decode_huffman
+    if getattr(plain, "_crtpy_cached", False):
+        return
+    cache: Dict[bytes, bytes] = {}
+
+    def decode_huffman(data: bytes) -> bytes:
+        key = bytes(data)
+        out = cache.get(key)
+        if out is None:
+            out = plain(key)
+            if len(key) <= 512:
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[key] = out
+        return out
+
+    decode_huffman._crtpy_cached = True  # type: ignore[attr-defined]
+    _hp.decode_huffman = decode_huffman  # type: ignore[assignment]
+
+
+_install_huffman_cache()
+
+
+def _table_state(table: Any) -> Tuple[int, Any, int, bool]:
+    entries = table.dynamic_entries
+    return (len(entries), entries[0] if entries else None, table.maxsize, table.resized)
+
+
+class _CachingDecoder(hpack.Decoder):
+    """HPACK decoder that remembers header blocks which neither use nor change the
+    dynamic table state they were decoded in: servers send the same block response
+    after response, and pure-Python HPACK decoding is the costliest part of a small
+    response.  The cache is emptied whenever a block changes the table."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache: Dict[Tuple[bool, bytes], Tuple[Any, ...]] = {}
+
+    def decode(self, data: Any, raw: bool = False) -> Any:
+        key = (raw, bytes(data))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return list(hit)
+        before = _table_state(self.header_table)
+        result = super().decode(data, raw)
+        if _table_state(self.header_table) == before:
+            if len(self._cache) >= 1024:
+                self._cache.clear()
+            self._cache[key] = tuple(result)
+        else:
+            self._cache.clear()
+        return result
+
+
+class _CachingEncoder(hpack.Encoder):
+    """HPACK encoder that reuses the block of a header list it encoded before, when that
+    encoding left the dynamic table unchanged (repeated requests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: Dict[Tuple[Any, bool], bytes] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        try:
+            key = (tuple(headers), huffman)
+            hit = self._cache.get(key)
+        except TypeError:  # unhashable header values
+            return super().encode(headers, huffman)
+        if hit is not None and not self.header_table.resized:
+            return hit
+        before = _table_state(self.header_table)
+        out = super().encode(headers, huffman)
+        if _table_state(self.header_table) == before:
+            if len(self._cache) >= 256:
+                self._cache.clear()
+            self._cache[key] = out
+        else:
+            self._cache.clear()
+        return out
+
+
+class _H2StateMachine(h2.connection.H2Connection):
+    """h2's connection with a constant-time count of open client streams.
+
+    h2 counts open streams by walking all of them on every new stream (quadratic with
+    many concurrent streams).  The engine keeps its own count and already holds streams
+    back at the server's MAX_CONCURRENT_STREAMS; h2's own walk (which also forgets
+    closed streams) runs only every so often."""
+
+    _count_open: Callable[[], int] = staticmethod(lambda: 0)  # type: ignore[assignment]
+    _calls = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        self._calls += 1
+        if self._calls % 256 == 0:
+            return super().open_outbound_streams
+        return self._count_open()
 
 
 class H2Stream:
@@ -59,7 +167,7 @@ class H2Stream:
         if not self.conn._open:
             raise error("AWS_ERROR_HTTP_CONNECTION_CLOSED")
         self.activated = True
-        call_on_loop(self.conn.loop, self.conn._activate, self)
+        self.conn._post_activation(self)
 
     def update_window(self, increment: int) -> None:
         if increment:
@@ -105,6 +213,10 @@ class H2Connection:
         self._waiting: Deque[H2Stream] = collections.deque()
         self._conn_window_event = asyncio.Event()
         self._pings: Deque["asyncio.Future[None]"] = collections.deque()
+        self._act_lock = threading.Lock()
+        self._act_queue: List[H2Stream] = []
+        self._act_scheduled = False
+        self._batching = False
 
         values: Dict[int, int] = {
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
@@ -116,10 +228,19 @@ class H2Connection:
             values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = int(initial_window_size or 0)
         for s in initial_settings or []:
             values[int(s.id)] = int(s.value)
+        # the engine builds request headers itself (lower-case names, pseudo-headers
+        # first): h2's outbound validation would only repeat that work per request
         cfg = h2.config.H2Configuration(client_side=True, header_encoding=None,
                                         validate_inbound_headers=False,
-                                        normalize_inbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=cfg)
+                                        normalize_inbound_headers=False,
+                                        validate_outbound_headers=False,
+                                        normalize_outbound_headers=False)
+        self.h2 = _H2StateMachine(config=cfg)
+        encoder, decoder = _CachingEncoder(), _CachingDecoder()
+        decoder.max_header_list_size = self.h2.decoder.max_header_list_size
+        decoder.max_allowed_table_size = self.h2.decoder.max_allowed_table_size
+        self.h2.encoder, self.h2.decoder = encoder, decoder
+        self.h2._count_open = lambda: len(self._streams)
         self.h2.local_settings = h2.settings.Settings(client=True, initial_values=values)
         self.h2.max_inbound_frame_size = self.h2.local_settings.max_frame_size
         protocol.set_handler(None)
@@ -161,8 +282,32 @@ class H2Connection:
         self._flush()
         return fut
 
+    def _post_activation(self, s: H2Stream) -> None:
+        """Any thread: queue a stream for activation; one loop wake-up (and one write)
+        serves all the streams activated meanwhile."""
+        with self._act_lock:
+            self._act_queue.append(s)
+            if self._act_scheduled:
+                return
+            self._act_scheduled = True
+        call_on_loop(self.loop, self._run_activations)
+
+    def _run_activations(self) -> None:
+        with self._act_lock:
+            batch, self._act_queue = self._act_queue, []
+            self._act_scheduled = False
+        self._batching = True
+        try:
+            for s in batch:
+                self._activate(s)
+        finally:
+            self._batching = False
+        self._flush()
+
     # -- loop side --------------------------------------------------------------------------
     def _flush(self) -> None:
+        if self._batching:
+            return
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
