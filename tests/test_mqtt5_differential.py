@@ -176,3 +176,63 @@ def test_connect_packet_same_as_reference(case):
             client.stop()
             assert stopped.wait(T)
     assert packets[0] == packets[1]
+
+
+@pytest.mark.parametrize("session_expiry", [None, 5])
+def test_operation_packets_same_as_reference(session_expiry):
+    """SUBSCRIBE, PUBLISH (with every property), UNSUBSCRIBE and the stop DISCONNECT on
+    the wire are identical for both clients."""
+    from helpers.fake_broker import FakeBroker, accept
+
+    from crtpy._mqtt import codec as c
+
+    async def handler(conn):
+        await accept(conn)
+        while True:
+            p = await conn.read()
+            if p is None:
+                conn.broker.log.append("closed")
+                return
+            conn.broker.log.append(p)
+            if isinstance(p, c.Subscribe):
+                conn.send(c.Suback(p.packet_id, [s.qos for s in p.subscriptions]))
+            elif isinstance(p, c.Unsubscribe):
+                conn.send(c.Unsuback(p.packet_id, [0] * len(p.topic_filters)))
+            elif isinstance(p, c.Publish) and p.qos:
+                conn.send(c.Ack(c.PUBACK, p.packet_id))
+
+    logs = []
+    for m in (crt_mqtt5, ref_mqtt5):
+        stopped = threading.Event()
+        connected = threading.Event()
+        with FakeBroker(handler) as broker:
+            client = m.Client(m.ClientOptions(
+                broker.host, broker.port,
+                on_lifecycle_event_connection_success_fn=lambda d, e=connected: e.set(),
+                on_lifecycle_event_stopped_fn=lambda d, s=stopped: s.set()))
+            client.start()
+            assert connected.wait(T)
+            client.subscribe(m.SubscribePacket(
+                [m.Subscription("a/+", m.QoS.AT_LEAST_ONCE, no_local=True, retain_as_published=True,
+                                retain_handling_type=m.RetainHandlingType.DONT_SEND),
+                 m.Subscription("b/#")],
+                subscription_identifier=12, user_properties=[m.UserProperty("s", "t")])).result(T)
+            client.publish(m.PublishPacket(
+                payload="héllo", qos=m.QoS.AT_LEAST_ONCE, retain=True, topic="a/b",
+                payload_format_indicator=m.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,
+                message_expiry_interval_sec=77, response_topic="r/t", correlation_data=b"old",
+                correlation_data_bytes=b"new", content_type="text/plain",
+                user_properties=[m.UserProperty("k", "v"), m.UserProperty("k", "w")])).result(T)
+            client.publish(m.PublishPacket(payload=b"", topic="q0")).result(T)
+            client.unsubscribe(m.UnsubscribePacket(["a/+", "b/#"])).result(T)
+            client.stop(m.DisconnectPacket(
+                reason_code=m.DisconnectReasonCode.DISCONNECT_WITH_WILL_MESSAGE,
+                session_expiry_interval_sec=session_expiry, reason_string="bye",
+                user_properties=[m.UserProperty("d", "e")]))
+            assert stopped.wait(T)
+            with broker.log.cond:
+                assert broker.log.cond.wait_for(lambda b=broker: "closed" in b.log, T)
+            logs.append(list(broker.log))
+    assert logs[0] == logs[1]
+    # a DISCONNECT raising the session expiry from 0 is a protocol error: not sent
+    assert isinstance(logs[0][-2], c.Disconnect) == (session_expiry is None)

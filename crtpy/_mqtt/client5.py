@@ -552,10 +552,22 @@ class Core:
         self.stopping = True
         if self.close_error is not None:
             return
-        if packet is not None and self.state == CONNECTED:
+        if packet is not None and self.state == CONNECTED and self._disconnect_allowed(packet):
             self.output.append(c.encode_disconnect(packet))
         self.close_error = error("AWS_ERROR_MQTT5_USER_REQUESTED_STOP")
         self.state = CLOSING
+
+    def _disconnect_allowed(self, packet: c.Disconnect) -> bool:
+        """A client may not raise the session expiry from 0 in its DISCONNECT (MQTT 5
+        section 3.14.2.2.2); like the reference, such a DISCONNECT is not sent at all."""
+        requested = packet.props.get(c.P_SESSION_EXPIRY_INTERVAL)
+        if not requested:
+            return True
+        negotiated = self.negotiated.session_expiry if self.negotiated is not None else 0
+        if negotiated == 0:
+            _log.debug("DISCONNECT not sent: session expiry cannot be raised from 0")
+            return False
+        return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """The transport closed (or could not be opened): settle the lifecycle."""
