@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         digest, _ = digest_stream(sys.stdin.buffer, args.algorithm)
     else:
         try:
-            f = open(args.file, "rb", buffering=0)
+            f = open(args.file, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
         except IsADirectoryError:
             raise CliError(f"{args.file}: is a directory") from None
         except FileNotFoundError:
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except OSError as e:
             raise CliError(f"{args.file}: {e.strerror or e}") from None
         with f:
-            digest, _ = digest_stream(f, args.algorithm)  # type: ignore[arg-type]
+            digest, _ = digest_stream(f, args.algorithm)
     b64 = base64.b64encode(digest).decode("ascii")
     if args.format == "base64":
         out.write(b64 + "\n")

@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 
 class CliError(Exception):
@@ -32,7 +32,7 @@ def describe(exc: BaseException) -> str:
     return message
 
 
-def env_region(explicit: Optional[str]) -> str:
+def env_region(explicit: str | None) -> str:
     return explicit or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
@@ -44,7 +44,7 @@ def read_file_arg(path: str, what: str) -> bytes:
         raise CliError(f"cannot read {what} {path}: {e.strerror or e}") from None
 
 
-def check_readable(path: Optional[str], what: str) -> None:
+def check_readable(path: str | None, what: str) -> None:
     if path is not None and not os.path.isfile(path):
         raise CliError(f"{what} {path}: no such file")
 
@@ -74,7 +74,7 @@ class ProgressBar:
     ``add`` may be called from any thread; drawing is throttled to 10 per second.
     """
 
-    def __init__(self, stream: TextIO, total: Optional[int] = None, label: str = "") -> None:
+    def __init__(self, stream: TextIO, total: int | None = None, label: str = "") -> None:
         self.stream = stream
         self.total = total
         self.label = label
@@ -130,5 +130,5 @@ def write_bytes(out: Any, data: bytes) -> None:
         target.write(data.decode("utf-8", "replace"))
 
 
-def default_streams(stdout: Optional[TextIO], stderr: Optional[TextIO]) -> tuple[TextIO, TextIO]:
+def default_streams(stdout: TextIO | None, stderr: TextIO | None) -> tuple[TextIO, TextIO]:
     return (stdout if stdout is not None else sys.stdout, stderr if stderr is not None else sys.stderr)

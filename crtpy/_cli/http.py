@@ -14,7 +14,7 @@ import io
 import os
 import threading
 import time
-from typing import Any, BinaryIO, Optional, TextIO
+from typing import Any, BinaryIO, TextIO
 from urllib.parse import unquote, urlsplit
 
 from .common import CliError, ProgressBar, describe, env_region, is_tty, write_bytes
@@ -84,7 +84,7 @@ def _no_proxy(host: str) -> bool:
     return False
 
 
-def proxy_url(explicit: Optional[str], scheme: str, host: str) -> Optional[str]:
+def proxy_url(explicit: str | None, scheme: str, host: str) -> str | None:
     """The proxy to use: ``--proxy`` if given ('' = none), else the environment's."""
     if explicit is not None:
         return explicit or None
@@ -147,7 +147,7 @@ class _FileBody(io.RawIOBase):
         super().close()
 
 
-def _body(data: Optional[str]) -> tuple[Optional[BinaryIO], Optional[int]]:
+def _body(data: str | None) -> tuple[BinaryIO | None, int | None]:
     """(stream, length) for ``-d``; length None when unknown (stdin)."""
     if data is None:
         return None, None
@@ -159,7 +159,7 @@ def _body(data: Optional[str]) -> tuple[Optional[BinaryIO], Optional[int]]:
             raw = sys.stdin.buffer.read()
             return io.BytesIO(raw), len(raw)
         try:
-            f = open(path, "rb")
+            f = open(path, "rb")  # noqa: SIM115 - the request body; closed after the exchange
         except FileNotFoundError:
             raise CliError(f"{path}: no such file", 2) from None
         except OSError as e:
@@ -205,7 +205,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CliError(f"--cacert {args.cacert}: no such file", 2)
     headers = [parse_header(h) for h in args.headers]
     method = (args.method or ("POST" if args.data is not None else "GET")).upper()
-    verbose = args.verbose
     body, length = _body(args.data)
     try:
         return _exchange(args, out, err, u, host, port, tls, path, headers, method, body, length, started)
@@ -215,8 +214,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: str, port: int, tls: bool,
-              path: str, headers: list[tuple[str, str]], method: str, body: Optional[BinaryIO],
-              length: Optional[int], started: float) -> int:
+              path: str, headers: list[tuple[str, str]], method: str, body: BinaryIO | None,
+              length: int | None, started: float) -> int:
     from ..http import Http2ClientConnection, HttpClientConnection, HttpHeaders, HttpRequest
     from ..io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, TlsContextOptions
 
@@ -298,11 +297,11 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
     # response handling: head to stdout/stderr, body to stdout or a file
     state: dict[str, Any] = {"first_byte": None, "status": None, "bytes": 0}
     sink: Any = None
-    bar: Optional[ProgressBar] = None
+    bar: ProgressBar | None = None
     lock = threading.Lock()
     if args.output:
         try:
-            sink = open(args.output, "wb")
+            sink = open(args.output, "wb")  # noqa: SIM115 - closed in the finally below
         except OSError as e:
             conn.close()
             raise CliError(f"cannot write {args.output}: {e.strerror or e}", 2) from None
@@ -375,8 +374,14 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
 
 
 def _sign(request: Any, service: str, region: str, timeout: float) -> None:
-    from ..auth import (AwsCredentialsProvider, AwsSignatureType, AwsSignedBodyHeaderType, AwsSigningAlgorithm,
-                        AwsSigningConfig, aws_sign_request)
+    from ..auth import (
+        AwsCredentialsProvider,
+        AwsSignatureType,
+        AwsSignedBodyHeaderType,
+        AwsSigningAlgorithm,
+        AwsSigningConfig,
+        aws_sign_request,
+    )
 
     provider = AwsCredentialsProvider.new_default_chain()
     try:

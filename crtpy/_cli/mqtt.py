@@ -8,14 +8,16 @@ then disconnects cleanly.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 import uuid
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from .common import CliError, describe, positive_int, write_bytes
 
 _TIMEOUT = 30.0
+_log = logging.getLogger("crtpy.cli")
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -102,7 +104,7 @@ def _port(args: argparse.Namespace, tls: bool) -> int:
     return 8883 if tls else 1883
 
 
-def _password(args: argparse.Namespace) -> Optional[str]:
+def _password(args: argparse.Namespace) -> str | None:
     return args.password if args.password is not None else os.environ.get("CRTPY_MQTT_PASSWORD")
 
 
@@ -130,7 +132,7 @@ class _Session:
 
         self._connected = threading.Event()
         self._stopped = threading.Event()
-        self._failure: Optional[BaseException] = None
+        self._failure: BaseException | None = None
 
         def on_success(data: Any) -> None:
             self._connected.set()
@@ -177,7 +179,8 @@ class _Session:
     def _start311(self, tls_ctx: Any) -> None:
         from .. import mqtt
 
-        client = mqtt.Client(None, tls_ctx)
+        make_client: Any = mqtt.Client
+        client = make_client(None, tls_ctx)
         self.conn = mqtt.Connection(
             client, self.args.host, self.port, self.client_id, clean_session=True,
             keep_alive_secs=self.args.keep_alive, username=self.args.username, password=_password(self.args),
@@ -247,8 +250,8 @@ class _Session:
         else:
             try:
                 self.conn.disconnect().result(self.timeout)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            except Exception as e:  # noqa: BLE001 - already gone: nothing left to close
+                _log.debug("disconnect: %s", e)
 
 
 # --- commands --------------------------------------------------------------------------------------
