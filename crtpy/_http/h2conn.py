@@ -217,6 +217,7 @@ class H2Connection:
         self._act_queue: List[H2Stream] = []
         self._act_scheduled = False
         self._batching = False
+        self._settings_seen = False
 
         values: Dict[int, int] = {
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
@@ -361,7 +362,7 @@ class H2Connection:
             self._finish(s, closed_error(self._error) if not self._goaway
                          else error("AWS_ERROR_HTTP_GOAWAY_RECEIVED"))
             return
-        if len(self._streams) >= self.h2.remote_settings.max_concurrent_streams:
+        if len(self._streams) >= self._stream_limit():
             self._waiting.append(s)
             return
         self._start_stream(s)
@@ -573,6 +574,7 @@ class H2Connection:
                     s.window_event.set()
 
     def _on_settings(self, ev: h2.events.RemoteSettingsChanged) -> None:
+        self._settings_seen = True
         # a larger initial window may unblock writers
         for s in list(self._streams.values()):
             if s.window_event is not None:
@@ -621,8 +623,14 @@ class H2Connection:
         if self._goaway and not self._streams and self._open:
             self._close()
 
-    def _start_waiting(self) -> None:
+    def _stream_limit(self) -> int:
         limit = self.h2.remote_settings.max_concurrent_streams
+        # until the server's SETTINGS arrive, stay within the 100 streams RFC 9113 tells
+        # every server to allow
+        return limit if self._settings_seen else min(limit, 100)
+
+    def _start_waiting(self) -> None:
+        limit = self._stream_limit()
         while self._waiting and len(self._streams) < limit and self.is_open():
             self._start_stream(self._waiting.popleft())
 

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any, List, Optional
 
 DEFAULT_READ_BUFFER = 1024 * 1024
+_START_READ = 256 * 1024
 
 
 class ConnProtocol(asyncio.BufferedProtocol):
@@ -18,6 +19,10 @@ class ConnProtocol(asyncio.BufferedProtocol):
         size = max(4096, buffer_size or DEFAULT_READ_BUFFER)
         self._buf = bytearray(size)
         self._mv = memoryview(self._buf)
+        # reads start with a 256 KiB window of the buffer, which grows while reads fill it
+        # (bulk transfers) and shrinks back when they no longer do
+        self._cur = min(size, _START_READ)
+        self._view = self._mv[:self._cur]
         self.transport: Optional[asyncio.Transport] = None
         self.handler: Any = None
         self._pending: List[bytes] = []
@@ -32,7 +37,7 @@ class ConnProtocol(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._mv
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
         h = self.handler
@@ -40,6 +45,13 @@ class ConnProtocol(asyncio.BufferedProtocol):
             self._pending.append(bytes(self._mv[:nbytes]))
         else:
             h.data_received(self._mv[:nbytes])
+        cur = self._cur
+        if nbytes == cur and cur < len(self._buf):
+            self._cur = min(len(self._buf), cur * 2)
+            self._view = self._mv[:self._cur]
+        elif nbytes < cur // 8 and cur > _START_READ:
+            self._cur = max(_START_READ, cur // 2)
+            self._view = self._mv[:self._cur]
 
     def data_received(self, data: bytes) -> None:  # used by transports without buffer support
         h = self.handler
