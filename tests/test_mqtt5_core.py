@@ -177,9 +177,9 @@ def test_inbound_alias_rules():
     core.data_received(c.encode(c.Publish("", b"2", props={c.P_TOPIC_ALIAS: 2})), 0.0)
     assert [(e.a.topic, e.a.payload) for e in core.events] == [("x/y", b"1"), ("x/y", b"2")]
     core.data_received(c.encode(c.Publish("", b"3", props={c.P_TOPIC_ALIAS: 3})), 0.0)
-    assert core.close_error.name == "AWS_ERROR_MQTT5_INVALID_INBOUND_TOPIC_ALIAS"
+    assert core.close_error.name == "AWS_ERROR_MQTT5_DECODE_PROTOCOL_ERROR"
     out = take(core)
-    assert isinstance(out[-1], c.Disconnect) and out[-1].reason_code == 0x94
+    assert isinstance(out[-1], c.Disconnect) and out[-1].reason_code == 0x82
 
 
 def test_session_behaviour_sets_clean_start():

@@ -236,3 +236,51 @@ def test_operation_packets_same_as_reference(session_expiry):
     assert logs[0] == logs[1]
     # a DISCONNECT raising the session expiry from 0 is a protocol error: not sent
     assert isinstance(logs[0][-2], c.Disconnect) == (session_expiry is None)
+
+
+_GARBAGE = {
+    "five_byte_length": b"\x30\xff\xff\xff\xff\x01",
+    "packet_type_0": b"\x00\x00",
+    "unknown_property": b"\x30\x05\x00\x01t\x02\x7f\x00",
+    "connect_from_server": b"\x10\x00",
+    "pubrec": b"\x50\x02\x00\x01",
+    "auth": b"\xf0\x00",
+    "undefined_topic_alias": b"\x30\x06\x00\x00\x03\x23\x00\x03x",
+    "puback_unknown_id": b"\x40\x02\x00\x4d",
+    "suback_unknown_id": b"\x90\x04\x00\x09\x00\x00",
+    "unsolicited_pingresp": b"\xd0\x00",
+    "server_disconnect": b"\xe0\x01\x8b",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_GARBAGE))
+def test_reaction_to_bad_server_input_same_as_reference(case):
+    """Error name of the lifecycle event and the DISCONNECT sent back (if any) match the
+    reference, for malformed packets and protocol violations after CONNACK."""
+    from helpers.fake_broker import FakeBroker, accept
+    from helpers.mosquitto import Recorder
+
+    from crtpy._mqtt import codec as c
+
+    async def handler(conn):
+        await accept(conn)
+        conn.send(_GARBAGE[case])
+        conn.send(c.Publish("sentinel", b"s"))  # arrives only if the connection survived
+        sent = await conn.read_until_closed()
+        conn.broker.log.append(sent[-1] if sent else None)
+
+    outcomes = []
+    for m in (crt_mqtt5, ref_mqtt5):
+        with FakeBroker(handler) as broker:
+            rec = Recorder()
+            opts = rec.options(min_reconnect_delay_ms=5000, topic_aliasing_options=m.TopicAliasingOptions(
+                inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED, inbound_cache_max_size=5))
+            client = m.Client(m.ClientOptions(broker.host, broker.port, **opts))
+            client.start()
+            with rec.cond:
+                assert rec.cond.wait_for(lambda r=rec: r.messages or r.of("disconnection"), T)
+            client.stop()
+            rec.wait("stopped")
+            outcomes.append((rec.wait("disconnection").exception.name, broker.log.wait(1)[0],
+                             [x.topic for x in rec.messages]))
+    assert outcomes[0] == outcomes[1]

@@ -174,11 +174,13 @@ class Core:
         if self.negotiated is not None and self.negotiated.keep_alive and self.ping_deadline is None:
             self.ping_due = now + self.negotiated.keep_alive
 
-    def _fail_connection(self, exc: BaseException, reason: int | None = None, now: float = 0.0) -> None:
-        """Ask the driver to close; optionally send a DISCONNECT with ``reason`` first."""
+    def _fail_connection(self, exc: BaseException, reason: int | None = None, now: float = 0.0,
+                         while_connecting: bool = False) -> None:
+        """Ask the driver to close; optionally send a DISCONNECT with ``reason`` first
+        (once connected, or ``while_connecting`` for a packet that came before CONNACK)."""
         if self.close_error is not None:
             return
-        if reason is not None and self.state == CONNECTED:
+        if reason is not None and (self.state == CONNECTED or (while_connecting and self.state == CONNECTING)):
             self.output.append(c.encode_disconnect(c.Disconnect(reason)))
         self.close_error = exc
         self.state = CLOSING
@@ -365,7 +367,7 @@ class Core:
         try:
             packets = self.decoder.feed(data)
         except BaseException as e:  # noqa: BLE001 - decode errors end the connection
-            self._fail_connection(e, 0x81 if e.name != "AWS_ERROR_MQTT_BUFFER_TOO_BIG" else 0x95)  # type: ignore[attr-defined]
+            self._fail_connection(e, 0x82 if e.name != "AWS_ERROR_MQTT_BUFFER_TOO_BIG" else 0x95)  # type: ignore[attr-defined]
             return
         for p in packets:
             if self.close_error is not None:
@@ -373,7 +375,7 @@ class Core:
             self._handle(p, now)
         failed = self.decoder.failed if self.decoder is not None else None
         if failed is not None and self.close_error is None:
-            self._fail_connection(failed, 0x81 if failed.name != "AWS_ERROR_MQTT_BUFFER_TOO_BIG" else 0x95)  # type: ignore[attr-defined]
+            self._fail_connection(failed, 0x82 if failed.name != "AWS_ERROR_MQTT_BUFFER_TOO_BIG" else 0x95)  # type: ignore[attr-defined]
             return
         if self.state == CONNECTED and self.queue:
             self._service(now)
@@ -388,7 +390,8 @@ class Core:
                 self._fail_connection(error("AWS_ERROR_MQTT5_DISCONNECT_RECEIVED"))
             else:
                 self._fail_connection(error("AWS_ERROR_MQTT5_DECODE_PROTOCOL_ERROR",
-                                            f"{c.PACKET_NAMES[t]} received before CONNACK"))
+                                            f"{c.PACKET_NAMES[t]} received before CONNACK"),
+                                      0x82, while_connecting=True)
             return
         if t == c.PUBACK:
             self._on_ack(p, now)
@@ -482,16 +485,17 @@ class Core:
         alias = p.props.get(c.P_TOPIC_ALIAS)
         if alias is not None:
             if alias > self.cfg.inbound_alias_max:
-                self._fail_connection(error("AWS_ERROR_MQTT5_INVALID_INBOUND_TOPIC_ALIAS",
-                                            f"topic alias {alias} exceeds the maximum we announced"), 0x94)
+                # (named and coded as the reference reports it: a protocol error)
+                self._fail_connection(error("AWS_ERROR_MQTT5_DECODE_PROTOCOL_ERROR",
+                                            f"topic alias {alias} exceeds the maximum we announced"), 0x82)
                 return
             if p.topic:
                 self.alias_in[alias] = p.topic
             else:
                 topic = self.alias_in.get(alias)
                 if topic is None:
-                    self._fail_connection(error("AWS_ERROR_MQTT5_INVALID_INBOUND_TOPIC_ALIAS",
-                                                f"topic alias {alias} was never defined"), 0x94)
+                    self._fail_connection(error("AWS_ERROR_MQTT5_DECODE_PROTOCOL_ERROR",
+                                                f"topic alias {alias} was never defined"), 0x82)
                     return
                 p.topic = topic
         elif not p.topic:
