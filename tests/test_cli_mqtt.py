@@ -123,3 +123,38 @@ def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], need
 def test_mqtt_without_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = run(capsys, "mqtt")
     assert rc == 2 and "'pub' or 'sub'" in one_line_error(err, "crtpy mqtt")
+
+
+@pytest.mark.parametrize("version", ["5", "3"])
+def test_sub_ctrl_c_exits_cleanly(capsys: pytest.CaptureFixture[str], mosquitto: Any, version: str) -> None:  # noqa: F811
+    """``crtpy mqtt sub`` in a real process: SIGINT while it waits for messages ends it with
+    status 0, no traceback, and a clean DISCONNECT seen by the broker."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    t = topic()
+    client_id = f"cli-ctrlc-{uuid.uuid4().hex[:8]}"
+    base = ["--host", "127.0.0.1", "--port", str(mosquitto.port), "-V", version]
+    assert main(["mqtt", "pub", *base, "-t", t, "-m", "ready", "--retain", "-q", "1"]) == 0
+    capsys.readouterr()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "crtpy._cli", "mqtt", "sub", *base, "-t", t, "-i", client_id],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"  # subscribed and waiting
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    deadline = time.monotonic() + 10
+    while f"Client {client_id} disconnected" not in mosquitto.log():
+        assert time.monotonic() < deadline, mosquitto.log()
+        time.sleep(0.05)

@@ -245,7 +245,9 @@ class _Session:
 
     def close(self) -> None:
         if self.v5:
-            self.client.stop()
+            from .. import mqtt5
+
+            self.client.stop(mqtt5.DisconnectPacket())  # a clean DISCONNECT, not just a closed socket
             self._stopped.wait(self.timeout)
         else:
             try:
