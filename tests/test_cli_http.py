@@ -207,3 +207,70 @@ def test_proxy_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch:
     monkeypatch.setenv("no_proxy", "example.invalid")
     rc, _, err = run(capsys, "http", "http://example.invalid/echo")
     assert rc == 1 and "example.invalid" in one_line_error(err)
+
+
+def test_sigv4_without_credentials_fails_before_connecting(capsys: pytest.CaptureFixture[str], tmp_path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           h1_server: Any) -> None:  # noqa: F811
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    before = len(h1_server.requests)
+    rc, out, err = run(capsys, "http", "--sigv4", "s3", f"http://127.0.0.1:{h1_server.port}/echo")
+    assert rc == 1 and out == ""
+    assert "no AWS credentials" in one_line_error(err)
+    assert len(h1_server.requests) == before
+
+
+class _FakeTty:
+    """A text stream that claims to be a terminal (the progress bar draws only on one)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_output_file_progress_bar_on_a_terminal(tmp_path, h1_server: Any) -> None:  # noqa: F811
+    import io
+
+    err = _FakeTty()
+    out = io.StringIO()
+    target = tmp_path / "download.bin"
+    rc = main(["http", "-o", str(target), f"http://127.0.0.1:{h1_server.port}/size/300000"], stdout=out, stderr=err)
+    assert rc == 0
+    assert target.read_bytes() == b"a" * 300000
+    drawn = "".join(err.parts)
+    assert "100.0%" in drawn and "293.0 KiB/293.0 KiB" in drawn
+    assert out.getvalue() == ""
+
+
+def test_tls_through_a_connect_tunnel(capsys: pytest.CaptureFixture[str], tmp_path, h2_tls: H2Server,
+                                      pki: Any) -> None:  # noqa: F811
+    from conftest import require_binary
+    from helpers.http_servers import Tinyproxy
+
+    proxy = Tinyproxy(require_binary("tinyproxy", "/usr/bin/tinyproxy"), str(tmp_path), free_port())
+    try:
+        rc, out, err = run(capsys, "http", "-v", "--http2", "--cacert", pki.ca_cert,
+                           "--proxy", f"http://127.0.0.1:{proxy.port}", f"https://localhost:{h2_tls.port}/size/64")
+        assert rc == 0, err
+        assert out == "b" * 64
+        assert "Using proxy" in err and "ALPN h2" in err
+        with open(proxy.log) as f:
+            assert "CONNECT" in f.read()
+    finally:
+        proxy.stop()

@@ -235,6 +235,8 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
         opts.alpn_list = alpn
         return ClientTlsContext(opts)
 
+    provider = _credentials(args.timeout) if args.sigv4 else None
+
     # DNS first (crtpy's resolver cache; the connection then finds the answer cached)
     bootstrap = ClientBootstrap.get_or_create_static_default()
     proxy = proxy_url(args.proxy, u.scheme, host)
@@ -283,7 +285,7 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
     request = HttpRequest(method, path, req_headers, body)
 
     if args.sigv4:
-        _sign(request, args.sigv4, env_region(args.region), args.timeout)
+        _sign(request, provider, args.sigv4, env_region(args.region), args.timeout)
         say(f"* Signed with SigV4 for {args.sigv4} in {env_region(args.region)}")
     if verbose:
         err.write(f"> {method} {path} {'HTTP/2' if h2 else 'HTTP/1.1'}\n")
@@ -373,15 +375,9 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
     return 0
 
 
-def _sign(request: Any, service: str, region: str, timeout: float) -> None:
-    from ..auth import (
-        AwsCredentialsProvider,
-        AwsSignatureType,
-        AwsSignedBodyHeaderType,
-        AwsSigningAlgorithm,
-        AwsSigningConfig,
-        aws_sign_request,
-    )
+def _credentials(timeout: float) -> Any:
+    """The default credentials chain, checked up front so a missing credential fails fast."""
+    from ..auth import AwsCredentialsProvider
 
     provider = AwsCredentialsProvider.new_default_chain()
     try:
@@ -389,6 +385,18 @@ def _sign(request: Any, service: str, region: str, timeout: float) -> None:
     except Exception as e:  # noqa: BLE001 - one line for "no credentials"
         raise CliError(f"no AWS credentials for --sigv4 (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a "
                        f"profile): {describe(e)}") from None
+    return provider
+
+
+def _sign(request: Any, provider: Any, service: str, region: str, timeout: float) -> None:
+    from ..auth import (
+        AwsSignatureType,
+        AwsSignedBodyHeaderType,
+        AwsSigningAlgorithm,
+        AwsSigningConfig,
+        aws_sign_request,
+    )
+
     config = AwsSigningConfig(
         algorithm=AwsSigningAlgorithm.V4, signature_type=AwsSignatureType.HTTP_REQUEST_HEADERS,
         credentials_provider=provider, region=region, service=service,
