@@ -284,3 +284,28 @@ def test_reaction_to_bad_server_input_same_as_reference(case):
             outcomes.append((rec.wait("disconnection").exception.name, broker.log.wait(1)[0],
                              [x.topic for x in rec.messages]))
     assert outcomes[0] == outcomes[1]
+
+
+def test_offline_stats_same_as_reference():
+    """Operation counts and sizes of queued (never sent) operations match the reference."""
+    import time
+
+    results = []
+    for m in (crt_mqtt5, ref_mqtt5):
+        client = m.Client(m.ClientOptions("127.0.0.1", 1))
+        client.publish(m.PublishPacket(payload=b"", topic="a", qos=1))
+        client.publish(m.PublishPacket(payload=b"12345", topic="abc", qos=1, content_type="ct",
+                                       user_properties=[m.UserProperty("k", "v")]))
+        client.publish(m.PublishPacket(payload=b"x" * 300, topic="t", qos=1))
+        client.subscribe(m.SubscribePacket([m.Subscription("abc/#", 1), m.Subscription("x")],
+                                           subscription_identifier=5))
+        client.unsubscribe(m.UnsubscribePacket(["a", "bcd"], user_properties=[m.UserProperty("k", "v")]))
+        deadline = time.monotonic() + T
+        while True:  # the reference counts operations once its event loop has taken them
+            stats = client.get_stats()
+            if stats.incomplete_operation_count == 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        results.append(plain(stats))
+    assert results[0] == results[1]
+    assert results[0]["incomplete_operation_count"] == 5

@@ -809,11 +809,20 @@ def _check_iot_topic(topic: str, err: str) -> None:
 
 
 def _approx_size(p: c.Packet) -> int:
+    """The operation's size for get_stats, counted as the reference does: the encoded
+    packet, without the packet id for PUBLISH (assigned only when it is sent)."""
     if p.type == c.PUBLISH:
-        return 4 + len(p.topic) + len(p.payload)  # type: ignore[attr-defined]
-    if p.type == c.SUBSCRIBE:
-        return 4 + sum(len(s.topic_filter) + 3 for s in p.subscriptions)  # type: ignore[attr-defined,misc]
-    return 4 + sum(len(f) + 2 for f in p.topic_filters)  # type: ignore[attr-defined,misc]
+        props = p.props  # type: ignore[attr-defined]
+        plen = len(c.encode_properties(props, c.PUBLISH)) if props else 1
+        remaining = 2 + len(p.topic.encode("utf-8")) + plen + len(p.payload)  # type: ignore[attr-defined]
+        return 1 + c.varint_size(remaining) + remaining
+    if p.packet_id == 0:  # type: ignore[attr-defined]
+        p.packet_id = 1  # type: ignore[attr-defined]
+        try:
+            return len(c.encode(p, 5))
+        finally:
+            p.packet_id = 0  # type: ignore[attr-defined]
+    return len(c.encode(p, 5))
 
 
 _PUBACK_CODES: dict[int, Any] = {}
