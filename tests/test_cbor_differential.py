@@ -17,7 +17,7 @@ import crtpy.cbor as crt_cbor
 
 LONG = os.environ.get("CRTPY_LONG_TESTS") == "1"
 pytestmark = pytest.mark.timeout(3600 if LONG else 300)
-SETTINGS = settings(max_examples=3000 if LONG else 300, deadline=None,
+SETTINGS = settings(max_examples=3000 if LONG else 200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
