@@ -10,11 +10,11 @@ Completion futures and listener callbacks never run on an event-loop thread.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from . import NativeResource, mqtt5
 from ._errors import code_of
@@ -71,7 +71,7 @@ class SubscriptionStatusEvent:
     """
 
     type: SubscriptionStatusEventType = None  # type: ignore[assignment]
-    error: Optional[Exception] = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -84,7 +84,7 @@ class IncomingPublishEvent:
     """
 
     topic: str
-    payload: Optional[bytes] = None
+    payload: bytes | None = None
 
 
 SubscriptionStatusListener = Callable[[SubscriptionStatusEvent], None]
@@ -107,8 +107,8 @@ class StreamingOperationOptions:
     """
 
     subscription_topic_filter: str
-    subscription_status_listener: Optional[SubscriptionStatusListener] = None
-    incoming_publish_listener: Optional[IncomingPublishListener] = None
+    subscription_status_listener: SubscriptionStatusListener | None = None
+    incoming_publish_listener: IncomingPublishListener | None = None
 
     def validate(self) -> None:
         """Check the field types; raises AssertionError on a mismatch."""
@@ -130,7 +130,7 @@ class Response:
     """
 
     topic: str
-    payload: Optional[bytes] = None
+    payload: bytes | None = None
 
 
 @dataclass
@@ -145,7 +145,7 @@ class ResponsePath:
     """
 
     topic: str
-    correlation_token_json_path: Optional[str] = None
+    correlation_token_json_path: str | None = None
 
     def validate(self) -> None:
         """Check the field types; raises AssertionError on a mismatch."""
@@ -173,7 +173,7 @@ class RequestOptions:
     response_paths: Sequence[ResponsePath]
     publish_topic: str
     payload: bytes
-    correlation_token: Optional[str] = None
+    correlation_token: str | None = None
 
     def validate(self) -> None:
         """Check the field types; raises AssertionError on a mismatch."""
@@ -206,7 +206,7 @@ class ClientOptions:
 
     max_request_response_subscriptions: int
     max_streaming_subscriptions: int
-    operation_timeout_in_seconds: Optional[int] = 60
+    operation_timeout_in_seconds: int | None = 60
 
     def validate(self) -> None:
         """Check the field types; raises AssertionError on a mismatch."""
@@ -250,7 +250,7 @@ class Client(NativeResource):
         client_options (ClientOptions): budgets and timeout
     """
 
-    def __init__(self, protocol_client: Union[mqtt5.Client, "mqtt.Connection"],
+    def __init__(self, protocol_client: mqtt5.Client | mqtt.Connection,
                  client_options: ClientOptions) -> None:
         is5 = isinstance(protocol_client, mqtt5.Client)
         _require(is5 or _is_mqtt311_connection(protocol_client),
@@ -276,7 +276,7 @@ class Client(NativeResource):
         self._engine = Engine(adapter, max_rr, max_streaming, float(timeout))
         weakref.finalize(self, self._engine.close)
 
-    def make_request(self, options: RequestOptions) -> "Future[Response]":
+    def make_request(self, options: RequestOptions) -> Future[Response]:
         """Start a request: subscribe to the response topics (sharing subscriptions that
         are already there), publish the request, wait for the matching response.
 
@@ -317,7 +317,7 @@ class Client(NativeResource):
             [(p.topic, p.correlation_token_json_path) for p in options.response_paths],
             options.publish_topic, bytes(options.payload), options.correlation_token)
 
-    def create_stream(self, options: StreamingOperationOptions) -> "StreamingOperation":
+    def create_stream(self, options: StreamingOperationOptions) -> StreamingOperation:
         """Make a streaming operation on one topic filter.  Nothing is subscribed until
         :meth:`StreamingOperation.open`.
 
@@ -337,7 +337,7 @@ class Client(NativeResource):
         status_listener = options.subscription_status_listener
         publish_listener = options.incoming_publish_listener
 
-        def on_status(kind: int, exc: Optional[BaseException]) -> None:
+        def on_status(kind: int, exc: BaseException | None) -> None:
             if status_listener is not None:
                 status_listener(SubscriptionStatusEvent(SubscriptionStatusEventType(kind), exc))  # type: ignore[arg-type]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 
 import pytest
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401  (fixtures)
@@ -72,12 +71,13 @@ def test_nested_token_path(name, env_factory, responder, leak_check):
     assert r.topic == "svc/n/accepted" and b'"deep"' in r.payload
 
 
-@pytest.mark.parametrize("name", IMPLS)
+# crtpy only: with the budget exactly one pair of filters, awscrt 0.38.0 often never
+# publishes the requests that join the shared subscriptions a moment after the first ones
+# (they hang until their timeout; seen in most runs under pytest).
+@pytest.mark.parametrize("name", ["crtpy"])
 def test_concurrent_requests_share_subscriptions(name, env_factory, responder, leak_check):
     e = env_factory(name, max_rr=2)   # room for exactly one pair of filters
-    # (The reference can lose a request that shares a subscription when an earlier answer
-    # comes back at once — it times out — so the answers here wait a little.)
-    futs = [e.rrc.make_request(request_options(e.rr, "shared", f"t{i}", v=i, delay=0.3 + 0.05 * (9 - i)))
+    futs = [e.rrc.make_request(request_options(e.rr, "shared", f"t{i}", v=i, delay=0.05 * (9 - i)))
             for i in range(10)]
     results = [f.result(10) for f in futs]
     # every request got its own answer although they overlapped on the same two subscriptions
@@ -91,23 +91,31 @@ def test_subscriptions_counted_and_released_crtpy(env_factory, responder, leak_c
     e = env_factory("crtpy", max_rr=2)
     engine = e.rrc._engine
     calls = []
+    unsubscribed = threading.Semaphore(0)
     adapter = engine.adapter
     sub, unsub = adapter.subscribe, adapter.unsubscribe
+
+    def spy_unsub(f, done):
+        calls.append(("unsub", f))
+
+        def done2(err):
+            done(err)
+            unsubscribed.release()
+        unsub(f, done2)
+
     adapter.subscribe = lambda f, done: (calls.append(("sub", f)), sub(f, done))
-    adapter.unsubscribe = lambda f, done: (calls.append(("unsub", f)), unsub(f, done))
+    adapter.unsubscribe = spy_unsub
     futs = [e.rrc.make_request(request_options(e.rr, "c", f"t{i}", delay=0.2)) for i in range(5)]
     for f in futs:
         f.result(10)
+    # one SUBSCRIBE per filter for all five requests
     assert sorted(c for c in calls if c[0] == "sub") == [("sub", "svc/c/accepted"), ("sub", "svc/c/rejected")]
-    # released after completion: both filters are unsubscribed
-    done = threading.Event()
-    e.client.unsubscribe  # (the client stays usable)
-    deadline = time.monotonic() + 10
-    while engine.subs.records and time.monotonic() < deadline:
-        done.wait(0.02)
-    assert engine.subs.records == {}
+    # released after the last one: both filters unsubscribed, the budget is free again
+    assert unsubscribed.acquire(timeout=10) and unsubscribed.acquire(timeout=10)
     assert sorted(c for c in calls if c[0] == "unsub") == [("unsub", "svc/c/accepted"), ("unsub", "svc/c/rejected")]
-    del adapter, sub, unsub
+    assert e.rrc.make_request(request_options(e.rr, "d", "next")).result(10).topic == "svc/d/accepted"
+    assert engine.loop_thread.run_sync(lambda: dict(engine.subs.records).keys() <= {"svc/d/accepted", "svc/d/rejected"})
+    adapter.subscribe, adapter.unsubscribe = sub, unsub
 
 
 @pytest.mark.parametrize("name", IMPLS)
@@ -180,8 +188,8 @@ def test_dropping_the_client_fails_pending_requests(name, env_factory, responder
 def test_invalid_requests(name, env_factory, leak_check):
     e = env_factory(name)
     rr = e.rr
-    good = dict(subscription_topic_filters=["a/b"], response_paths=[rr.ResponsePath("a/b", "t")],
-                publish_topic="a/get", payload=b"{}", correlation_token="t")
+    good = {"subscription_topic_filters": ["a/b"], "response_paths": [rr.ResponsePath("a/b", "t")],
+            "publish_topic": "a/get", "payload": b"{}", "correlation_token": "t"}
     for change in ({"publish_topic": ""}, {"publish_topic": "a/#"}, {"payload": b""}):
         f = e.rrc.make_request(rr.RequestOptions(**{**good, **change}))
         assert isinstance(f.exception(10), ValueError), change

@@ -22,7 +22,8 @@ import itertools
 import logging
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import NAME_BY_CODE
 
@@ -246,8 +247,8 @@ class Mqtt311Adapter(_WeakCompletions):
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             self.loop_thread.call_soon(fn, *args)
-        except Exception:  # noqa: BLE001 - loop gone
-            pass
+        except Exception:  # noqa: BLE001 - the loop is gone: nobody waits for this any more
+            _log.debug("request-response event after the event loop stopped", exc_info=True)
 
     def attach(self, sink: Any) -> None:
         self.sink = sink

@@ -20,7 +20,8 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import error
 from .._runtime.callbacks import CallbackQueue
@@ -40,8 +41,18 @@ ESTABLISHED, LOST, HALTED = 0, 1, 2  # SubscriptionStatusEventType values
 
 
 class Request:
-    __slots__ = ("id", "filters", "paths", "topic", "payload", "token", "future", "state",
-                 "timer", "response_topics")
+    __slots__ = (
+        "filters",
+        "future",
+        "id",
+        "paths",
+        "payload",
+        "response_topics",
+        "state",
+        "timer",
+        "token",
+        "topic",
+    )
 
     def __init__(self, op_id: int, filters: list[str], paths: list[tuple[str, str | None]],
                  topic: str, payload: bytes, token: str | None, future: CrtFuture) -> None:
@@ -58,7 +69,7 @@ class Request:
 
 
 class Stream:
-    __slots__ = ("id", "filter", "on_status", "on_publish", "state")
+    __slots__ = ("filter", "id", "on_publish", "on_status", "state")
 
     def __init__(self, op_id: int, topic_filter: str,
                  on_status: Callable[[int, BaseException | None], None],
@@ -310,11 +321,11 @@ class Engine:
     def _on_sub_event(self, ev: tuple) -> None:
         kind = ev[0]
         if kind == "capacity":
-            for stream in list(self.streams.values()):
-                if stream.state == S_BLOCKED and not self.closed:
-                    self._try_open(stream)
+            for blocked in list(self.streams.values()):
+                if blocked.state == S_BLOCKED and not self.closed:
+                    self._try_open(blocked)
             return
-        _, topic_filter, sub_kind, listeners = ev[:4]
+        _, _topic_filter, sub_kind, listeners = ev[:4]
         if sub_kind == Kind.STREAMING:
             for sid in listeners:
                 stream = self.streams.get(sid)

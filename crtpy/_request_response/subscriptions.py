@@ -18,7 +18,7 @@ Events:
 from __future__ import annotations
 
 import enum
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class Kind(enum.IntEnum):
@@ -41,7 +41,7 @@ class Status(enum.IntEnum):
 
 
 class Record:
-    __slots__ = ("filter", "kind", "status", "listeners")
+    __slots__ = ("filter", "kind", "listeners", "status")
 
     def __init__(self, topic_filter: str, kind: Kind) -> None:
         self.filter = topic_filter

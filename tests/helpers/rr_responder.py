@@ -116,9 +116,10 @@ def connect_mqtt5(m5: Any, port: int, **kwargs: Any) -> tuple[Any, dict[str, lis
             events["disconnection"].append(d)
             cond.notify_all()
 
-    opts = dict(host_name="127.0.0.1", port=port, min_reconnect_delay_ms=100, max_reconnect_delay_ms=300,
-                on_lifecycle_event_connection_success_fn=success,
-                on_lifecycle_event_disconnection_fn=disconnection)
+    opts: dict[str, Any] = {
+        "host_name": "127.0.0.1", "port": port, "min_reconnect_delay_ms": 100, "max_reconnect_delay_ms": 300,
+        "on_lifecycle_event_connection_success_fn": success,
+        "on_lifecycle_event_disconnection_fn": disconnection}
     opts.update(kwargs)
     client = m5.Client(m5.ClientOptions(**opts))
     client.start()
