@@ -179,3 +179,17 @@ def test_1gib_download_to_file_stays_within_memory_limit(tmp_path):
         assert m["peak_mib"] - m["base_mib"] < 3 * (limit >> 20), m
     finally:
         server.stop()
+
+
+def test_xml_is_lenient_where_servers_differ():
+    from crtpy._s3 import xml as X
+
+    assert X.upload_id(b"<InitiateMultipartUploadResult><UploadId>a&amp;b</UploadId>"
+                       b"</InitiateMultipartUploadResult>") == "a&b"
+    assert X.upload_id(b'<?xml version="1.0"?><InitiateMultipartUpload xmlns="x"><Bucket>b</Bucket>'
+                       b"<UploadId>rclone-id</UploadId></InitiateMultipartUpload>") == "rclone-id"
+    assert X.upload_id(b"<s3:InitiateMultipartUploadResult><s3:UploadId> id2 </s3:UploadId>"
+                       b"</s3:InitiateMultipartUploadResult>") == "id2"
+    assert X.upload_id(b"<Nothing/>") is None
+    assert X.error_in_ok_body([b'<?xml version="1.0"?>\n<Error><Code>SlowDown</Code></Error>']) == "SlowDown"
+    assert X.error_in_ok_body([b"<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"]) is None

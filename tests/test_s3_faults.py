@@ -185,3 +185,24 @@ def test_cancel_mid_upload_aborts(moto_server, proxy, bucket):  # noqa: F811
     assert _pending_uploads(moto_server, bucket) == []
     assert any(m == "DELETE" and "uploadId=" in p for m, p in proxy.requests)
     assert req.shutdown_event.wait(10)
+
+
+def test_complete_error_in_200_is_retried(moto_server, proxy, bucket):  # noqa: F811
+    data = os.urandom(PART + 1)
+    proxy.add_rule(lambda m, p, h: m == "POST" and "uploadId=" in p, "error200")
+    c = _client(proxy)
+    req, rec = _put(c, proxy, bucket, "err200/x", data)
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert proxy.fired and proxy.fired[0][2] == "error200"
+    assert moto_server.boto3().get_object(Bucket=bucket, Key="err200/x")["Body"].read() == data
+
+
+def test_default_request_is_retried(moto_server, proxy, bucket):  # noqa: F811
+    moto_server.boto3().put_object(Bucket=bucket, Key="d/x", Body=b"abc")
+    proxy.add_rule(lambda m, p, h: m == "HEAD", "503", times=2)
+    c = _client(proxy)
+    rec = Recorder()
+    req = c.make_request(type=S3RequestType.DEFAULT, operation_name="HeadObject",
+                         request=http_request("HEAD", proxy.port, bucket, "d/x"), **rec.callbacks())
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert rec.status == 200 and len(proxy.fired) == 2

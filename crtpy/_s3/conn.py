@@ -22,6 +22,8 @@ Headers = list[tuple[str, str]]
 
 #: a connection that sends or receives nothing for this long is considered dead
 DEFAULT_IDLE_TIMEOUT_SEC = 30.0
+#: request bodies are written in slices of this size
+WRITE_SLICE = 1024 * 1024
 
 
 class ExchangeError(Exception):
@@ -173,19 +175,38 @@ class S3Connection(asyncio.Protocol):
         try:
             transport.write(head)
             if body:
-                for piece in body:
-                    if not self._writable.is_set():
-                        await self._wait_writable(idle_timeout)
-                    if self._fut.done():
-                        break
-                    transport.write(piece)
-                    self.activity += 1
+                await self._send_body(body, idle_timeout)
             return await self._wait_response(idle_timeout)
         except BaseException:
             self.close()
             raise
         finally:
             self._sink = None
+            fut = self._fut
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # mark a failure seen even when the body send ended first
+
+    async def _send_body(self, body: Sequence[Buffer], idle_timeout: float) -> None:
+        fut = self._fut
+        assert fut is not None and self.transport is not None
+        for piece in body:
+            view = memoryview(piece).cast("B")
+            # large pieces go out in slices, each when the transport has room: the kernel
+            # takes them straight from the part buffer and no big copy is queued
+            for start in range(0, len(view), WRITE_SLICE):
+                if not self._writable.is_set():
+                    await self._wait_writable(idle_timeout)
+                if fut.done():
+                    # the server answered before reading the whole body: finish sending a
+                    # success (servers such as nginx reply early and drain), abandon the rest
+                    # of a failure and never reuse the connection
+                    if fut.exception() is not None or not (200 <= fut.result().status < 300):
+                        self.reusable = False
+                        return
+                if not self.open:
+                    return
+                self.transport.write(view[start:start + WRITE_SLICE])
+                self.activity += 1
 
     async def _wait_writable(self, idle_timeout: float) -> None:
         while not self._writable.is_set():

@@ -588,7 +588,7 @@ class MetaRequest:
         loop = asyncio.get_running_loop()
         ready: dict[int, list[bytes]] = {}
         state = {"next_deliver": 0, "next_claim": 1}
-        window = max(2, self.max_connections)
+        window = max(2, self.max_connections * 2)
         if fd is None and self.memory_limit_parts is not None:
             window = max(1, self.memory_limit_parts)
 

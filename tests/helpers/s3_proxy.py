@@ -7,6 +7,8 @@ the reply, unless a rule says otherwise:
 * ``"drop"``: read part of the request body, then close the client connection;
 * ``"drop_response"``: forward, then send half of the response body and close;
 * ``"500"`` / ``"503"``: answer with an InternalError / SlowDown error document;
+* ``"error200"``: answer 200 OK with an InternalError document (as S3 may for
+  CompleteMultipartUpload);
 * ``"corrupt"``: forward, and flip one byte in the middle of the response body.
 
 Rules are ``(predicate(method, path, headers), action, times)``; each fires ``times`` times.
@@ -24,6 +26,7 @@ Predicate = Callable[[str, str, dict[str, str]], bool]
 _ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
     "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    "error200": (200, "OK", "InternalError", "We encountered an internal error."),
 }
 
 
