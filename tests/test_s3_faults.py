@@ -191,7 +191,7 @@ def test_complete_error_in_200_is_retried(moto_server, proxy, bucket):  # noqa: 
     data = os.urandom(PART + 1)
     proxy.add_rule(lambda m, p, h: m == "POST" and "uploadId=" in p, "error200")
     c = _client(proxy)
-    req, rec = _put(c, proxy, bucket, "err200/x", data)
+    req, _ = _put(c, proxy, bucket, "err200/x", data)
     assert req.finished_future.exception(TIMEOUT) is None
     assert proxy.fired and proxy.fired[0][2] == "error200"
     assert moto_server.boto3().get_object(Bucket=bucket, Key="err200/x")["Body"].read() == data

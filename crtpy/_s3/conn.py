@@ -196,13 +196,12 @@ class S3Connection(asyncio.Protocol):
             for start in range(0, len(view), WRITE_SLICE):
                 if not self._writable.is_set():
                     await self._wait_writable(idle_timeout)
-                if fut.done():
-                    # the server answered before reading the whole body: finish sending a
-                    # success (servers such as nginx reply early and drain), abandon the rest
-                    # of a failure and never reuse the connection
-                    if fut.exception() is not None or not (200 <= fut.result().status < 300):
-                        self.reusable = False
-                        return
+                # the server may answer before reading the whole body: finish sending after
+                # a success (servers such as nginx reply early and drain), abandon the rest
+                # after a failure and never reuse the connection
+                if fut.done() and (fut.exception() is not None or not 200 <= fut.result().status < 300):
+                    self.reusable = False
+                    return
                 if not self.open:
                     return
                 self.transport.write(view[start:start + WRITE_SLICE])
