@@ -8,7 +8,7 @@ files, and measures in one process:
 3. HTTP/2: 1,000 small GETs multiplexed on one TLS connection (total seconds).
 
 Usage: .venv/bin/python benchmarks/bench_http.py [--size-mib 256] [--count 4]
-       [--gets 3000] [--h2-requests 1000] [--rounds 2]
+       [--gets 3000] [--h2-requests 1000] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=4)
     ap.add_argument("--gets", type=int, default=3000)
     ap.add_argument("--h2-requests", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
     import awscrt
@@ -160,8 +160,7 @@ def main() -> None:
     size = args.size_mib * 1024 * 1024
     block = os.urandom(1024 * 1024)
     with open(os.path.join(root, "big.bin"), "wb") as f:
-        for _ in range(args.size_mib):
-            f.write(block)
+        f.writelines(block for _ in range(args.size_mib))
     with open(os.path.join(root, "small.bin"), "wb") as f:
         f.write(os.urandom(1024))
     pki = make_pki(os.path.join(tmp, "pki"))

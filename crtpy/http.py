@@ -14,8 +14,9 @@ arguments, in order, on a crtpy callback thread (never on an event-loop thread):
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable, Iterator
 from enum import IntEnum
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any
 
 from . import NativeResource
 from ._errors import error
@@ -23,11 +24,23 @@ from ._http.body import wrap_stream
 from ._runtime.futures import CrtFuture
 
 __all__ = [
-    "HttpVersion", "Http2SettingID", "Http2Setting", "HttpConnectionBase",
-    "HttpClientConnectionBase", "HttpClientConnection", "Http2ClientConnection",
-    "HttpStreamBase", "HttpClientStreamBase", "HttpClientStream", "Http2ClientStream",
-    "HttpMessageBase", "HttpRequest", "HttpHeaders", "HttpProxyConnectionType",
-    "HttpProxyAuthenticationType", "HttpProxyOptions",
+    "Http2ClientConnection",
+    "Http2ClientStream",
+    "Http2Setting",
+    "Http2SettingID",
+    "HttpClientConnection",
+    "HttpClientConnectionBase",
+    "HttpClientStream",
+    "HttpClientStreamBase",
+    "HttpConnectionBase",
+    "HttpHeaders",
+    "HttpMessageBase",
+    "HttpProxyAuthenticationType",
+    "HttpProxyConnectionType",
+    "HttpProxyOptions",
+    "HttpRequest",
+    "HttpStreamBase",
+    "HttpVersion",
 ]
 
 # These names are only needed for annotations; crtpy.io may load lazily.
@@ -67,7 +80,7 @@ class Http2Setting:
         value (int): its value.
     """
 
-    VALID_RANGES: Dict[Http2SettingID, Tuple[int, int]] = {
+    VALID_RANGES: dict[Http2SettingID, tuple[int, int]] = {  # noqa: RUF012 - a class attribute, as in the reference
         Http2SettingID.HEADER_TABLE_SIZE: (0, 0xFFFFFFFF),
         Http2SettingID.ENABLE_PUSH: (0, 1),
         Http2SettingID.MAX_CONCURRENT_STREAMS: (0, 0xFFFFFFFF),
@@ -115,7 +128,7 @@ class HttpConnectionBase(NativeResource):
         self._impl: Any = None
 
     @property
-    def shutdown_future(self) -> "concurrent.futures.Future":
+    def shutdown_future(self) -> concurrent.futures.Future:
         """concurrent.futures.Future: completes (with None, or the exception that caused
         it) once the connection has completely shut down."""
         return self._shutdown_future
@@ -149,7 +162,7 @@ class HttpClientConnectionBase(HttpConnectionBase):
         """int: the remote port."""
         return self._port
 
-    def close(self) -> "concurrent.futures.Future":
+    def close(self) -> concurrent.futures.Future:
         """Close the connection.  Streams still running fail.  Returns
         :attr:`shutdown_future`."""
         impl = self._impl
@@ -158,12 +171,12 @@ class HttpClientConnectionBase(HttpConnectionBase):
         return self._shutdown_future
 
     @staticmethod
-    def _generic_new(host_name: str, port: int, bootstrap: Optional[ClientBootstrap],
-                     socket_options: Optional[SocketOptions],
-                     tls_connection_options: Optional[TlsConnectionOptions],
-                     proxy_options: Optional["HttpProxyOptions"], *,
-                     expected_version: Optional[HttpVersion] = None,
-                     **settings: Any) -> "concurrent.futures.Future":
+    def _generic_new(host_name: str, port: int, bootstrap: ClientBootstrap | None,
+                     socket_options: SocketOptions | None,
+                     tls_connection_options: TlsConnectionOptions | None,
+                     proxy_options: HttpProxyOptions | None, *,
+                     expected_version: HttpVersion | None = None,
+                     **settings: Any) -> concurrent.futures.Future:
         from ._http import connect as _connect
 
         if not isinstance(host_name, str):
@@ -190,13 +203,13 @@ class HttpClientConnection(HttpClientConnectionBase):
     def new(cls,
             host_name: str,
             port: int,
-            bootstrap: Optional[ClientBootstrap] = None,
-            socket_options: Optional[SocketOptions] = None,
-            tls_connection_options: Optional[TlsConnectionOptions] = None,
-            proxy_options: Optional["HttpProxyOptions"] = None,
+            bootstrap: ClientBootstrap | None = None,
+            socket_options: SocketOptions | None = None,
+            tls_connection_options: TlsConnectionOptions | None = None,
+            proxy_options: HttpProxyOptions | None = None,
             manual_window_management: bool = False,
-            initial_window_size: Optional[int] = None,
-            read_buffer_capacity: Optional[int] = None) -> "concurrent.futures.Future":
+            initial_window_size: int | None = None,
+            read_buffer_capacity: int | None = None) -> concurrent.futures.Future:
         """Connect asynchronously.
 
         Args:
@@ -224,9 +237,9 @@ class HttpClientConnection(HttpClientConnectionBase):
                                 read_buffer_capacity=read_buffer_capacity)
 
     def request(self,
-                request: "HttpRequest",
-                on_response: Optional[Callable[..., None]] = None,
-                on_body: Optional[Callable[..., None]] = None) -> "HttpClientStream":
+                request: HttpRequest,
+                on_response: Callable[..., None] | None = None,
+                on_body: Callable[..., None] | None = None) -> HttpClientStream:
         """Create a stream that will send ``request``; call :meth:`HttpClientStream.activate`
         to start it.
 
@@ -250,17 +263,17 @@ class Http2ClientConnection(HttpClientConnectionBase):
     def new(cls,
             host_name: str,
             port: int,
-            bootstrap: Optional[ClientBootstrap] = None,
-            socket_options: Optional[SocketOptions] = None,
-            tls_connection_options: Optional[TlsConnectionOptions] = None,
-            proxy_options: Optional["HttpProxyOptions"] = None,
-            initial_settings: Optional[List[Http2Setting]] = None,
-            on_remote_settings_changed: Optional[Callable[[List[Http2Setting]], None]] = None,
+            bootstrap: ClientBootstrap | None = None,
+            socket_options: SocketOptions | None = None,
+            tls_connection_options: TlsConnectionOptions | None = None,
+            proxy_options: HttpProxyOptions | None = None,
+            initial_settings: list[Http2Setting] | None = None,
+            on_remote_settings_changed: Callable[[list[Http2Setting]], None] | None = None,
             manual_window_management: bool = False,
-            initial_window_size: Optional[int] = None,
+            initial_window_size: int | None = None,
             conn_manual_window_management: bool = False,
-            conn_window_size_threshold: Optional[int] = None,
-            stream_window_size_threshold: Optional[int] = None) -> "concurrent.futures.Future":
+            conn_window_size_threshold: int | None = None,
+            stream_window_size_threshold: int | None = None) -> concurrent.futures.Future:
         """Connect asynchronously, speaking HTTP/2 (prior knowledge over TCP, or ALPN ``h2``
         over TLS; the future fails if the server picks another protocol).
 
@@ -300,10 +313,10 @@ class Http2ClientConnection(HttpClientConnectionBase):
                                 stream_window_size_threshold=stream_window_size_threshold)
 
     def request(self,
-                request: "HttpRequest",
-                on_response: Optional[Callable[..., None]] = None,
-                on_body: Optional[Callable[..., None]] = None,
-                manual_write: bool = False) -> "Http2ClientStream":
+                request: HttpRequest,
+                on_response: Callable[..., None] | None = None,
+                on_body: Callable[..., None] | None = None,
+                manual_write: bool = False) -> Http2ClientStream:
         """Create a stream for ``request``; call :meth:`Http2ClientStream.activate` to start it.
 
         Args:
@@ -316,7 +329,7 @@ class Http2ClientConnection(HttpClientConnectionBase):
         Returns:
             Http2ClientStream:
         """
-        return Http2ClientStream(self, request, on_response, on_body, manual_write)
+        return Http2ClientStream(self, request, on_response, on_body, manual_write)  # type: ignore[arg-type]
 
     def update_window(self, increment_size: int) -> None:
         """Grow the connection's flow-control window by ``increment_size`` bytes (only
@@ -340,7 +353,7 @@ def _check_increment(increment_size: int) -> None:
 class HttpStreamBase(NativeResource):
     """Common base of HTTP streams."""
 
-    def __init__(self, connection: Any, on_body: Optional[Callable[..., None]] = None) -> None:
+    def __init__(self, connection: Any, on_body: Callable[..., None] | None = None) -> None:
         super().__init__()
         self._connection = connection
         self._completion_future: CrtFuture = CrtFuture()
@@ -352,7 +365,7 @@ class HttpStreamBase(NativeResource):
         return self._connection
 
     @property
-    def completion_future(self) -> "concurrent.futures.Future":
+    def completion_future(self) -> concurrent.futures.Future:
         """concurrent.futures.Future: completes when the exchange is over."""
         return self._completion_future
 
@@ -364,8 +377,8 @@ class HttpStreamBase(NativeResource):
 class HttpClientStreamBase(HttpStreamBase):
     """Common base of client streams."""
 
-    def _init_common(self, connection: HttpClientConnectionBase, request: "HttpRequest",
-                     on_response: Optional[Callable[..., None]], on_body: Optional[Callable[..., None]],
+    def _init_common(self, connection: HttpClientConnectionBase, request: HttpRequest,
+                     on_response: Callable[..., None] | None, on_body: Callable[..., None] | None,
                      manual_write: bool = False) -> None:
         if not isinstance(connection, HttpClientConnectionBase):
             raise TypeError("connection must be an HTTP client connection")
@@ -377,8 +390,8 @@ class HttpClientStreamBase(HttpStreamBase):
             raise TypeError("on_body must be callable")
         HttpStreamBase.__init__(self, connection, on_body)
         self._on_response_cb = on_response
-        self._response_status_code: Optional[int] = None
-        self._request: Optional[HttpRequest] = request
+        self._response_status_code: int | None = None
+        self._request: HttpRequest | None = request
         self._version = connection.version
         impl = connection._impl
         if impl is None:
@@ -397,16 +410,16 @@ class HttpClientStreamBase(HttpStreamBase):
         return self._version
 
     @property
-    def response_status_code(self) -> Optional[int]:
+    def response_status_code(self) -> int | None:
         """Optional[int]: the response's status code; None until the response arrives."""
         return self._response_status_code
 
-    def _on_response(self, status_code: int, name_value_pairs: List[Tuple[str, str]]) -> None:
+    def _on_response(self, status_code: int, name_value_pairs: list[tuple[str, str]]) -> None:
         self._response_status_code = status_code
         if self._on_response_cb is not None:
             self._on_response_cb(http_stream=self, status_code=status_code, headers=name_value_pairs)
 
-    def _on_complete(self, exc: Optional[BaseException]) -> None:
+    def _on_complete(self, exc: BaseException | None) -> None:
         self._request = None
         if exc is None:
             self._completion_future.try_set_result(self._response_status_code)
@@ -433,9 +446,9 @@ class HttpClientStream(HttpClientStreamBase):
 
     def __init__(self,
                  connection: HttpClientConnection,
-                 request: "HttpRequest",
-                 on_response: Optional[Callable[..., None]] = None,
-                 on_body: Optional[Callable[..., None]] = None) -> None:
+                 request: HttpRequest,
+                 on_response: Callable[..., None] | None = None,
+                 on_body: Callable[..., None] | None = None) -> None:
         self._init_common(connection, request, on_response, on_body)
 
     def activate(self) -> None:
@@ -448,15 +461,15 @@ class Http2ClientStream(HttpClientStreamBase):
 
     def __init__(self,
                  connection: HttpClientConnection,
-                 request: "HttpRequest",
-                 on_response: Optional[Callable[..., None]] = None,
-                 on_body: Optional[Callable[..., None]] = None,
+                 request: HttpRequest,
+                 on_response: Callable[..., None] | None = None,
+                 on_body: Callable[..., None] | None = None,
                  manual_write: bool = False) -> None:
         self._remote_end_stream_future: CrtFuture = CrtFuture()
         self._init_common(connection, request, on_response, on_body, manual_write)
 
     @property
-    def remote_end_stream_future(self) -> "concurrent.futures.Future":
+    def remote_end_stream_future(self) -> concurrent.futures.Future:
         """concurrent.futures.Future: completes with None when the server ends its side of
         the stream (END_STREAM), or with an exception if the stream ends otherwise."""
         return self._remote_end_stream_future
@@ -464,7 +477,7 @@ class Http2ClientStream(HttpClientStreamBase):
     def _on_h2_remote_end_stream(self) -> None:
         self._remote_end_stream_future.try_set_result(None)
 
-    def _on_complete(self, exc: Optional[BaseException]) -> None:
+    def _on_complete(self, exc: BaseException | None) -> None:
         if not self._remote_end_stream_future.done():
             self._remote_end_stream_future.try_set_exception(
                 exc if exc is not None else RuntimeError("the stream ended before the server sent END_STREAM"))
@@ -475,8 +488,8 @@ class Http2ClientStream(HttpClientStreamBase):
         self._impl.activate()
 
     def write_data(self,
-                   data_stream: Union[InputStream, Any],
-                   end_stream: bool = False) -> "concurrent.futures.Future":
+                   data_stream: InputStream | Any,
+                   end_stream: bool = False) -> concurrent.futures.Future:
         """Send a piece of the request body (streams made with ``manual_write=True``).
 
         Args:
@@ -496,8 +509,8 @@ class Http2ClientStream(HttpClientStreamBase):
 class HttpMessageBase(NativeResource):
     """Common base of HTTP messages: headers and an optional body stream."""
 
-    def __init__(self, binding: Any, headers: "HttpHeaders",
-                 body_stream: Union[InputStream, Any, None] = None) -> None:
+    def __init__(self, binding: Any, headers: HttpHeaders,
+                 body_stream: InputStream | Any | None = None) -> None:
         if not isinstance(headers, HttpHeaders):
             raise TypeError("headers must be an HttpHeaders")
         super().__init__()
@@ -508,17 +521,17 @@ class HttpMessageBase(NativeResource):
             self.body_stream = body_stream
 
     @property
-    def headers(self) -> "HttpHeaders":
+    def headers(self) -> HttpHeaders:
         """HttpHeaders: the message's headers."""
         return self._headers
 
     @property
-    def body_stream(self) -> Optional[InputStream]:
+    def body_stream(self) -> InputStream | None:
         """Optional[InputStream]: the body; set it to any InputStream or binary file-like."""
         return self._body_stream
 
     @body_stream.setter
-    def body_stream(self, stream: Union[InputStream, Any]) -> None:
+    def body_stream(self, stream: InputStream | Any) -> None:
         self._body_stream = wrap_stream(stream)
 
 
@@ -535,8 +548,8 @@ class HttpRequest(HttpMessageBase):
     def __init__(self,
                  method: str = 'GET',
                  path: str = '/',
-                 headers: Optional["HttpHeaders"] = None,
-                 body_stream: Union[InputStream, Any, None] = None) -> None:
+                 headers: HttpHeaders | None = None,
+                 body_stream: InputStream | Any | None = None) -> None:
         if headers is None:
             headers = HttpHeaders()
         super().__init__(None, headers, body_stream)
@@ -577,9 +590,9 @@ class HttpHeaders(NativeResource):
         name_value_pairs (Optional[List[Tuple[str, str]]]): initial pairs.
     """
 
-    def __init__(self, name_value_pairs: Optional[List[Tuple[str, str]]] = None) -> None:
+    def __init__(self, name_value_pairs: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
-        self._pairs: List[Tuple[str, str]] = []
+        self._pairs: list[tuple[str, str]] = []
         if name_value_pairs:
             self.add_pairs(name_value_pairs)
 
@@ -595,7 +608,7 @@ class HttpHeaders(NativeResource):
         self._check(name, value)
         self._pairs.append((name, value))
 
-    def add_pairs(self, name_value_pairs: List[Tuple[str, str]]) -> None:
+    def add_pairs(self, name_value_pairs: list[tuple[str, str]]) -> None:
         """Append each ``(name, value)`` pair of a list."""
         for pair in name_value_pairs:
             try:
@@ -620,7 +633,7 @@ class HttpHeaders(NativeResource):
             if n.lower() == key:
                 yield v
 
-    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of ``name``, or ``default``."""
         if not isinstance(name, str):
             raise TypeError("name must be a str")
@@ -654,7 +667,7 @@ class HttpHeaders(NativeResource):
         """Remove every header."""
         self._pairs = []
 
-    def __iter__(self) -> Iterator[Tuple[str, str]]:
+    def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._pairs))
 
     def __len__(self) -> int:
@@ -710,10 +723,10 @@ class HttpProxyOptions:
     def __init__(self,
                  host_name: str,
                  port: int,
-                 tls_connection_options: Optional[TlsConnectionOptions] = None,
+                 tls_connection_options: TlsConnectionOptions | None = None,
                  auth_type: HttpProxyAuthenticationType = HttpProxyAuthenticationType.Nothing,
-                 auth_username: Optional[str] = None,
-                 auth_password: Optional[str] = None,
+                 auth_username: str | None = None,
+                 auth_password: str | None = None,
                  connection_type: HttpProxyConnectionType = HttpProxyConnectionType.Legacy) -> None:
         self.host_name = host_name
         self.port = port

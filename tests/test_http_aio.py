@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """crtpy.aio.http driven from asyncio.run: HTTP/1.1, HTTP/2 (TLS and cleartext), full-duplex
 bodies, errors, proxies."""
 from __future__ import annotations
@@ -7,14 +8,17 @@ import io
 import time
 
 import pytest
-
 from conftest import free_port, require_binary
 from helpers.certs import pki  # noqa: F401
-from helpers.http_servers import (RawServer, Tinyproxy, h1_server, h2_server, h2_tls_server,  # noqa: F401
-                                  leak_check, tls_options)
+from helpers.http_servers import RawServer, Tinyproxy, h1_server, h2_server, h2_tls_server, leak_check, tls_options  # noqa: F401
 
-from crtpy.aio.http import (AIOHttp2ClientConnection, AIOHttp2ClientStream, AIOHttpClientConnection,
-                            AIOHttpClientConnectionUnified, AIOHttpClientStream)
+from crtpy.aio.http import (
+    AIOHttp2ClientConnection,
+    AIOHttp2ClientStream,
+    AIOHttpClientConnection,
+    AIOHttpClientConnectionUnified,
+    AIOHttpClientStream,
+)
 from crtpy.exceptions import AwsCrtError
 from crtpy.http import HttpHeaders, HttpProxyConnectionType, HttpProxyOptions, HttpRequest, HttpVersion
 

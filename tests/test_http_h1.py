@@ -1,19 +1,19 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """crtpy.http HTTP/1.1 client against local servers (http.server and scripted sockets)."""
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import os
 import threading
 import time
 
 import pytest
-
-from conftest import free_port  # noqa: F401
+from conftest import free_port
 from helpers.http_servers import RawServer, h1_server, leak_check  # noqa: F401
 
 from crtpy.exceptions import AwsCrtError
-from crtpy.http import (HttpClientConnection, HttpClientStream, HttpHeaders, HttpRequest,
-                        HttpVersion)
+from crtpy.http import HttpClientConnection, HttpClientStream, HttpHeaders, HttpRequest, HttpVersion
 from crtpy.io import InputStream
 
 TIMEOUT = 10
@@ -146,7 +146,7 @@ def test_expect_rejected_body_not_sent(leak_check):
     srv = RawServer(script)
     try:
         conn = connect(srv.port)
-        stream, status, _ = run(conn, req("PUT", "/x", [("Expect", "100-continue"),
+        _, status, _ = run(conn, req("PUT", "/x", [("Expect", "100-continue"),
                                                         ("Content-Length", "4")], io.BytesIO(b"body")))
         assert status == 417
         assert srv.received[0].endswith(b"\r\n\r\n")
@@ -228,7 +228,7 @@ def test_manual_window_bounds_reading(h1_server, leak_check):
     stream.activate()
     got.wait(TIMEOUT)
     # without window updates the body stalls well short of the end
-    with pytest.raises(Exception):
+    with pytest.raises(concurrent.futures.TimeoutError):
         stream.completion_future.result(0.5)
     received = len(rec.body)
     assert received < 64 * 1024 + 64 * 1024
@@ -236,7 +236,7 @@ def test_manual_window_bounds_reading(h1_server, leak_check):
         stream.update_window(256 * 1024)
         try:
             stream.completion_future.result(0.05)
-        except Exception:  # noqa: BLE001 - still running
+        except concurrent.futures.TimeoutError:
             pass
     assert stream.completion_future.result(TIMEOUT) == 200
     assert len(rec.body) == total

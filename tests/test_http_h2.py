@@ -1,19 +1,28 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """crtpy.http HTTP/2 client against a local asyncio + h2 server (TLS with ALPN, and
 cleartext prior knowledge)."""
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import threading
 
 import h2.settings
 import pytest
-
 from helpers.certs import pki  # noqa: F401
-from helpers.http_servers import H2Server, h1_server, h2_server, h2_tls_server, tls_options, leak_check  # noqa: F401
+from helpers.http_servers import H2Server, h1_server, h2_server, h2_tls_server, leak_check, tls_options  # noqa: F401
 
 from crtpy.exceptions import AwsCrtError
-from crtpy.http import (Http2ClientConnection, Http2ClientStream, Http2Setting, Http2SettingID,
-                        HttpClientConnection, HttpHeaders, HttpRequest, HttpVersion)
+from crtpy.http import (
+    Http2ClientConnection,
+    Http2ClientStream,
+    Http2Setting,
+    Http2SettingID,
+    HttpClientConnection,
+    HttpHeaders,
+    HttpRequest,
+    HttpVersion,
+)
 
 TIMEOUT = 10
 
@@ -78,7 +87,7 @@ def test_body_and_manual_writes(h2_server, leak_check):
     assert s.completion_future.result(TIMEOUT) == 200
     assert b"".join(chunks) == data
 
-    s, chunks, responses = collect(conn, HttpRequest("POST", "/echo"), manual_write=True)
+    s, chunks, _ = collect(conn, HttpRequest("POST", "/echo"), manual_write=True)
     s.activate()
     assert s.write_data(io.BytesIO(b"first-")).result(TIMEOUT) is None
     assert s.write_data(io.BytesIO(data)).result(TIMEOUT) is None
@@ -171,14 +180,14 @@ def test_manual_stream_window_bounds_download(h2_server, leak_check):
     s = conn.request(HttpRequest("GET", "/size/200000"), on_body=on_body)
     s.activate()
     assert first.wait(TIMEOUT)
-    with pytest.raises(Exception):
+    with pytest.raises(concurrent.futures.TimeoutError):
         s.completion_future.result(0.5)
     assert sum(map(len, got)) <= 20_000  # the server cannot send past the window
     while not s.completion_future.done():
         s.update_window(50_000)
         try:
             s.completion_future.result(0.05)
-        except Exception:  # noqa: BLE001
+        except concurrent.futures.TimeoutError:
             pass
     assert s.completion_future.result(TIMEOUT) == 200
     assert sum(map(len, got)) == 200_000
@@ -190,7 +199,7 @@ def test_manual_connection_window(h2_server, leak_check):
     got = []
     s = conn.request(HttpRequest("GET", "/size/150000"), on_body=lambda http_stream, chunk, **kw: got.append(chunk))
     s.activate()
-    with pytest.raises(Exception):
+    with pytest.raises(concurrent.futures.TimeoutError):
         s.completion_future.result(0.5)
     assert sum(map(len, got)) <= 65535  # the connection window's initial size
     conn.update_window(200_000)
@@ -206,7 +215,7 @@ def test_upload_honours_server_window(leak_check):
         conn = Http2ClientConnection.new("127.0.0.1", srv.port).result(TIMEOUT)
         s = conn.request(HttpRequest("PUT", "/hold", body_stream=io.BytesIO(b"u" * 50_000)))
         s.activate()
-        with pytest.raises(Exception):
+        with pytest.raises(concurrent.futures.TimeoutError):
             s.completion_future.result(0.5)
         assert srv.received_data <= 30_000
         conn.close().result(TIMEOUT)

@@ -1,18 +1,24 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """crtpy.http through a local tinyproxy: forwarding, CONNECT tunnels, Basic auth, TLS to
 an HTTPS origin through the tunnel; and proxy settings from the environment."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import free_port, require_binary
 from helpers.certs import pki  # noqa: F401
-from helpers.http_servers import Tinyproxy, h1_server, h2_tls_server, tls_options, leak_check  # noqa: F401
+from helpers.http_servers import Tinyproxy, h1_server, h2_tls_server, leak_check, tls_options  # noqa: F401
 
 from crtpy._http.proxy import env_proxy_options
 from crtpy.exceptions import AwsCrtError
-from crtpy.http import (Http2ClientConnection, HttpClientConnection, HttpHeaders,
-                        HttpProxyAuthenticationType, HttpProxyConnectionType, HttpProxyOptions,
-                        HttpRequest)
+from crtpy.http import (
+    Http2ClientConnection,
+    HttpClientConnection,
+    HttpHeaders,
+    HttpProxyAuthenticationType,
+    HttpProxyConnectionType,
+    HttpProxyOptions,
+    HttpRequest,
+)
 
 TIMEOUT = 10
 

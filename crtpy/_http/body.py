@@ -2,30 +2,18 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Optional
+from typing import Any
 
 
 def wrap_stream(stream: Any, allow_none: bool = False) -> Any:
-    """Return ``stream`` as a ``crtpy.io.InputStream`` (or, until crtpy.io provides one,
-    the object itself once checked to be a readable binary stream)."""
+    """Return ``stream`` as a ``crtpy.io.InputStream`` (None stays None when allowed)."""
+    from ..io import InputStream
+
     if stream is None:
         if allow_none:
             return None
         raise TypeError("an I/O stream (an object with read() or readinto()) is expected, got None")
-    try:
-        from ..io import InputStream  # type: ignore[attr-defined]
-    except ImportError:
-        InputStream = None  # noqa: N806
-    if InputStream is not None:
-        if isinstance(stream, InputStream):
-            return stream
-        wrap = getattr(InputStream, "wrap", None)
-        if wrap is not None:
-            return wrap(stream)
-    if not (hasattr(stream, "readinto") or hasattr(stream, "read")):
-        raise TypeError(f"an I/O stream (an object with read() or readinto()) is expected, "
-                        f"got {type(stream).__name__}")
-    return stream
+    return InputStream.wrap(stream)
 
 
 def _raw(stream: Any) -> Any:
@@ -37,7 +25,7 @@ def _raw(stream: Any) -> Any:
     return stream
 
 
-def read_into(stream: Any, buf: memoryview) -> Optional[int]:
+def read_into(stream: Any, buf: memoryview) -> int | None:
     """Fill ``buf`` from ``stream``.  Returns the number of bytes, 0 at end of stream,
     or None when a non-blocking stream has no data right now."""
     readinto = getattr(stream, "_read_into", None) or getattr(stream, "readinto", None)
@@ -58,7 +46,7 @@ def read_into(stream: Any, buf: memoryview) -> Optional[int]:
     return n
 
 
-def known_length(stream: Any) -> Optional[int]:
+def known_length(stream: Any) -> int | None:
     """Bytes left in a seekable stream, or None when unknown."""
     raw = _raw(stream)
     if isinstance(raw, io.BytesIO):

@@ -7,11 +7,12 @@ import concurrent.futures
 import io
 import threading
 import time
-from typing import Any, Callable, Deque, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import error
-from .._runtime.blocking import run_blocking
 from .._runtime import callbacks as _callbacks
+from .._runtime.blocking import run_blocking
 from .._runtime.callbacks import invoke
 from .._runtime.futures import CrtFuture
 from .body import _raw, read_into
@@ -27,12 +28,12 @@ class CallbackRunner:
     waiting for a pool worker to wake up and run them: one thread hand-off per response
     instead of two.  With nobody waiting, callbacks go to the shared callback pool."""
 
-    __slots__ = ("_lock", "_cond", "_items", "_draining", "_scheduled", "_waiters")
+    __slots__ = ("_cond", "_draining", "_items", "_lock", "_scheduled", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._items: Deque[Tuple[Callable[..., Any], tuple, dict]] = collections.deque()
+        self._items: collections.deque[tuple[Callable[..., Any], tuple, dict]] = collections.deque()
         self._draining = False
         self._scheduled = False
         self._waiters = 0
@@ -73,7 +74,7 @@ class CallbackRunner:
                 with self._lock:
                     self._draining = False
 
-    def help_until(self, fut: "concurrent.futures.Future[Any]", timeout: Optional[float]) -> None:
+    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None) -> None:
         """Run callbacks in this thread until ``fut`` is done or ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -110,9 +111,9 @@ class HelpingFuture(CrtFuture):
     """completion_future of streams: waiting on it runs the connection's pending callbacks
     in the waiting thread (see :class:`CallbackRunner`)."""
 
-    _runner: Optional[CallbackRunner] = None
+    _runner: CallbackRunner | None = None
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         runner = self._runner
         if runner is not None and not self.done():
             runner.help_until(self, timeout)
@@ -121,7 +122,7 @@ class HelpingFuture(CrtFuture):
                 return super().result(0)
         return super().result(timeout)
 
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+    def exception(self, timeout: float | None = None) -> BaseException | None:
         runner = self._runner
         if runner is not None and not self.done():
             runner.help_until(self, timeout)
@@ -130,7 +131,7 @@ class HelpingFuture(CrtFuture):
         return super().exception(timeout)
 
 
-def helping_future(dispatcher: "Dispatcher") -> CrtFuture:
+def helping_future(dispatcher: Dispatcher) -> CrtFuture:
     runner = dispatcher.runner
     if runner is None:
         return CrtFuture()
@@ -150,7 +151,7 @@ class Dispatcher:
     __slots__ = ("post", "runner")
 
     def __init__(self, inline: bool = False) -> None:
-        self.runner: Optional[CallbackRunner] = None
+        self.runner: CallbackRunner | None = None
         if inline:
             self.post: Callable[..., None] = _call_inline
         else:
@@ -166,11 +167,11 @@ def in_memory(stream: Any) -> bool:
     return isinstance(_raw(stream), (io.BytesIO,))
 
 
-def _read_held(holder: list) -> Optional[int]:
+def _read_held(holder: list) -> int | None:
     return read_into(holder[0], holder[1])
 
 
-async def _read_off_loop(stream: Any, buf: memoryview) -> Optional[int]:
+async def _read_off_loop(stream: Any, buf: memoryview) -> int | None:
     # An idle I/O worker keeps a reference to its last work item, so hand it a holder
     # that is emptied afterwards rather than the stream itself.
     holder = [stream, buf]
@@ -193,7 +194,7 @@ async def read_chunk(stream: Any, buf: memoryview) -> int:
     return n
 
 
-def closed_error(exc: Optional[BaseException] = None) -> BaseException:
+def closed_error(exc: BaseException | None = None) -> BaseException:
     if exc is not None and getattr(exc, "name", None):
         return exc
     return error("AWS_ERROR_HTTP_CONNECTION_CLOSED")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from .._errors import error
 from .._runtime.futures import CrtFuture, failed
@@ -18,11 +18,11 @@ HTTP1, HTTP2 = 2, 3  # HttpVersion values
 
 async def establish(host: str, port: int, *, bootstrap: Any, socket_options: Any,
                     tls_connection_options: Any, proxy_options: Any,
-                    expected_version: Optional[int], dispatcher: Dispatcher,
-                    shutdown_future: CrtFuture, read_buffer_capacity: Optional[int] = None,
+                    expected_version: int | None, dispatcher: Dispatcher,
+                    shutdown_future: CrtFuture, read_buffer_capacity: int | None = None,
                     manual_window_management: bool = False,
-                    initial_window_size: Optional[int] = None,
-                    **h2_settings: Any) -> Tuple[Any, int]:
+                    initial_window_size: int | None = None,
+                    **h2_settings: Any) -> tuple[Any, int]:
     """Open the connection on the running loop and return ``(engine, HttpVersion)``."""
     from .._net.connect import negotiated_alpn, open_connection
 
@@ -86,7 +86,7 @@ async def establish(host: str, port: int, *, bootstrap: Any, socket_options: Any
 
 def new_connection(host_name: str, port: int, *, bootstrap: Any = None, socket_options: Any = None,
                    tls_connection_options: Any = None, proxy_options: Any = None,
-                   expected_version: Optional[int] = None, **settings: Any) -> CrtFuture:
+                   expected_version: int | None = None, **settings: Any) -> CrtFuture:
     """Connect on one of the bootstrap's loop threads; the future gives the public
     connection object (HttpClientConnection or Http2ClientConnection)."""
     from .. import http

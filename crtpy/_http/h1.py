@@ -11,22 +11,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import httptools
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
 from .body import known_length
-from .common import BODY_CHUNK, Dispatcher, helping_future, call_on_loop, closed_error, read_chunk
+from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_future, read_chunk
 from .transport import ConnProtocol
 
 CONTINUE_TIMEOUT_SEC = 1.0
 _NO_BODY_STATUS = (204, 304)
 
 
-def encode_head(method: str, target: str, headers: List[Tuple[str, str]],
-                extra: Optional[List[Tuple[str, str]]] = None) -> bytes:
+def encode_head(method: str, target: str, headers: list[tuple[str, str]],
+                extra: list[tuple[str, str]] | None = None) -> bytes:
     """Serialize a request line and header block."""
     for text in (method, target):
         if not text or any(c in text for c in " \r\n"):
@@ -45,24 +46,40 @@ def encode_head(method: str, target: str, headers: List[Tuple[str, str]],
 class H1Stream:
     """Engine side of one request/response exchange."""
 
-    __slots__ = ("conn", "public", "request", "activated", "done", "status", "headers",
-                 "head_method", "_raw_headers", "got_final", "saw_100", "continue_event",
-                 "body_task", "until_eof", "has_cbs", "body_written", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_raw_headers",
+        "activated",
+        "body_task",
+        "body_written",
+        "conn",
+        "continue_event",
+        "done",
+        "got_final",
+        "has_cbs",
+        "head_method",
+        "headers",
+        "public",
+        "request",
+        "saw_100",
+        "status",
+        "until_eof",
+    )
 
-    def __init__(self, conn: "H1Connection", public: Any, request: Any) -> None:
+    def __init__(self, conn: H1Connection, public: Any, request: Any) -> None:
         self.conn = conn
         self.public = public
         self.request = request
         self.activated = False
         self.done = False
-        self.status: Optional[int] = None
-        self.headers: List[Tuple[str, str]] = []
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
         self.head_method = request.method.upper() == "HEAD"
-        self._raw_headers: List[Tuple[str, str]] = []
+        self._raw_headers: list[tuple[str, str]] = []
         self.got_final = False
         self.saw_100 = False
-        self.continue_event: Optional[asyncio.Event] = None
-        self.body_task: Optional["asyncio.Task[None]"] = None
+        self.continue_event: asyncio.Event | None = None
+        self.body_task: asyncio.Task[None] | None = None
         self.until_eof = False
         self.body_written = False
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
@@ -90,26 +107,26 @@ class H1Connection:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
                  shutdown_future: CrtFuture, dispatcher: Dispatcher,
-                 manual_window_management: bool = False, initial_window_size: Optional[int] = None,
-                 forward_proxy: Optional[Tuple[str, List[Tuple[str, str]]]] = None) -> None:
+                 manual_window_management: bool = False, initial_window_size: int | None = None,
+                 forward_proxy: tuple[str, list[tuple[str, str]]] | None = None) -> None:
         self.loop = loop
         self.protocol = protocol
         self.transport = protocol.transport
         self.shutdown_future = shutdown_future
         self.dispatch = dispatcher
-        self.before_shutdown: Optional[Callable[[], Any]] = None
-        self._queue: Deque[H1Stream] = collections.deque()
-        self._current: Optional[H1Stream] = None
+        self.before_shutdown: Callable[[], Any] | None = None
+        self._queue: collections.deque[H1Stream] = collections.deque()
+        self._current: H1Stream | None = None
         self._open = True
         self._closing = False
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
         self._head_buf = bytearray()
         self._manual = manual_window_management
         self._window = (initial_window_size or 0) if manual_window_management else None
         self._read_paused = False
         self._forward = forward_proxy  # (scheme://authority, extra headers) when forwarding
-        self._public_ref: Optional["weakref.ref[Any]"] = None
+        self._public_ref: weakref.ref[Any] | None = None
         protocol.set_handler(self)
 
     # -- public side (any thread) -----------------------------------------------------
@@ -172,7 +189,7 @@ class H1Connection:
         headers = list(req.headers)
         body = req.body_stream
         target = req.path
-        extra: List[Tuple[str, str]] = []
+        extra: list[tuple[str, str]] = []
         if self._forward is not None:
             base, proxy_headers = self._forward
             if not target.startswith(("http://", "https://")):
@@ -180,7 +197,7 @@ class H1Connection:
             extra.extend(proxy_headers)
         lower = {n.lower(): v for n, v in headers}
         chunked = "chunked" in lower.get("transfer-encoding", "").lower()
-        length: Optional[int] = None
+        length: int | None = None
         if "content-length" in lower:
             try:
                 length = int(lower["content-length"])
@@ -203,7 +220,7 @@ class H1Connection:
         elif chunked:
             self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
 
-    async def _send_body(self, s: H1Stream, body: Any, chunked: bool, length: Optional[int]) -> None:
+    async def _send_body(self, s: H1Stream, body: Any, chunked: bool, length: int | None) -> None:
         proto = self.protocol
         transport = self.transport
         try:
@@ -352,7 +369,7 @@ class H1Connection:
     def eof_received(self) -> None:
         pass
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         self._open = False
         s = self._current
         if s is not None and not s.done and s.got_final and s.until_eof:
@@ -375,7 +392,7 @@ class H1Connection:
             self.shutdown_future.try_set_exception(self._error)
 
     # -- completion -------------------------------------------------------------------------
-    def _complete_current(self, exc: Optional[BaseException]) -> None:
+    def _complete_current(self, exc: BaseException | None) -> None:
         s = self._current
         if s is None:
             return
@@ -398,7 +415,7 @@ class H1Connection:
             return
         self._start_next()
 
-    def _finish(self, s: H1Stream, exc: Optional[BaseException]) -> None:
+    def _finish(self, s: H1Stream, exc: BaseException | None) -> None:
         if s.done:
             return
         s.done = True
@@ -427,7 +444,7 @@ class H1Connection:
         if self.transport is not None:
             self.transport.close()
 
-    def _close(self, exc: Optional[BaseException]) -> None:
+    def _close(self, exc: BaseException | None) -> None:
         self._open = False
         self._closing = True
         if self.transport is not None and not self.transport.is_closing():

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -20,7 +21,7 @@ import hpack
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
-from .common import BODY_CHUNK, Dispatcher, helping_future, call_on_loop, closed_error, read_chunk
+from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_future, read_chunk
 from .transport import ConnProtocol
 
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
@@ -38,7 +39,7 @@ def _install_huffman_cache() -> None:
     plain = _hp.decode_huffman
     if getattr(plain, "_crtpy_cached", False):
         return
-    cache: Dict[bytes, bytes] = {}
+    cache: dict[bytes, bytes] = {}
 
     def decode_huffman(data: bytes) -> bytes:
         key = bytes(data)
@@ -58,7 +59,7 @@ def _install_huffman_cache() -> None:
 _install_huffman_cache()
 
 
-def _table_state(table: Any) -> Tuple[int, Any, int, bool]:
+def _table_state(table: Any) -> tuple[int, Any, int, bool]:
     entries = table.dynamic_entries
     return (len(entries), entries[0] if entries else None, table.maxsize, table.resized)
 
@@ -71,7 +72,7 @@ class _CachingDecoder(hpack.Decoder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cache: Dict[Tuple[bool, bytes], Tuple[Any, ...]] = {}
+        self._cache: dict[tuple[bool, bytes], tuple[Any, ...]] = {}
 
     def decode(self, data: Any, raw: bool = False) -> Any:
         key = (raw, bytes(data))
@@ -95,7 +96,7 @@ class _CachingEncoder(hpack.Encoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: Dict[Tuple[Any, bool], bytes] = {}
+        self._cache: dict[tuple[Any, bool], bytes] = {}
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         try:
@@ -136,24 +137,38 @@ class _H2StateMachine(h2.connection.H2Connection):
 
 
 class H2Stream:
-    __slots__ = ("conn", "public", "request", "manual_write", "stream_id", "activated", "done",
-                 "local_closed", "remote_closed", "writes", "write_task", "window_event",
-                 "has_cbs", "_pending_error", "unacked")
+    __slots__ = (
+        "_pending_error",
+        "activated",
+        "conn",
+        "done",
+        "has_cbs",
+        "local_closed",
+        "manual_write",
+        "public",
+        "remote_closed",
+        "request",
+        "stream_id",
+        "unacked",
+        "window_event",
+        "write_task",
+        "writes",
+    )
 
-    def __init__(self, conn: "H2Connection", public: Any, request: Any, manual_write: bool) -> None:
+    def __init__(self, conn: H2Connection, public: Any, request: Any, manual_write: bool) -> None:
         self.conn = conn
         self.public = public
         self.request = request
         self.manual_write = manual_write
-        self.stream_id: Optional[int] = None
+        self.stream_id: int | None = None
         self.activated = False
         self.done = False
         self.local_closed = False
         self.remote_closed = False
         # manual writes: (body stream or None, end_stream, future)
-        self.writes: Deque[Tuple[Any, bool, CrtFuture]] = collections.deque()
-        self.write_task: Optional["asyncio.Task[None]"] = None
-        self.window_event: Optional[asyncio.Event] = None
+        self.writes: collections.deque[tuple[Any, bool, CrtFuture]] = collections.deque()
+        self.write_task: asyncio.Task[None] | None = None
+        self.window_event: asyncio.Event | None = None
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
         self.unacked = 0
 
@@ -185,19 +200,19 @@ class H2Stream:
 class H2Connection:
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
                  shutdown_future: CrtFuture, dispatcher: Dispatcher, authority: str, scheme: str,
-                 manual_window_management: bool = False, initial_window_size: Optional[int] = None,
-                 initial_settings: Optional[List[Any]] = None,
-                 on_remote_settings_changed: Optional[Callable[[List[Any]], None]] = None,
+                 manual_window_management: bool = False, initial_window_size: int | None = None,
+                 initial_settings: list[Any] | None = None,
+                 on_remote_settings_changed: Callable[[list[Any]], None] | None = None,
                  conn_manual_window_management: bool = False,
-                 conn_window_size_threshold: Optional[int] = None,
-                 stream_window_size_threshold: Optional[int] = None,
-                 read_buffer_capacity: Optional[int] = None) -> None:
+                 conn_window_size_threshold: int | None = None,
+                 stream_window_size_threshold: int | None = None,
+                 read_buffer_capacity: int | None = None) -> None:
         self.loop = loop
         self.protocol = protocol
         self.transport = protocol.transport
         self.shutdown_future = shutdown_future
         self.dispatch = dispatcher
-        self.before_shutdown: Optional[Callable[[], Any]] = None
+        self.before_shutdown: Callable[[], Any] | None = None
         self.authority = authority
         self.scheme = scheme
         self._manual_stream = manual_window_management
@@ -205,21 +220,21 @@ class H2Connection:
         self._conn_threshold = conn_window_size_threshold
         self._stream_threshold = stream_window_size_threshold
         self._conn_unacked = 0
-        self._on_settings = on_remote_settings_changed
+        self._user_settings_cb = on_remote_settings_changed
         self._open = True
         self._goaway = False
-        self._error: Optional[BaseException] = None
-        self._streams: Dict[int, H2Stream] = {}
-        self._waiting: Deque[H2Stream] = collections.deque()
+        self._error: BaseException | None = None
+        self._streams: dict[int, H2Stream] = {}
+        self._waiting: collections.deque[H2Stream] = collections.deque()
         self._conn_window_event = asyncio.Event()
-        self._pings: Deque["asyncio.Future[None]"] = collections.deque()
+        self._pings: collections.deque[asyncio.Future[None]] = collections.deque()
         self._act_lock = threading.Lock()
-        self._act_queue: List[H2Stream] = []
+        self._act_queue: list[H2Stream] = []
         self._act_scheduled = False
         self._batching = False
         self._settings_seen = False
 
-        values: Dict[int, int] = {
+        values: dict[int, int] = {
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _DEFAULT_STREAM_WINDOW,
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
@@ -242,7 +257,7 @@ class H2Connection:
         decoder.max_allowed_table_size = self.h2.decoder.max_allowed_table_size
         self.h2.encoder, self.h2.decoder = encoder, decoder
         self.h2._count_open = lambda: len(self._streams)
-        self.h2.local_settings = h2.settings.Settings(client=True, initial_values=values)
+        self.h2.local_settings = h2.settings.Settings(client=True, initial_values=values)  # type: ignore[arg-type]
         self.h2.max_inbound_frame_size = self.h2.local_settings.max_frame_size
         protocol.set_handler(None)
 
@@ -275,7 +290,7 @@ class H2Connection:
     def update_window(self, increment: int) -> None:
         self.update_connection_window(increment)
 
-    def ping(self, data: bytes = b"\0" * 8) -> "asyncio.Future[None]":
+    def ping(self, data: bytes = b"\0" * 8) -> asyncio.Future[None]:
         """Loop side: send a PING; the future completes on its ACK."""
         fut = self.loop.create_future()
         self._pings.append(fut)
@@ -331,9 +346,9 @@ class H2Connection:
             return
         self._flush()
 
-    def _headers_for(self, request: Any) -> List[Tuple[bytes, bytes]]:
-        pseudo: Dict[str, str] = {}
-        regular: List[Tuple[bytes, bytes]] = []
+    def _headers_for(self, request: Any) -> list[tuple[bytes, bytes]]:
+        pseudo: dict[str, str] = {}
+        regular: list[tuple[bytes, bytes]] = []
         host = None
         for name, value in request.headers:
             lname = name.lower()
@@ -341,9 +356,7 @@ class H2Connection:
                 pseudo[lname] = value
             elif lname == "host":
                 host = value
-            elif lname in _HOP_HEADERS:
-                continue
-            elif lname == "te" and value.lower() != "trailers":
+            elif lname in _HOP_HEADERS or lname == "te" and value.lower() != "trailers":
                 continue
             else:
                 regular.append((lname.encode("latin-1"), value.encode("latin-1")))
@@ -505,7 +518,7 @@ class H2Connection:
         if s is None:
             return
         status = 0
-        headers: List[Tuple[str, str]] = []
+        headers: list[tuple[str, str]] = []
         for name, value in ev.headers:
             n = name.decode("latin-1") if isinstance(name, bytes) else name
             v = value.decode("latin-1") if isinstance(value, bytes) else value
@@ -580,7 +593,7 @@ class H2Connection:
             if s.window_event is not None:
                 s.window_event.set()
         self._start_waiting()
-        if self._on_settings is not None:
+        if self._user_settings_cb is not None:
             from ..http import Http2Setting, Http2SettingID
 
             settings = []
@@ -589,13 +602,13 @@ class H2Connection:
                     settings.append(Http2Setting(Http2SettingID(int(code)), int(change.new_value)))
                 except ValueError:
                     continue
-            self.dispatch.post(self._on_settings, settings)
+            self.dispatch.post(self._user_settings_cb, settings)
 
     def _on_goaway(self, ev: h2.events.ConnectionTerminated) -> None:
         self._goaway = True
         last = ev.last_stream_id if ev.last_stream_id is not None else 0
         exc = error("AWS_ERROR_HTTP_GOAWAY_RECEIVED",
-                    f"the server sent GOAWAY (error code {int(ev.error_code)}, last stream {last})")
+                    f"the server sent GOAWAY (error code {int(ev.error_code or 0)}, last stream {last})")
         for sid, s in list(self._streams.items()):
             if sid > last:
                 self._complete(s, exc)
@@ -611,7 +624,7 @@ class H2Connection:
                 fut.set_result(None)
 
     # -- completion ------------------------------------------------------------------------
-    def _complete(self, s: H2Stream, exc: Optional[BaseException]) -> None:
+    def _complete(self, s: H2Stream, exc: BaseException | None) -> None:
         if s.stream_id is not None:
             self._streams.pop(s.stream_id, None)
         if s.window_event is not None:
@@ -634,7 +647,7 @@ class H2Connection:
         while self._waiting and len(self._streams) < limit and self.is_open():
             self._start_stream(self._waiting.popleft())
 
-    def _finish(self, s: H2Stream, exc: Optional[BaseException]) -> None:
+    def _finish(self, s: H2Stream, exc: BaseException | None) -> None:
         if s.done:
             return
         s.done = True
@@ -677,7 +690,7 @@ class H2Connection:
     def eof_received(self) -> None:
         pass
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         if self._error is None and self._open and not self._goaway:
             self._error = error("AWS_IO_SOCKET_CLOSED", "the server closed the connection")
         self._open = False
@@ -695,7 +708,7 @@ class H2Connection:
             self.shutdown_future.try_set_exception(self._error)
 
 
-_HANDLERS: Dict[type, Callable[[H2Connection, Any], None]] = {
+_HANDLERS: dict[type, Callable[[H2Connection, Any], None]] = {
     h2.events.ResponseReceived: H2Connection._on_response,
     h2.events.DataReceived: H2Connection._on_data,
     h2.events.StreamEnded: H2Connection._on_stream_ended,

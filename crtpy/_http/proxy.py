@@ -8,24 +8,25 @@ import base64
 import ipaddress
 import os
 import urllib.parse
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import httptools
 
 from .._errors import error
 
-__all__ = ["open_tunnel", "proxy_auth_headers", "use_tunnel", "env_proxy_options"]
+__all__ = ["env_proxy_options", "open_tunnel", "proxy_auth_headers", "use_tunnel"]
 
 _MAX_CONNECT_RESPONSE = 64 * 1024
 
 
-def proxy_auth_headers(proxy_options: Any) -> List[Tuple[str, str]]:
+def proxy_auth_headers(proxy_options: Any) -> list[tuple[str, str]]:
     """``Proxy-Authorization`` for Basic auth, else nothing."""
     if proxy_options is None or int(proxy_options.auth_type) != 1:
         return []
     user = proxy_options.auth_username or ""
     password = proxy_options.auth_password or ""
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return [("Proxy-Authorization", f"Basic {token}")]
 
 
@@ -52,9 +53,9 @@ class _ConnectReader(asyncio.Protocol):
     """Reads the proxy's answer to CONNECT; bytes after it are kept for the next protocol."""
 
     def __init__(self) -> None:
-        self.done: "asyncio.Future[Tuple[int, bytes]]" = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._buf = bytearray()
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -89,7 +90,7 @@ class _ConnectReader(asyncio.Protocol):
             return
         self.done.set_result((status, rest))
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         if not self.done.done():
             self.done.set_exception(error("AWS_ERROR_HTTP_PROXY_CONNECT_FAILED",
                                           "the proxy closed the connection during CONNECT"))
@@ -99,8 +100,8 @@ async def open_tunnel(host: str, port: int, proxy_options: Any, *,
                       protocol_factory: Callable[[], asyncio.BaseProtocol],
                       bootstrap: Any = None, socket_options: Any = None,
                       tls_connection_options: Any = None,
-                      extra_headers: Optional[List[Tuple[str, str]]] = None,
-                      ) -> Tuple[asyncio.Transport, asyncio.BaseProtocol]:
+                      extra_headers: list[tuple[str, str]] | None = None,
+                      ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Connect to the proxy (TLS to it when its options say so), open a CONNECT tunnel to
     ``host:port``, then hand the connection to a new ``protocol_factory()`` protocol,
     negotiating TLS with the origin through the tunnel when ``tls_connection_options``
@@ -173,15 +174,14 @@ def _no_proxy_match(host: str, port: int, no_proxy: str) -> bool:
                 pass
             continue
         entry = entry.lstrip(".")
-        if entry.startswith("*."):
-            entry = entry[2:]
+        entry = entry.removeprefix("*.")
         if host == entry or host.endswith("." + entry):
             return True
     return False
 
 
 def env_proxy_options(host: str, port: int, origin_tls: bool,
-                      environ: Optional[dict] = None) -> Optional[Any]:
+                      environ: dict | None = None) -> Any | None:
     """Proxy options from HTTPS_PROXY (TLS origins) or HTTP_PROXY, honouring NO_PROXY;
     None when no proxy applies.  Lower-case names win over upper-case ones, as in curl."""
     from ..http import HttpProxyAuthenticationType, HttpProxyConnectionType, HttpProxyOptions

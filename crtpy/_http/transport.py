@@ -8,14 +8,14 @@ Handlers must consume the view before returning; it is overwritten by the next r
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional
+from typing import Any
 
 DEFAULT_READ_BUFFER = 1024 * 1024
 _START_READ = 256 * 1024
 
 
 class ConnProtocol(asyncio.BufferedProtocol):
-    def __init__(self, buffer_size: Optional[int] = None) -> None:
+    def __init__(self, buffer_size: int | None = None) -> None:
         size = max(4096, buffer_size or DEFAULT_READ_BUFFER)
         self._buf = bytearray(size)
         self._mv = memoryview(self._buf)
@@ -23,14 +23,14 @@ class ConnProtocol(asyncio.BufferedProtocol):
         # (bulk transfers) and shrinks back when they no longer do
         self._cur = min(size, _START_READ)
         self._view = self._mv[:self._cur]
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
         self.handler: Any = None
-        self._pending: List[bytes] = []
+        self._pending: list[bytes] = []
         self._eof = False
         self.lost = False
-        self.lost_exc: Optional[BaseException] = None
+        self.lost_exc: BaseException | None = None
         self.write_paused = False
-        self._drain_waiters: List["asyncio.Future[None]"] = []
+        self._drain_waiters: list[asyncio.Future[None]] = []
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,14 +60,14 @@ class ConnProtocol(asyncio.BufferedProtocol):
         else:
             h.data_received(memoryview(data))
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         self._eof = True
         h = self.handler
         if h is not None:
             h.eof_received()
         return None  # close the transport
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
         self.lost_exc = exc
         self._wake_drain(exc)
@@ -83,7 +83,7 @@ class ConnProtocol(asyncio.BufferedProtocol):
         self._wake_drain(None)
 
     # -- helpers ----------------------------------------------------------------------
-    def _wake_drain(self, exc: Optional[BaseException]) -> None:
+    def _wake_drain(self, exc: BaseException | None) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
         for w in waiters:
             if not w.done():

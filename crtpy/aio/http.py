@@ -10,15 +10,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
-from typing import Any, AsyncIterator, Callable, Deque, List, Optional, Tuple
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from .._http.common import Dispatcher
 from .._runtime.futures import CrtFuture
-from ..http import (Http2Setting, HttpClientConnectionBase, HttpClientStreamBase, HttpProxyOptions,
-                    HttpRequest, HttpVersion)
+from ..http import (
+    Http2Setting,
+    HttpClientConnectionBase,
+    HttpClientStreamBase,
+    HttpProxyOptions,
+    HttpRequest,
+    HttpVersion,
+)
 
-__all__ = ["AIOHttpClientConnectionUnified", "AIOHttpClientConnection", "AIOHttp2ClientConnection",
-           "AIOHttpClientStreamUnified", "AIOHttpClientStream", "AIOHttp2ClientStream"]
+__all__ = [
+    "AIOHttp2ClientConnection",
+    "AIOHttp2ClientStream",
+    "AIOHttpClientConnection",
+    "AIOHttpClientConnectionUnified",
+    "AIOHttpClientStream",
+    "AIOHttpClientStreamUnified",
+]
 
 ClientBootstrap = Any
 SocketOptions = Any
@@ -31,7 +44,7 @@ def _present(*args: Any, **kwargs: Any) -> None:
 
 async def _aio_connect(cls: type, host_name: str, port: int, bootstrap: Any, socket_options: Any,
                        tls_connection_options: Any, proxy_options: Any,
-                       expected_version: Optional[HttpVersion], **settings: Any) -> Any:
+                       expected_version: HttpVersion | None, **settings: Any) -> Any:
     from .._http.connect import HTTP2, bind, establish
 
     if not isinstance(host_name, str):
@@ -63,12 +76,12 @@ class AIOHttpClientConnectionUnified(HttpClientConnectionBase):
     async def new(cls,
                   host_name: str,
                   port: int,
-                  bootstrap: Optional[ClientBootstrap] = None,
-                  socket_options: Optional[SocketOptions] = None,
-                  tls_connection_options: Optional[TlsConnectionOptions] = None,
-                  proxy_options: Optional[HttpProxyOptions] = None,
+                  bootstrap: ClientBootstrap | None = None,
+                  socket_options: SocketOptions | None = None,
+                  tls_connection_options: TlsConnectionOptions | None = None,
+                  proxy_options: HttpProxyOptions | None = None,
                   manual_window_management: bool = False,
-                  initial_window_size: Optional[int] = None) -> "AIOHttpClientConnectionUnified":
+                  initial_window_size: int | None = None) -> AIOHttpClientConnectionUnified:
         """Connect from the running loop; arguments as for
         :meth:`crtpy.http.HttpClientConnection.new`.  Gives an
         :class:`AIOHttp2ClientConnection` when ALPN picks h2, else an
@@ -85,13 +98,13 @@ class AIOHttpClientConnectionUnified(HttpClientConnectionBase):
             impl.close()
         try:
             await asyncio.wrap_future(self._shutdown_future)
-        except Exception:  # noqa: BLE001 - closing reports no error
+        except Exception:  # noqa: BLE001, S110 - closing reports no error
             pass
 
     def request(self,
-                request: "HttpRequest",
-                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]
-                loop: Optional[asyncio.AbstractEventLoop] = None) -> "AIOHttpClientStreamUnified":
+                request: HttpRequest,
+                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
+                loop: asyncio.AbstractEventLoop | None = None) -> AIOHttpClientStreamUnified:
         """Send ``request`` at once and return its stream.
 
         Args:
@@ -101,7 +114,7 @@ class AIOHttpClientConnectionUnified(HttpClientConnectionBase):
             loop (Optional[asyncio.AbstractEventLoop]): the loop for the stream's awaits;
                 the running loop by default.
         """
-        return AIOHttpClientStreamUnified(self, request, request_body_generator, loop)
+        return AIOHttpClientStreamUnified(self, request, request_body_generator, loop)  # type: ignore[arg-type]
 
 
 class AIOHttpClientConnection(AIOHttpClientConnectionUnified):
@@ -111,13 +124,13 @@ class AIOHttpClientConnection(AIOHttpClientConnectionUnified):
     async def new(cls,  # type: ignore[override]
                   host_name: str,
                   port: int,
-                  bootstrap: Optional[ClientBootstrap] = None,
-                  socket_options: Optional[SocketOptions] = None,
-                  tls_connection_options: Optional[TlsConnectionOptions] = None,
-                  proxy_options: Optional[HttpProxyOptions] = None,
+                  bootstrap: ClientBootstrap | None = None,
+                  socket_options: SocketOptions | None = None,
+                  tls_connection_options: TlsConnectionOptions | None = None,
+                  proxy_options: HttpProxyOptions | None = None,
                   manual_window_management: bool = False,
-                  initial_window_size: Optional[int] = None,
-                  read_buffer_capacity: Optional[int] = None) -> "AIOHttpClientConnection":
+                  initial_window_size: int | None = None,
+                  read_buffer_capacity: int | None = None) -> AIOHttpClientConnection:
         """Connect from the running loop, speaking HTTP/1.1 (fails with
         AWS_ERROR_HTTP_UNSUPPORTED_PROTOCOL if TLS negotiates h2)."""
         return await _aio_connect(cls, host_name, port, bootstrap, socket_options,
@@ -127,9 +140,9 @@ class AIOHttpClientConnection(AIOHttpClientConnectionUnified):
                                   read_buffer_capacity=read_buffer_capacity)
 
     def request(self,  # type: ignore[override]
-                request: "HttpRequest",
-                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]
-                loop: Optional[asyncio.AbstractEventLoop] = None) -> "AIOHttpClientStream":
+                request: HttpRequest,
+                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
+                loop: asyncio.AbstractEventLoop | None = None) -> AIOHttpClientStream:
         """Send ``request`` (its body comes from ``request.body_stream``; a body generator
         is ignored on HTTP/1.1) and return its stream."""
         return AIOHttpClientStream(self, request, loop)
@@ -142,17 +155,17 @@ class AIOHttp2ClientConnection(AIOHttpClientConnectionUnified):
     async def new(cls,  # type: ignore[override]
                   host_name: str,
                   port: int,
-                  bootstrap: Optional[ClientBootstrap] = None,
-                  socket_options: Optional[SocketOptions] = None,
-                  tls_connection_options: Optional[TlsConnectionOptions] = None,
-                  proxy_options: Optional[HttpProxyOptions] = None,
-                  initial_settings: Optional[List[Http2Setting]] = None,
-                  on_remote_settings_changed: Optional[Callable[[List[Http2Setting]], None]] = None,
+                  bootstrap: ClientBootstrap | None = None,
+                  socket_options: SocketOptions | None = None,
+                  tls_connection_options: TlsConnectionOptions | None = None,
+                  proxy_options: HttpProxyOptions | None = None,
+                  initial_settings: list[Http2Setting] | None = None,
+                  on_remote_settings_changed: Callable[[list[Http2Setting]], None] | None = None,
                   manual_window_management: bool = False,
-                  initial_window_size: Optional[int] = None,
+                  initial_window_size: int | None = None,
                   conn_manual_window_management: bool = False,
-                  conn_window_size_threshold: Optional[int] = None,
-                  stream_window_size_threshold: Optional[int] = None) -> "AIOHttp2ClientConnection":
+                  conn_window_size_threshold: int | None = None,
+                  stream_window_size_threshold: int | None = None) -> AIOHttp2ClientConnection:
         """Connect from the running loop, speaking HTTP/2; arguments as for
         :meth:`crtpy.http.Http2ClientConnection.new`.  ``on_remote_settings_changed`` runs
         on the running loop."""
@@ -167,12 +180,12 @@ class AIOHttp2ClientConnection(AIOHttpClientConnectionUnified):
                                   stream_window_size_threshold=stream_window_size_threshold)
 
     def request(self,  # type: ignore[override]
-                request: "HttpRequest",
-                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]
-                loop: Optional[asyncio.AbstractEventLoop] = None) -> "AIOHttp2ClientStream":
+                request: HttpRequest,
+                request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
+                loop: asyncio.AbstractEventLoop | None = None) -> AIOHttp2ClientStream:
         """Send ``request`` and return its stream; with ``request_body_generator`` the body
         is streamed from it (and ``request.body_stream`` is not used)."""
-        return AIOHttp2ClientStream(self, request, request_body_generator, loop)
+        return AIOHttp2ClientStream(self, request, request_body_generator, loop)  # type: ignore[arg-type]
 
     def update_window(self, increment_size: int) -> None:
         """Grow the connection's flow-control window by ``increment_size`` bytes."""
@@ -190,8 +203,8 @@ class AIOHttpClientStreamUnified(HttpClientStreamBase):
     def __init__(self,
                  connection: AIOHttpClientConnection,
                  request: HttpRequest,
-                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]
-                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -200,13 +213,13 @@ class AIOHttpClientStreamUnified(HttpClientStreamBase):
         elif not isinstance(loop, asyncio.AbstractEventLoop):
             raise TypeError("loop must be an asyncio.AbstractEventLoop")
         self._loop = loop
-        self._chunks: Deque[bytes] = collections.deque()
-        self._chunk_waiter: Optional["asyncio.Future[None]"] = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunk_waiter: asyncio.Future[None] | None = None
         self._body_ended = False
-        self._status_future: "asyncio.Future[int]" = loop.create_future()
-        self._headers_future: "asyncio.Future[List[Tuple[str, str]]]" = loop.create_future()
-        self._done_future: "asyncio.Future[int]" = loop.create_future()
-        self._writer: Optional["asyncio.Task[None]"] = None
+        self._status_future: asyncio.Future[int] = loop.create_future()
+        self._headers_future: asyncio.Future[list[tuple[str, str]]] = loop.create_future()
+        self._done_future: asyncio.Future[int] = loop.create_future()
+        self._writer: asyncio.Task[None] | None = None
         manual = request_body_generator is not None and connection.version == HttpVersion.Http2
         self._init_common(connection, request, _present, _present, manual)
         self._impl.activate()
@@ -224,11 +237,11 @@ class AIOHttpClientStreamUnified(HttpClientStreamBase):
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_response(self, status_code: int, name_value_pairs: List[Tuple[str, str]]) -> None:
+    def _on_response(self, status_code: int, name_value_pairs: list[tuple[str, str]]) -> None:
         self._response_status_code = status_code
         self._deliver(self._set_response, status_code, name_value_pairs)
 
-    def _set_response(self, status_code: int, headers: List[Tuple[str, str]]) -> None:
+    def _set_response(self, status_code: int, headers: list[tuple[str, str]]) -> None:
         if not self._status_future.done():
             self._status_future.set_result(status_code)
         if not self._headers_future.done():
@@ -253,11 +266,11 @@ class AIOHttpClientStreamUnified(HttpClientStreamBase):
         self._body_ended = True
         self._wake()
 
-    def _on_complete(self, exc: Optional[BaseException]) -> None:
+    def _on_complete(self, exc: BaseException | None) -> None:
         HttpClientStreamBase._on_complete(self, exc)
         self._deliver(self._finish, exc)
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _finish(self, exc: BaseException | None) -> None:
         self._body_ended = True
         for fut in (self._status_future, self._headers_future):
             if not fut.done():
@@ -296,7 +309,7 @@ class AIOHttpClientStreamUnified(HttpClientStreamBase):
         """The response's status code, once it has arrived."""
         return await asyncio.shield(self._status_future)
 
-    async def get_response_headers(self) -> List[Tuple[str, str]]:
+    async def get_response_headers(self) -> list[tuple[str, str]]:
         """The response's headers as ``(name, value)`` pairs, once they have arrived."""
         return await asyncio.shield(self._headers_future)
 
@@ -322,7 +335,7 @@ class AIOHttpClientStream(AIOHttpClientStreamUnified):
     def __init__(self,
                  connection: AIOHttpClientConnection,
                  request: HttpRequest,
-                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(connection, request, None, loop)  # type: ignore[arg-type]
 
 
@@ -332,6 +345,6 @@ class AIOHttp2ClientStream(AIOHttpClientStreamUnified):
     def __init__(self,
                  connection: AIOHttpClientConnection,
                  request: HttpRequest,
-                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]
-                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(connection, request, request_body_generator, loop)

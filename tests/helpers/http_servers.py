@@ -20,7 +20,8 @@ import ssl
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -34,7 +35,7 @@ import h2.settings
 # ---------------------------------------------------------------------------------------
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "Http1Server._Srv"
+    server: Http1Server._Srv
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -55,7 +56,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _reply(self, status: int, body: bytes, headers: Optional[List[Tuple[str, str]]] = None,
+    def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
                chunked: bool = False) -> None:
         self.send_response(status)
         for k, v in headers or []:
@@ -112,8 +113,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Http1Server:
     class _Srv(http.server.ThreadingHTTPServer):
         daemon_threads = True
-        requests: List[Any]
-        bodies: List[bytes]
+        requests: list[Any]
+        bodies: list[bytes]
 
     def __init__(self) -> None:
         self.httpd = self._Srv(("127.0.0.1", 0), _Handler)
@@ -125,11 +126,11 @@ class Http1Server:
         self._thread.start()
 
     @property
-    def requests(self) -> List[Any]:
+    def requests(self) -> list[Any]:
         return self.httpd.requests
 
     @property
-    def bodies(self) -> List[bytes]:
+    def bodies(self) -> list[bytes]:
         return self.httpd.bodies
 
     def stop(self) -> None:
@@ -151,7 +152,7 @@ class RawServer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.script = script
-        self.received: List[bytes] = []
+        self.received: list[bytes] = []
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True, name="test-raw-server")
         self._thread.start()
@@ -196,14 +197,14 @@ class RawServer:
 # HTTP/2 server on h2
 # ---------------------------------------------------------------------------------------
 class _H2ServerProtocol(asyncio.Protocol):
-    def __init__(self, server: "H2Server") -> None:
+    def __init__(self, server: H2Server) -> None:
         self.server = server
         cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config=cfg)
-        self.transport: Optional[asyncio.Transport] = None
-        self.bodies: Dict[int, bytearray] = {}
-        self.req_headers: Dict[int, Dict[str, str]] = {}
-        self.pending: Dict[int, Tuple[bytes, int]] = {}  # stream -> (data left, offset)
+        self.transport: asyncio.Transport | None = None
+        self.bodies: dict[int, bytearray] = {}
+        self.req_headers: dict[int, dict[str, str]] = {}
+        self.pending: dict[int, tuple[bytes, int]] = {}  # stream -> (data left, offset)
         self.hold_window = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -249,7 +250,7 @@ class _H2ServerProtocol(asyncio.Protocol):
                 self.pending.pop(ev.stream_id, None)
         self.flush()
 
-    def respond(self, sid: int, status: int, body: bytes, headers: Optional[List[Tuple[str, str]]] = None) -> None:
+    def respond(self, sid: int, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
         self.conn.send_headers(sid, [(":status", str(status)), ("content-length", str(len(body))),
                                      *(headers or [])])
         self.pending[sid] = (body, 0)
@@ -297,19 +298,19 @@ class _H2ServerProtocol(asyncio.Protocol):
             self.respond(sid, 404, b"")
         self.flush()
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         pass
 
 
 class H2Server:
     """asyncio + h2 server on its own thread; TLS (ALPN h2 / http/1.1) when certs given."""
 
-    def __init__(self, certfile: Optional[str] = None, keyfile: Optional[str] = None,
-                 settings: Optional[Dict[int, int]] = None, alpn: Tuple[str, ...] = ("h2",)) -> None:
+    def __init__(self, certfile: str | None = None, keyfile: str | None = None,
+                 settings: dict[int, int] | None = None, alpn: tuple[str, ...] = ("h2",)) -> None:
         self.settings = settings or {}
-        self.requests: List[Dict[str, str]] = []
-        self.connections: List[_H2ServerProtocol] = []
-        self.client_settings: Dict[int, int] = {}
+        self.requests: list[dict[str, str]] = []
+        self.connections: list[_H2ServerProtocol] = []
+        self.client_settings: dict[int, int] = {}
         self.received_data = 0
         self.loop = asyncio.new_event_loop()
         ctx = None
@@ -322,7 +323,7 @@ class H2Server:
         self._thread.start()
         self._ready.wait(5)
 
-    def _run(self, ctx: Optional[ssl.SSLContext]) -> None:
+    def _run(self, ctx: ssl.SSLContext | None) -> None:
         asyncio.set_event_loop(self.loop)
         self.server = self.loop.run_until_complete(
             self.loop.create_server(lambda: _H2ServerProtocol(self), "127.0.0.1", 0, ssl=ctx))
@@ -351,7 +352,7 @@ class H2Server:
 # ---------------------------------------------------------------------------------------
 class Tinyproxy:
     def __init__(self, binary: str, directory: str, port: int,
-                 basic_auth: Optional[Tuple[str, str]] = None) -> None:
+                 basic_auth: tuple[str, str] | None = None) -> None:
         self.port = port
         conf = os.path.join(directory, "tinyproxy.conf")
         lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "MaxClients 50",
@@ -389,7 +390,7 @@ class Tinyproxy:
 # ---------------------------------------------------------------------------------------
 # fixtures (import them into a test module by name)
 # ---------------------------------------------------------------------------------------
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture
@@ -414,7 +415,7 @@ def h2_tls_server(pki):
     srv.stop()
 
 
-def tls_options(pki: Any, alpn: Optional[List[str]] = None, server_name: str = "localhost") -> Any:
+def tls_options(pki: Any, alpn: list[str] | None = None, server_name: str = "localhost") -> Any:
     from crtpy.io import ClientTlsContext, TlsContextOptions
 
     opts = TlsContextOptions()
