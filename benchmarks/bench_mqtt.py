@@ -108,7 +108,7 @@ class PahoRunner:
         self.connected = threading.Event()
         self.on_message: Callable[[Any], None] | None = None
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        self.client.max_inflight_messages_set(65535)
+        self.client.max_inflight_messages_set(100)  # larger windows make paho O(n) per PUBACK
         self.client.max_queued_messages_set(0)
         self.client.on_connect = lambda *a: self.connected.set()
         self.client.on_message = lambda c, u, msg: self.on_message and self.on_message(msg)
