@@ -139,18 +139,27 @@ def test_expect_100_continue(h1_server, leak_check):
 
 
 def test_expect_rejected_body_not_sent(leak_check):
+    extra = []
+    checked = threading.Event()
+
     def script(c, head):
         c.sendall(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
-        time.sleep(0.2)  # let the client decide; it must not send the body
+        c.settimeout(0.3)  # anything the client sends now would be the body it must hold back
+        try:
+            extra.append(c.recv(100))
+        except OSError:
+            extra.append(b"")
+        checked.set()
 
     srv = RawServer(script)
     try:
         conn = connect(srv.port)
         _, status, _ = run(conn, req("PUT", "/x", [("Expect", "100-continue"),
-                                                        ("Content-Length", "4")], io.BytesIO(b"body")))
+                                                   ("Content-Length", "4")], io.BytesIO(b"body")))
         assert status == 417
-        assert srv.received[0].endswith(b"\r\n\r\n")
-        conn.close().result(TIMEOUT)
+        conn.shutdown_future.exception(TIMEOUT)  # the connection is not reused after this
+        assert checked.wait(TIMEOUT)
+        assert b"body" not in srv.received[0] and b"body" not in extra[0]
     finally:
         srv.stop()
 
@@ -271,3 +280,37 @@ def test_invalid_arguments():
         HttpRequest(body_stream=object())
     with pytest.raises(TypeError):
         HttpClientConnection.new(None, 80)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("script_bytes", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+    b"HTTX/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+])
+def test_same_outcome_as_reference(script_bytes, leak_check):
+    """Status, callback arguments, body and error name agree with awscrt."""
+    ref = pytest.importorskip("awscrt.http")
+    import crtpy.http as ours
+
+    srv = RawServer(lambda c, h: c.sendall(script_bytes))
+
+    def outcome(mod):
+        conn = mod.HttpClientConnection.new("127.0.0.1", srv.port).result(TIMEOUT)
+        events = []
+        stream = conn.request(mod.HttpRequest("GET", "/", mod.HttpHeaders([("Host", "x")])),
+                              on_response=lambda **kw: events.append(("response", kw["status_code"], sorted(kw))),
+                              on_body=lambda **kw: events.append(("body", bytes(kw["chunk"]), sorted(kw))))
+        stream.activate()
+        try:
+            result = stream.completion_future.result(TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - compared below
+            result = getattr(exc, "name", type(exc).__name__)
+        conn.close()
+        conn.shutdown_future.exception(TIMEOUT)
+        return result, events
+
+    try:
+        assert outcome(ours) == outcome(ref)
+    finally:
+        srv.stop()
