@@ -12,9 +12,11 @@ none of them can be involved:
   (it would turn array/map keys into tuple/frozendict where the reference raises
   ``TypeError``): maps with integer, float, bool or null keys are left to the Python path;
 * the result is checked for ``undefined`` and unassigned simple values (cbor2 returns
-  objects, the reference calls them malformed / returns ``None``): ``marshal.dumps`` does
-  it at C speed, a Python walk when the result holds objects marshal cannot write or the
-  input is large enough to hold an array or map of more than 10,000 entries;
+  objects, the reference calls them malformed / returns ``None``): in O(1) through the
+  reference counts of cbor2's ``undefined`` singleton and simple-value type when no Python
+  callback ran, else with ``marshal.dumps`` at C speed, or a Python walk when the result
+  holds objects marshal cannot write or the input is large enough to hold an array or map
+  of more than 10,000 entries;
 * half-precision NaNs with a payload (cbor2 keeps it, the reference does not): when the
   input may hold one, every NaN in the result must be a plain quiet NaN;
 * ``max_depth`` is set below the reference's limit (cbor2 counts tags and containers), so
@@ -29,6 +31,7 @@ import io
 import marshal
 import re
 import struct
+import sys
 from typing import Any
 
 try:  # cbor2 is optional: without it the pure-Python decoders do all the work
@@ -54,6 +57,7 @@ _HALF_NAN_WITH_PAYLOAD = re.compile(rb"\xf9(?:[\x7c\x7e\xfc\xfe][\x01-\xff]|[\x7
 _MAYBE_SIMPLE = re.compile(rb"[\xe0-\xf3\xf7\xf8]")
 _PLAIN_NANS = frozenset((bytes.fromhex("7ff8000000000000"), bytes.fromhex("fff8000000000000")))
 _pack_d = struct.Struct(">d").pack
+_refcount = sys.getrefcount
 
 
 class Abort(Exception):
@@ -135,21 +139,30 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
         strict_hashable_types=True,
         max_depth=_MAX_DEPTH - top_depth,
     )
+    # Every undefined in a result is a reference to cbor2's singleton and every simple value
+    # an instance of a heap type (each instance holds a reference to its type): unchanged
+    # reference counts prove the result holds neither.  Only trusted when no Python code
+    # (an epoch callback) ran during the decode, so no other thread can have run either.
+    refs = _refcount(_undefined), _refcount(_SimpleValue)
     obj = dec.decode()
+    del dec
     pos = fp.tell()
     if pos > end:
         raise _ABORT
     big = pos - start > MAX_CONTAINER_SIZE
     nans = _HALF_NAN_WITH_PAYLOAD.search(buf, start, pos) is not None
     if not big and not nans:
+        if not called:
+            if refs == (_refcount(_undefined), _refcount(_SimpleValue)):
+                return obj, pos
+            raise _ABORT
         if _MAYBE_SIMPLE.search(buf, start, pos) is None:
             return obj, pos
         try:
             marshal.dumps(obj)
             return obj, pos
         except ValueError:
-            if not called:
-                raise _ABORT from None
+            pass
     if not _walk_ok(obj, big, nans):
         raise _ABORT
     return obj, pos
