@@ -206,3 +206,25 @@ def test_default_request_is_retried(moto_server, proxy, bucket):  # noqa: F811
                          request=http_request("HEAD", proxy.port, bucket, "d/x"), **rec.callbacks())
     assert req.finished_future.exception(TIMEOUT) is None
     assert rec.status == 200 and len(proxy.fired) == 2
+
+
+def test_cancel_mid_download_removes_the_file(moto_server, proxy, bucket, tmp_path):  # noqa: F811
+    data = os.urandom(4 * 1024 * 1024)
+    moto_server.boto3().put_object(Bucket=bucket, Key="cancel/get", Body=data)
+    c = make_client(proxy.port, part_size=256 * 1024, max_active_connections_override=1)
+    holder = {}
+
+    class Canceller(Recorder):
+        def on_progress(self, progress, **kwargs):
+            super().on_progress(progress)
+            holder["req"].cancel()
+
+    rec = Canceller()
+    dst = tmp_path / "partial"
+    req = c.make_request(type=S3RequestType.GET_OBJECT, request=http_request("GET", proxy.port, bucket, "cancel/get"),
+                         recv_filepath=str(dst), **rec.callbacks())
+    holder["req"] = req
+    exc = req.finished_future.exception(TIMEOUT)
+    assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_CANCELED"
+    assert rec.progress < len(data)
+    assert not dst.exists()

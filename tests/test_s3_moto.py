@@ -208,3 +208,43 @@ def test_on_body_order_and_many_parts(moto_server, bucket):  # noqa: F811
     assert exc is None
     assert rec.body() == data  # Recorder.body() asserts the offsets are in order
     assert rec.progress == len(data)
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream of unknown length (no seek, no tell)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        return self._src.readinto(b)
+
+
+@pytest.mark.parametrize("size", [0, 1000, 2 * PART + 3])
+def test_put_from_stream_of_unknown_length(client, moto_server, bucket, size):  # noqa: F811
+    data = _data(size)
+    rec = Recorder()
+    req = client.make_request(type=S3RequestType.PUT_OBJECT,
+                              request=http_request("PUT", moto_server.port, bucket, f"unknown/{size}",
+                                                   body=_Unseekable(data)),
+                              checksum_config=S3ChecksumConfig(S3ChecksumAlgorithm.CRC32, S3ChecksumLocation.TRAILER),
+                              **rec.callbacks())
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert rec.progress == size
+    assert moto_server.boto3().get_object(Bucket=bucket, Key=f"unknown/{size}")["Body"].read() == data
+
+
+def test_get_with_user_range_is_passed_through(client, moto_server, bucket):  # noqa: F811
+    data = _data(PART + 100)
+    moto_server.boto3().put_object(Bucket=bucket, Key="range/x", Body=data)
+    rec = Recorder()
+    req = client.make_request(type=S3RequestType.GET_OBJECT,
+                              request=http_request("GET", moto_server.port, bucket, "range/x",
+                                                   headers=[("Range", "bytes=10-99")]),
+                              **rec.callbacks())
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert rec.status == 206
+    assert rec.body() == data[10:100]

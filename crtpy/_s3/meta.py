@@ -228,6 +228,7 @@ class MetaRequest:
         self.pool = client.pool_for(self.host, self.port, client.tls)
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self._file_io: set[asyncio.Future[Any]] = set()
         self.did_validate = False
         self.validation_algorithm: int | None = None
         self.final_status: int | None = None
@@ -329,6 +330,21 @@ class MetaRequest:
             self.client.request_finished()
 
         self.cbq.post(done)
+
+    # -- file I/O on a descriptor this request owns ------------------------------------------------
+    async def _file_op(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a pread/pwrite job on an I/O worker.  A cancelled request stops waiting for
+        it, but the job is remembered so its descriptor is only closed once it is over
+        (a closed-and-reused descriptor number must never receive our writes)."""
+        fut = asyncio.ensure_future(run_blocking(fn, *args))
+        self._file_io.add(fut)
+        fut.add_done_callback(self._file_io.discard)
+        return await asyncio.shield(fut)
+
+    async def _close_fd(self, fd: int) -> None:
+        while self._file_io:
+            await asyncio.gather(*list(self._file_io), return_exceptions=True)
+        await run_blocking(os.close, fd)
 
     # -- one exchange with retries ---------------------------------------------------------------
     async def _exchange(self, operation: str, method: str, target: str, headers: list[tuple[str, str]],
@@ -504,7 +520,7 @@ class MetaRequest:
             ok = True
         finally:
             if fd is not None:
-                await run_blocking(os.close, fd)
+                await self._close_fd(fd)
                 if not ok:
                     try:
                         await run_blocking(os.unlink, path)
@@ -595,7 +611,7 @@ class MetaRequest:
         async def deliver(idx: int, pieces: list[bytes]) -> None:
             size = sum(len(p) for p in pieces)
             if fd is not None:
-                h = await run_blocking(_write_pieces, fd, pieces, idx * part, crc_algo)
+                h = await self._file_op(_write_pieces, fd, pieces, idx * part, crc_algo)
                 if h is not None:
                     crcs[idx] = (h.crc, size)
                 self._progress(size)
@@ -721,7 +737,7 @@ class MetaRequest:
                 await self._put_multipart(fd, size, part)
         finally:
             if fd is not None:
-                await run_blocking(os.close, fd)
+                await self._close_fd(fd)
 
     def _body_pieces(self, view: memoryview, h: Any) -> Callable[[], Sequence[Any]]:
         if self.algorithm is None or not self.trailer:
@@ -758,7 +774,7 @@ class MetaRequest:
         view = memoryview(buf)
         algo = self.algorithm
         if fd is not None:
-            n, h = await run_blocking(_read_and_hash, fd, view, 0, algo)
+            n, h = await self._file_op(_read_and_hash, fd, view, 0, algo)
         elif self.body_stream is not None and size:
             stream = self.body_stream
             n = await run_blocking(_stream_fill, stream, view)
@@ -861,7 +877,7 @@ class MetaRequest:
                     return None
                 state["next"] = idx + 1
                 want = min(part, size - idx * part) if size is not None else part
-                n, h = await run_blocking(_read_and_hash, fd, view[:want], idx * part, algo)
+                n, h = await self._file_op(_read_and_hash, fd, view[:want], idx * part, algo)
                 if n != want:
                     raise Failure("AWS_ERROR_S3_FILE_MODIFIED", "the file got shorter during the upload")
                 return idx, n, h
