@@ -9,6 +9,7 @@ import threading
 import uuid
 
 import pytest
+from helpers.certs import pki  # noqa: F401
 from helpers.s3_proxy import FaultProxy
 from helpers.s3_servers import Recorder, http_request, make_client, moto_server  # noqa: F401
 
@@ -228,3 +229,34 @@ def test_cancel_mid_download_removes_the_file(moto_server, proxy, bucket, tmp_pa
     assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_CANCELED"
     assert rec.progress < len(data)
     assert not dst.exists()
+
+
+def test_tls_endpoint_verified(moto_server, pki, bucket):  # noqa: F811
+    import ssl
+
+    from crtpy.io import ClientTlsContext, TlsContextOptions
+    from crtpy.s3 import S3RequestTlsMode
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    tls_proxy = FaultProxy(moto_server.port, ssl_context=server_ctx)
+    try:
+        opts = TlsContextOptions()
+        opts.override_default_trust_store(pki.ca_cert.pem)
+        conn_opts = ClientTlsContext(opts).new_connection_options()
+        c = make_client(tls_proxy.port, part_size=PART, tls_mode=S3RequestTlsMode.ENABLED,
+                        tls_connection_options=conn_opts)
+        data = os.urandom(PART + 11)
+        req, _ = _put(c, tls_proxy, bucket, "tls/x", data)
+        assert req.finished_future.exception(TIMEOUT) is None
+        req, rec = _get(c, tls_proxy, bucket, "tls/x")
+        assert req.finished_future.exception(TIMEOUT) is None
+        assert rec.body() == data
+        # the default trust store does not know the test CA: the handshake must fail
+        untrusted = make_client(tls_proxy.port, tls_mode=S3RequestTlsMode.ENABLED,
+                                retry_config=S3RetryConfig(max_retries=1, backoff_scale_factor_ms=1))
+        req, _ = _get(untrusted, tls_proxy, bucket, "tls/x")
+        exc = req.finished_future.exception(TIMEOUT)
+        assert isinstance(exc, AwsCrtError) and "TLS" in exc.name
+    finally:
+        tls_proxy.close()

@@ -88,9 +88,11 @@ class ClientImpl:
 
     def _shutdown(self) -> None:
         def close_all() -> None:
-            for pool in self._pools.values():
+            with self._lock:
+                pools = list(self._pools.values())
+                self._pools.clear()
+            for pool in pools:
                 pool.close()
-            self._pools.clear()
             self.shutdown_event.set()
 
         try:
@@ -106,21 +108,23 @@ class ClientImpl:
 
     def pool_for(self, host: str, port: int, tls: bool) -> ConnectionPool:
         key = (host, port, tls)
-        pool = self._pools.get(key)
-        if pool is None:
-            tls_options = None
-            if tls:
-                tls_options = self._tls_options_for(host)
-            socket_options = None
-            if self.connect_timeout_ms:
-                from ..io import SocketOptions
-
-                socket_options = SocketOptions()
-                socket_options.connect_timeout_ms = self.connect_timeout_ms
-            pool = ConnectionPool(host, port, tls_options=tls_options, bootstrap=self.bootstrap,
-                                  socket_options=socket_options)
-            self._pools[key] = pool
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._new_pool(host, port, tls)
+                self._pools[key] = pool
         return pool
+
+    def _new_pool(self, host: str, port: int, tls: bool) -> ConnectionPool:
+        tls_options = self._tls_options_for(host) if tls else None
+        socket_options = None
+        if self.connect_timeout_ms:
+            from ..io import SocketOptions
+
+            socket_options = SocketOptions()
+            socket_options.connect_timeout_ms = self.connect_timeout_ms
+        return ConnectionPool(host, port, tls_options=tls_options, bootstrap=self.bootstrap,
+                              socket_options=socket_options)
 
     def _tls_options_for(self, host: str) -> Any:
         from ..io import ClientTlsContext, TlsConnectionOptions, TlsContextOptions

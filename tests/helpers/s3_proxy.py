@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -31,7 +32,7 @@ _ERRORS = {
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.upstream_port = upstream_port
         self.rules: list[list[object]] = []
         self.fired: list[tuple[str, str, str]] = []
@@ -40,9 +41,14 @@ class FaultProxy:
         proxy = self
 
         class Handler(socketserver.StreamRequestHandler):
+            def setup(self) -> None:
+                if ssl_context is not None:
+                    self.request = ssl_context.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def handle(self) -> None:
                 try:
-                    while proxy._one(self.rfile, self.connection):
+                    while proxy._one(self.rfile, self.request):
                         pass
                 except (OSError, ValueError):
                     pass
@@ -82,6 +88,7 @@ class FaultProxy:
         return None
 
     def _one(self, rfile, sock: socket.socket) -> bool:  # type: ignore[no-untyped-def]
+        # (with TLS, ``sock`` is the SSLSocket made in Handler.setup)
         line = rfile.readline(65537)
         if not line:
             return False

@@ -55,7 +55,8 @@ def make_client(port: int, **kwargs: Any) -> Any:
 
     provider = AwsCredentialsProvider.new_static(ACCESS_KEY, SECRET_KEY)
     kwargs.setdefault("signing_config", create_default_s3_signing_config(region=REGION, credential_provider=provider))
-    return S3Client(region=REGION, tls_mode=S3RequestTlsMode.DISABLED, **kwargs)
+    kwargs.setdefault("tls_mode", S3RequestTlsMode.DISABLED)
+    return S3Client(region=REGION, **kwargs)
 
 
 def http_request(method: str, port: int, bucket: str, key: str = "", query: str = "",
