@@ -425,9 +425,9 @@ class Connection(NativeResource):
             will = c.Publish(w.topic, _payload_bytes(w.payload), int(wq), bool(w.retain))
         username = _mqtt3_username(self.username, metrics=self._metrics, disable_metrics=self._disable_metrics,
                                    proxy_options=self.proxy_options, tls_ctx=self.client.tls_ctx)
-        password = self.password
-        if isinstance(password, str):
-            password = password.encode("utf-8")
+        password: bytes | None = None
+        if self.password is not None:
+            password = self.password.encode("utf-8") if isinstance(self.password, str) else bytes(self.password)
         connect = c.Connect(4, self.client_id, bool(self.clean_session), int(keep_alive), username,
                             password, will)
         cfg = k.Config(connect, self.ping_timeout_ms / 1000.0, self.protocol_operation_timeout_ms / 1000.0)

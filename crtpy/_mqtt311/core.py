@@ -339,7 +339,7 @@ class Core:
             self._complete(op, None, error("AWS_ERROR_MQTT_PROTOCOL_ERROR", "SUBACK with the wrong number of codes"))
             self._close(error("AWS_ERROR_MQTT_PROTOCOL_ERROR", "SUBACK with the wrong number of codes"))
             return
-        granted = []
+        granted: list[tuple[str, int | None]] = []
         for (f, _q), code in zip(topics, codes):
             if code == 0x80:
                 self.events.append(Event("rejected", f))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -26,6 +27,7 @@ from .._runtime.futures import CrtFuture
 from . import core as k
 
 _MONO = time.monotonic
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _log = logging.getLogger("crtpy.mqtt")
 
 # connection phases seen by the public API
@@ -67,6 +69,16 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.quickack = None
+        sock = transport.get_extra_info("socket")
+        if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Acknowledge at once: a broker with Nagle on (Mosquitto's default) otherwise
+            # holds its next small packet (a PUBACK) until our delayed ACK, ~40 ms later.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+                self.quickack = sock
+            except (OSError, AttributeError):
+                self.quickack = None
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
@@ -74,6 +86,12 @@ class _Protocol(asyncio.Protocol):
             return
         d.core.data_received(data, _MONO())
         d.after_core()
+        qa = self.quickack
+        if qa is not None:
+            try:
+                qa.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)  # Linux clears it; set it again
+            except OSError:
+                self.quickack = None
 
     def eof_received(self) -> bool:
         return False

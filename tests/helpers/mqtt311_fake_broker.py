@@ -11,6 +11,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+from typing_extensions import Self
+
 __all__ = ["FakeBroker", "connack", "read_packet"]
 
 
@@ -101,7 +103,7 @@ class FakeBroker:
         self._stopped = True
         self.sock.close()
 
-    def __enter__(self) -> FakeBroker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

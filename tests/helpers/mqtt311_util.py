@@ -28,17 +28,17 @@ class Events:
 
     def on_message(self, topic: str, payload: bytes, dup: bool, qos: Any, retain: bool, **kw: Any) -> None:
         with self.cond:
-            self.messages.append(dict(topic=topic, payload=payload, dup=dup, qos=qos, retain=retain))
+            self.messages.append({"topic": topic, "payload": payload, "dup": dup, "qos": qos, "retain": retain})
             self.cond.notify_all()
 
     def callbacks(self) -> dict[str, Any]:
-        return dict(
-            on_connection_interrupted=lambda connection, error, **kw: self.add("interrupted", error=error),
-            on_connection_resumed=lambda connection, return_code, session_present, **kw: self.add(
+        return {
+            "on_connection_interrupted": lambda connection, error, **kw: self.add("interrupted", error=error),
+            "on_connection_resumed": lambda connection, return_code, session_present, **kw: self.add(
                 "resumed", return_code=return_code, session_present=session_present),
-            on_connection_success=lambda connection, callback_data, **kw: self.add("success", data=callback_data),
-            on_connection_failure=lambda connection, callback_data, **kw: self.add("failure", data=callback_data),
-            on_connection_closed=lambda connection, callback_data, **kw: self.add("closed", data=callback_data))
+            "on_connection_success": lambda connection, callback_data, **kw: self.add("success", data=callback_data),
+            "on_connection_failure": lambda connection, callback_data, **kw: self.add("failure", data=callback_data),
+            "on_connection_closed": lambda connection, callback_data, **kw: self.add("closed", data=callback_data)}
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         with self.cond:
