@@ -353,6 +353,7 @@ def test_long_inputs_with_edge_items_match_reference(hexitem, callback):
     # differs from the reference, so crtpy must notice and produce the reference's result
     item = bytes.fromhex(hexitem)
     for data in (b"\x98\x20" + item * 32, b"\x82" + b"\x61a" * 40 + item,
-                 b"\xa2\x61a" + bytes(2) * 0 + b"\x98\x20" + b"\x00" * 32 + b"\x61b" + item):
+                 b"\xa2\x61a" + b"\x98\x20" + b"\x00" * 32 + b"\x61b" + item,
+                 b"\x83\x59\x27\x10" + bytes(10000) + b"\x81" + item + b"\x9f" + item + b"\xff"):
         ops = ["pop_next_data_item", "peek_next_type"]
         assert run_ops(crt_cbor, data, ops, callback) == run_ops(ref_cbor, data, ops, callback)

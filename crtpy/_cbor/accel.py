@@ -32,6 +32,7 @@ import marshal
 import re
 import struct
 import sys
+from itertools import compress
 from typing import Any
 
 try:  # cbor2 is optional: without it the pure-Python decoders do all the work
@@ -39,6 +40,7 @@ try:  # cbor2 is optional: without it the pure-Python decoders do all the work
     from cbor2 import CBORSimpleValue as _SimpleValue
     from cbor2 import undefined as _undefined
     AVAILABLE = True
+    _SPECIAL_TYPES = frozenset((_SimpleValue, type(_undefined)))
 except ImportError:  # pragma: no cover
     AVAILABLE = False
 
@@ -58,6 +60,8 @@ _MAYBE_SIMPLE = re.compile(rb"[\xe0-\xf3\xf7\xf8]")
 _PLAIN_NANS = frozenset((bytes.fromhex("7ff8000000000000"), bytes.fromhex("fff8000000000000")))
 _pack_d = struct.Struct(">d").pack
 _refcount = sys.getrefcount
+_is_container = frozenset((list, dict)).__contains__
+_is_float = frozenset((float,)).__contains__
 
 
 class Abort(Exception):
@@ -88,30 +92,28 @@ class _Tags(dict):
         return self._epoch if key == 1 else _reject
 
 
-def _walk_ok(obj: Any, check_sizes: bool, check_nans: bool) -> bool:
-    """Python check of a decoded tree: no undefined/simple values, no oversized containers,
-    no NaN other than the plain quiet ones (when asked)."""
+def _walk_ok(obj: Any, check_sizes: bool, check_nans: bool, check_special: bool) -> bool:
+    """Check a decoded tree for oversized containers, NaNs other than the plain quiet ones
+    and undefined/simple values (each only when asked).  Iteration over container contents
+    happens in C (``map``/``compress``); Python code runs per container and per float."""
+    t = type(obj)
+    if t is not list and t is not dict:
+        obj = [obj]
     stack = [obj]
     pop = stack.pop
     push = stack.extend
-    simple = _SimpleValue
-    undef = _undefined
     while stack:
         x = pop()
-        t = type(x)
-        if t is list:
-            if check_sizes and len(x) > MAX_CONTAINER_SIZE:
-                return False
-            push(x)
-        elif t is dict:
-            if check_sizes and len(x) > MAX_CONTAINER_SIZE:
-                return False
-            push(x.values())
-        elif t is float:
-            if check_nans and x != x and _pack_d(x) not in _PLAIN_NANS:  # noqa: PLR0124
-                return False
-        elif t is simple or x is undef:
+        vals = x.values() if type(x) is dict else x
+        if check_sizes and len(x) > MAX_CONTAINER_SIZE:
             return False
+        if check_special and not _SPECIAL_TYPES.isdisjoint(map(type, vals)):
+            return False
+        if check_nans:
+            for f in compress(vals, map(_is_float, map(type, vals))):
+                if f != f and _pack_d(f) not in _PLAIN_NANS:  # noqa: PLR0124
+                    return False
+        push(compress(vals, map(_is_container, map(type, vals))))
     return True
 
 
@@ -151,11 +153,10 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
         raise _ABORT
     big = pos - start > MAX_CONTAINER_SIZE
     nans = _HALF_NAN_WITH_PAYLOAD.search(buf, start, pos) is not None
-    if not big and not nans:
-        if not called:
-            if refs == (_refcount(_undefined), _refcount(_SimpleValue)):
-                return obj, pos
-            raise _ABORT
+    special = called
+    if not called and refs != (_refcount(_undefined), _refcount(_SimpleValue)):
+        raise _ABORT
+    if special and not big and not nans:
         if _MAYBE_SIMPLE.search(buf, start, pos) is None:
             return obj, pos
         try:
@@ -163,6 +164,8 @@ def decode(buf: bytes, start: int, end: int, epoch: Any, top_depth: int) -> tupl
             return obj, pos
         except ValueError:
             pass
-    if not _walk_ok(obj, big, nans):
+    elif not big and not nans:
+        return obj, pos
+    if not _walk_ok(obj, big, nans, special):
         raise _ABORT
     return obj, pos
