@@ -23,6 +23,9 @@ from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_
 from .transport import ConnProtocol
 
 CONTINUE_TIMEOUT_SEC = 1.0
+# the rest of a body with at least this many bytes still to come skips the parser: the
+# transport's own bytes objects become the chunks handed to on_body (no copy)
+RAW_BODY_MIN = 256 * 1024
 _NO_BODY_STATUS = (204, 304)
 
 
@@ -121,6 +124,9 @@ class H1Connection:
         self._closing = False
         self._error: BaseException | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
+        self.raw_body_left = 0
+        self._raw_length: int | None = None
+        self._body_seen = 0
         self._head_buf = bytearray()
         self._manual = manual_window_management
         self._window = (initial_window_size or 0) if manual_window_management else None
@@ -273,6 +279,8 @@ class H1Connection:
 
     # -- parser callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._raw_length = None
+        self._body_seen = 0
         s = self._current
         if s is not None:
             s._raw_headers = []
@@ -306,14 +314,21 @@ class H1Connection:
                        and status not in _NO_BODY_STATUS and not s.head_method)
         if not self._parser.should_keep_alive():
             self._closing = True
+        if not s.until_eof and "chunked" not in te and not s.head_method and status not in _NO_BODY_STATUS:
+            for n, v in headers:
+                if n.lower() == "content-length":
+                    if v.isdigit() and int(v) >= RAW_BODY_MIN:
+                        self._raw_length = int(v)
+                    break
         s.public._response_status_code = status
         if s.public._on_response_cb is not None:
             self.dispatch.post(s.public._on_response, status, headers)
 
-    def on_body(self, body: bytes) -> None:
+    def on_body(self, body: Any) -> None:
         s = self._current
         if s is None:
             return
+        self._body_seen += len(body)
         if self._window is not None:
             self._window -= len(body)
             if self._window <= 0 and not self._read_paused and self.transport is not None:
@@ -354,6 +369,40 @@ class H1Connection:
             self._parser.feed_data(data)
         except BaseException as exc:  # noqa: BLE001
             self._parse_failed(exc)
+            return
+        length = self._raw_length
+        if length is not None and self._current is not None and not self._current.done:
+            self._raw_length = None
+            left = length - self._body_seen
+            if left >= RAW_BODY_MIN // 2 and self._window is None:
+                self.raw_body_left = left
+                self.protocol.enter_raw()
+
+    def raw_data(self, data: bytes) -> None:
+        """Bytes that arrived while the rest of a large body streams (see enter_raw)."""
+        left = self.raw_body_left
+        if left <= 0:  # not in raw mode any more (a late read): parse it
+            self.data_received(memoryview(data))
+            return
+        n = len(data)
+        if n <= left:
+            self.raw_body_left = left - n
+            self.on_body(data)
+            if self.raw_body_left:
+                return
+            rest = b""
+        else:
+            self.raw_body_left = 0
+            self.on_body(data[:left])
+            rest = data[left:]
+        # the body is complete: back to parsing, with a parser for the next message
+        self.protocol.leave_raw()
+        self._parser = httptools.HttpResponseParser(self)
+        s = self._current
+        if s is not None and s.got_final and not s.done:
+            self._complete_current(None)
+        if rest and self._open:
+            self.data_received(memoryview(rest))
 
     def _parse_failed(self, exc: BaseException) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):

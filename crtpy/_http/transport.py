@@ -14,6 +14,32 @@ DEFAULT_READ_BUFFER = 1024 * 1024
 _START_READ = 256 * 1024
 
 
+class _RawProtocol(asyncio.Protocol):
+    """Stand-in protocol while a large body streams: the transport hands over the
+    ``bytes`` it read, and those go to the user as they are (no copy out of a shared
+    buffer).  Everything else is forwarded to the ConnProtocol."""
+
+    def __init__(self, owner: ConnProtocol) -> None:
+        self.owner = owner
+
+    def data_received(self, data: bytes) -> None:
+        h = self.owner.handler
+        if h is not None:
+            h.raw_data(data)
+
+    def eof_received(self) -> bool | None:
+        return self.owner.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.owner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.owner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.owner.resume_writing()
+
+
 class ConnProtocol(asyncio.BufferedProtocol):
     def __init__(self, buffer_size: int | None = None) -> None:
         size = max(4096, buffer_size or DEFAULT_READ_BUFFER)
@@ -109,6 +135,15 @@ class ConnProtocol(asyncio.BufferedProtocol):
             handler.connection_lost(self.lost_exc)
         elif self._eof:
             handler.eof_received()
+
+    def enter_raw(self) -> None:
+        """Receive plain ``bytes`` (no shared buffer) until :meth:`leave_raw`."""
+        if self.transport is not None and not self.lost:
+            self.transport.set_protocol(_RawProtocol(self))
+
+    def leave_raw(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.set_protocol(self)
 
     def unread(self, data: bytes) -> None:
         """Give back bytes a handler did not consume; the next handler gets them first."""
