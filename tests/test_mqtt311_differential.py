@@ -53,9 +53,11 @@ def test_operation_results_match_reference(mosquitto):
         topic = new_topic()
         got = threading.Event()
         msgs = []
-        f, pid = conn.subscribe(topic, m.QoS.AT_LEAST_ONCE,
-                                lambda topic, payload, dup, qos, retain, **kw: (msgs.append((payload, dup, int(qos),
-                                                                                              retain)), got.set()))
+        def on_msg(topic, payload, dup, qos, retain, msgs=msgs, got=got, **kw):
+            msgs.append((payload, dup, int(qos), retain))
+            got.set()
+
+        f, pid = conn.subscribe(topic, m.QoS.AT_LEAST_ONCE, on_msg)
         r = f.result(T)
         out.append((r["packet_id"] == pid, r["topic"] == topic, int(r["qos"])))
         f, pid = conn.publish(topic, "text payload", m.QoS.AT_LEAST_ONCE)
