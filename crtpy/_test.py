@@ -5,6 +5,7 @@ import gc
 import os
 import time
 import types
+import weakref
 
 from . import NativeResource
 from .common import join_all_native_threads
@@ -30,13 +31,18 @@ def _release_static_defaults() -> None:
     DefaultHostResolver.release_static_default()
 
 
+# Resources a failed check has already named.  They are left out of later checks, so one
+# leak fails one test instead of every test that runs after it.
+_reported: "weakref.WeakSet[NativeResource]" = weakref.WeakSet()
+
+
 def living_resources() -> list[NativeResource]:
     for _ in range(3):
         try:
-            return list(NativeResource._living)
+            return [r for r in list(NativeResource._living) if r not in _reported]
         except RuntimeError:  # set changed size during iteration (another thread released one)
             continue
-    return list(NativeResource._living)
+    return [r for r in list(NativeResource._living) if r not in _reported]
 
 
 _DESCRIBE_REFERRERS = 3
@@ -79,6 +85,7 @@ def check_for_leaks(*, timeout_sec: float = 10.0) -> None:
                          if r is not living and not isinstance(r, types.FrameType)]
             text += f" (referred to by: {', '.join(referrers) or 'nothing'})"
         described.append(text)
+    _reported.update(living)
     del living
     from ._runtime import threads
 
