@@ -409,6 +409,25 @@ def test_websocket_via_relay(mosquitto, pki, tls):
             bad.connect().result(T)
 
 
+def test_tls_through_tinyproxy(mosquitto_factory, pki, tmp_path):
+    from conftest import free_port
+    from helpers.http_servers import Tinyproxy
+
+    from crtpy.http import HttpProxyOptions
+
+    broker = mosquitto_factory(tls=True, pki=pki)
+    proxy = Tinyproxy(require_binary("tinyproxy", "/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"),
+                      str(tmp_path), free_port())
+    try:
+        conn = make(broker.tls_port, client=tls_client(pki), host="localhost",
+                    proxy_options=HttpProxyOptions("127.0.0.1", proxy.port))
+        conn.connect().result(T)
+        round_trip(conn)
+        conn.disconnect().result(T)
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("websocket", [False, True])
 def test_through_tinyproxy(mosquitto, tmp_path, websocket):
     from conftest import free_port
