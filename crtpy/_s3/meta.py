@@ -608,13 +608,38 @@ class MetaRequest:
         if fd is None and self.memory_limit_parts is not None:
             window = max(1, self.memory_limit_parts)
 
-        async def deliver(idx: int, pieces: list[bytes]) -> None:
-            size = sum(len(p) for p in pieces)
-            if fd is not None:
+        # file writes overlap the next fetch of the same connection, up to ``write_slots``
+        # parts waiting for the disk (inline when memory_limit is set)
+        write_slots = asyncio.Semaphore(max(1, self.max_connections)) if self.memory_limit_parts is None else None
+        writes: set[asyncio.Future[Any]] = set()
+        write_errors: list[BaseException] = []
+
+        async def write_part(idx: int, pieces: list[bytes], size: int) -> None:
+            try:
                 h = await self._file_op(_write_pieces, fd, pieces, idx * part, crc_algo)
                 if h is not None:
                     crcs[idx] = (h.crc, size)
                 self._progress(size)
+            except BaseException as exc:  # noqa: BLE001 - raised by the fetching side
+                write_errors.append(exc)
+            finally:
+                if write_slots is not None:
+                    write_slots.release()
+
+        async def deliver(idx: int, pieces: list[bytes]) -> None:
+            size = sum(len(p) for p in pieces)
+            if fd is not None:
+                if write_errors:
+                    raise write_errors[0]
+                if write_slots is None:
+                    await write_part(idx, pieces, size)
+                else:
+                    await write_slots.acquire()
+                    task = asyncio.ensure_future(write_part(idx, pieces, size))
+                    writes.add(task)
+                    task.add_done_callback(writes.discard)
+                if write_errors:
+                    raise write_errors[0]
                 return
             if crc_algo is not None:
                 h = await run_blocking(_hash_pieces, crc_algo, pieces)
@@ -671,11 +696,17 @@ class MetaRequest:
                     raise
                 await deliver(idx, got)
 
-        if nparts > 1:
-            n = min(self.max_connections, nparts - 1)
-            if self.memory_limit_parts is not None:
-                n = max(1, min(n, self.memory_limit_parts))
-            await self._run_all([worker() for _ in range(n)])
+        try:
+            if nparts > 1:
+                n = min(self.max_connections, nparts - 1)
+                if self.memory_limit_parts is not None:
+                    n = max(1, min(n, self.memory_limit_parts))
+                await self._run_all([worker() for _ in range(n)])
+        finally:
+            while writes:
+                await asyncio.gather(*list(writes), return_exceptions=True)
+        if write_errors:
+            raise write_errors[0]
         if combine is not None:
             comb = C.CrcCombiner(combine[0])
             for item in crcs:
