@@ -9,6 +9,7 @@ Completion futures and listener callbacks never run on an event-loop thread.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -218,9 +219,13 @@ class ClientOptions:
                  "operation_timeout_in_seconds must be an int")
 
 
+def _native_style_error(name: str, what: str) -> RuntimeError:
+    # The reference reports these synchronous refusals as a RuntimeError naming the code.
+    return RuntimeError(f"{code_of(name)} ({name}): {what}")
+
+
 def _invalid_argument(what: str) -> RuntimeError:
-    # The reference reports rejected client settings as a RuntimeError naming the code.
-    return RuntimeError(f"{code_of('AWS_ERROR_INVALID_ARGUMENT')} (AWS_ERROR_INVALID_ARGUMENT): {what}")
+    return _native_style_error("AWS_ERROR_INVALID_ARGUMENT", what)
 
 
 def _uint32(value: int, name: str) -> int:
@@ -360,10 +365,19 @@ class StreamingOperation(NativeResource):
         self._binding = binding
         self._client = client
         self._stream_id = stream_id
+        self._open_lock = threading.Lock()
+        self._opened = False
         weakref.finalize(self, client._engine.close_stream, stream_id)
 
     def open(self) -> None:
         """Start listening: subscribe (or share an existing subscription) and report
-        status changes and messages to the listeners.  Opening again does nothing."""
+        status changes and messages to the listeners.  An operation opens only once:
+        a second call raises ``RuntimeError`` naming
+        ``AWS_ERROR_MQTT_REUQEST_RESPONSE_STREAM_ALREADY_ACTIVATED`` (sic)."""
         self._check_fork()
+        with self._open_lock:
+            if self._opened:
+                raise _native_style_error("AWS_ERROR_MQTT_REUQEST_RESPONSE_STREAM_ALREADY_ACTIVATED",
+                                          "the streaming operation is already open")
+            self._opened = True
         self._client._engine.open_stream(self._stream_id)

@@ -120,10 +120,10 @@ def test_subscriptions_counted_and_released_crtpy(env_factory, responder, leak_c
 
 @pytest.mark.parametrize("name", IMPLS)
 def test_timeout_and_late_answer(name, env_factory, responder, leak_check):
-    e = env_factory(name, timeout=1)
+    e = env_factory(name, timeout=2)
     never = e.rrc.make_request(request_options(e.rr, "slow", "never-1", mode="never"))
-    late = e.rrc.make_request(request_options(e.rr, "slow", "late-1", delay=3.0))
-    quick = e.rrc.make_request(request_options(e.rr, "slow", "quick-1", delay=0.2))
+    late = e.rrc.make_request(request_options(e.rr, "slow", "late-1", delay=4.0))
+    quick = e.rrc.make_request(request_options(e.rr, "slow", "quick-1"))
     assert quick.result(10).topic == "svc/slow/accepted"
     assert _error_name(never) == "AWS_ERROR_MQTT_REQUEST_RESPONSE_TIMEOUT"
     assert _error_name(late) == "AWS_ERROR_MQTT_REQUEST_RESPONSE_TIMEOUT"
@@ -160,6 +160,29 @@ def test_requests_without_token_run_one_at_a_time(name, env_factory, responder, 
     assert [f.result(10).payload for f in futs] == [f'{{"token": null, "echo": {i}}}'.encode() for i in range(3)]
     kinds = [ev[0] for ev in responder.log]
     assert kinds == ["get", "sent"] * 3              # never two token-less requests in flight
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_same_token_waits_for_the_first(name, env_factory, responder, leak_check):
+    e = env_factory(name)
+    f1 = e.rrc.make_request(request_options(e.rr, "dup", "same", v=1, delay=0.3))
+    f2 = e.rrc.make_request(request_options(e.rr, "dup", "same", v=2, delay=0.1))
+    assert f1.result(10).payload == b'{"token": "same", "echo": 1}'
+    assert f2.result(10).payload == b'{"token": "same", "echo": 2}'
+    assert [ev[0] for ev in responder.log] == ["get", "sent", "get", "sent"]
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_request_made_offline_runs_after_start(name, env_factory, responder, leak_check):
+    e = env_factory(name)
+    before = len(e.lifecycle["disconnection"])
+    e.client.stop()
+    with e.lifecycle["cond"]:
+        assert e.lifecycle["cond"].wait_for(lambda: len(e.lifecycle["disconnection"]) > before, 10)
+    f = e.rrc.make_request(request_options(e.rr, "off", "o1", v=7))
+    assert not f.done()
+    e.client.start()
+    assert f.result(10).payload == b'{"token": "o1", "echo": 7}'
 
 
 @pytest.mark.parametrize("name", IMPLS)
@@ -249,6 +272,8 @@ def test_streaming_wildcard_and_threads(name, env_factory, responder, leak_check
     assert not s.snapshot()
     op.open()
     s.wait(1)
+    with pytest.raises(RuntimeError, match="AWS_ERROR_MQTT_REUQEST_RESPONSE_STREAM_ALREADY_ACTIVATED"):
+        op.open()
     responder.publish("dev/1/temp", b"20")
     responder.publish("dev/2/hum", b"x")
     responder.publish("dev/3/temp", b"21")

@@ -99,9 +99,10 @@ def impl(name: str) -> tuple[Any, Any]:
 
 def connect_mqtt5(m5: Any, port: int, **kwargs: Any) -> tuple[Any, dict[str, list]]:
     """A started MQTT5 client of module ``m5``, connected to 127.0.0.1:``port``; also
-    the lists of its connection-success / disconnection events."""
-    events: dict[str, list] = {"success": [], "disconnection": []}
+    the lists of its connection-success / disconnection events (and, under ``"cond"``,
+    the condition notified when one is added)."""
     cond = threading.Condition()
+    events: dict[str, Any] = {"success": [], "disconnection": [], "cond": cond}
     first = Future()  # type: Future[None]
 
     def success(d: Any) -> None:
