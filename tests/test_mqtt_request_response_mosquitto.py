@@ -314,7 +314,8 @@ def test_request_over_mqtt311_connection(mosquitto, responder):  # noqa: F811
 
     try:
         conn = mqtt.Connection(client=mqtt.Client(io.ClientBootstrap.get_or_create_static_default()),
-                               host_name="127.0.0.1", port=mosquitto.port, client_id="rr311")
+                               host_name="127.0.0.1", port=mosquitto.port, client_id="rr311",
+                               reconnect_min_timeout_secs=1, reconnect_max_timeout_secs=2)
         conn.connect().result(10)
     except Exception as exc:  # noqa: BLE001 - the 3.1.1 client is still being built
         pytest.skip(f"crtpy.mqtt.Connection not usable yet: {exc!r}")
@@ -328,6 +329,16 @@ def test_request_over_mqtt311_connection(mosquitto, responder):  # noqa: F811
         assert s.wait(1) == [("status", 0, None)]
         responder.publish("m311/a", b"x")
         assert s.wait(2)[1] == ("publish", "m311/a", b"x")
+        responder.close()
+        mosquitto.restart()
+        assert s.wait(4, timeout=20)[2:] == [("status", 1, None), ("status", 0, None)]
+        r2 = Responder(mosquitto.port)
+        try:
+            assert c.make_request(request_options(rr, "v311", "after")).result(10).topic == "svc/v311/accepted"
+            r2.publish("m311/b", b"y")
+            assert s.wait(5)[4] == ("publish", "m311/b", b"y")
+        finally:
+            r2.close()
         del op, c, futs
     finally:
         conn.disconnect().result(10)
