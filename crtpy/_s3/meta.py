@@ -228,6 +228,7 @@ class MetaRequest:
         self.pool = client.pool_for(self.host, self.port, client.tls)
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self._headers_sent = False
         self._file_io: set[asyncio.Future[Any]] = set()
         self.did_validate = False
         self.validation_algorithm: int | None = None
@@ -305,11 +306,14 @@ class MetaRequest:
 
             resp = failure.response
             if resp is not None:
-                error_headers, error_body, error_op = resp.headers, resp.error_body, failure.operation
+                # the reference reports an error response's status and headers through
+                # on_headers too (unless a success already did)
+                self._post_headers(resp.status, resp.headers)
+                error_headers, error_body, error_op = resp.headers, resp.error_body or None, failure.operation
                 status = resp.status
                 exc = S3ResponseError(code=code_of(failure.name), name=failure.name,
                                       message=failure.message or failure.name, status_code=resp.status,  # type: ignore[arg-type]
-                                      headers=resp.headers, body=resp.error_body, operation_name=failure.operation)
+                                      headers=resp.headers, body=resp.error_body or None, operation_name=failure.operation)
             else:
                 status = None
                 exc = error(failure.name, failure.message or None)
@@ -416,6 +420,13 @@ class MetaRequest:
             name = "AWS_ERROR_S3_INVALID_RESPONSE_STATUS"
         return Failure(name, msg, response=resp, operation=operation, retryable=retryable)
 
+    def _post_headers(self, status_code: int, headers: list[tuple[str, str]]) -> None:
+        """on_headers, once per request."""
+        if self._headers_sent or self.on_headers is None:
+            return
+        self._headers_sent = True
+        self.cbq.post(self.on_headers, status_code=status_code, headers=headers)
+
     def _progress(self, n: int) -> None:
         if self.on_progress is not None and n:
             self.cbq.post(self.on_progress, progress=n)
@@ -478,8 +489,7 @@ class MetaRequest:
                                            (lambda: [body]) if body else None, sink_factory,
                                            self._body_value_for(body), check)
         self.final_status = resp.status
-        if self.on_headers is not None:
-            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+        self._post_headers(resp.status, resp.headers)
         if self.recv_filepath is not None:
             path = self.recv_filepath
 
@@ -595,8 +605,7 @@ class MetaRequest:
         self.final_status = 200 if resp.status in (200, 206) else resp.status
         hdrs = [(n, v) for n, v in resp.headers if n.lower() not in ("content-range", "content-length")]
         hdrs.append(("Content-Length", str(total)))
-        if self.on_headers is not None:
-            self.cbq.post(self.on_headers, status_code=self.final_status, headers=hdrs)
+        self._post_headers(self.final_status, hdrs)
         nparts = 1 if resp.status != 206 else max(1, -(-total // part))
         crcs: list[tuple[int, int] | None] = [None] * nparts
         crc_algo = combine[0] if combine else None
@@ -822,8 +831,7 @@ class MetaRequest:
         headers = _drop(self.headers, {"content-length", "transfer-encoding"} | ({C.header_name(algo)} if algo else set())) + extra
         resp, _ = await self._exchange("PutObject", "PUT", self.path, headers, pieces, None, value)
         self.final_status = resp.status
-        if self.on_headers is not None:
-            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+        self._post_headers(resp.status, resp.headers)
         self._progress(size)
 
     async def _put_multipart(self, fd: int | None, size: int | None, part: int) -> None:
@@ -878,8 +886,7 @@ class MetaRequest:
             await asyncio.shield(self._abort(upload_id))
             raise
         self.final_status = resp.status
-        if self.on_headers is not None:
-            self.cbq.post(self.on_headers, status_code=resp.status, headers=resp.headers)
+        self._post_headers(resp.status, resp.headers)
 
     async def _abort(self, upload_id: str) -> None:
         try:
