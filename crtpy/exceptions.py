@@ -29,8 +29,11 @@ def from_code(code: int) -> BaseException:
     return AwsCrtError(code=code, name=name, message=_errors.message_for(name))
 
 
-class AwsCrtError(Exception):
+class AwsCrtError(RuntimeError):
     """An error reported by the runtime.
+
+    It is a :class:`RuntimeError`, because the reference raises ``RuntimeError`` for
+    many synchronous failures: code that catches either keeps working.
 
     Args:
         code (int): numeric error code, the same as the AWS Common Runtime's.

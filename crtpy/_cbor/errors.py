@@ -1,14 +1,13 @@
 """CBOR error construction.
 
 The reference runtime reports decoder failures synchronously as ``RuntimeError`` whose
-text names the error; crtpy raises :class:`CborError`, which is both an
-:class:`~crtpy.exceptions.AwsCrtError` (``.name``/``.code`` from the shared error table)
-and a :class:`RuntimeError`, so code written against either keeps working.
+text names the error; crtpy raises :class:`~crtpy.exceptions.AwsCrtError` (``.name``/``.code``
+from the shared error table), which is a :class:`RuntimeError` too, so code written against
+either keeps working.
 """
 from __future__ import annotations
 
 from .. import _errors
-from ..exceptions import AwsCrtError
 
 INVALID_CBOR = "AWS_ERROR_INVALID_CBOR"
 UNEXPECTED_TYPE = "AWS_ERROR_CBOR_UNEXPECTED_TYPE"
@@ -21,13 +20,7 @@ _TEXT = {
 }
 
 
-class CborError(AwsCrtError, RuntimeError):
-    """A CBOR decoding failure: an AwsCrtError that is also a RuntimeError."""
-
-
 def cbor_error(name: str) -> BaseException:
-    """Return the exception for a CBOR error name, built through the shared error table."""
-    base = _errors.error(name, _TEXT.get(name))
-    if isinstance(base, AwsCrtError):
-        return CborError(base.code, base.name, base.message)
-    return base
+    """Return the exception for a CBOR error name, built through the shared error table
+    (an AwsCrtError, which is also the RuntimeError the reference raises)."""
+    return _errors.error(name, _TEXT.get(name))

@@ -65,15 +65,12 @@ class Handshake(enum.IntEnum):
     ACK_RECEIVED = 2    # CONNECT_ACK arrived: the connection is usable
 
 
-class RpcRuntimeError(AwsCrtError, RuntimeError):
-    """Synchronous failures of the RPC API.  The reference raises RuntimeError for
-    these; crtpy's exception is both a RuntimeError and an AwsCrtError with the name."""
-
-
-def runtime_error(name: str, message: str | None = None) -> RpcRuntimeError:
+def runtime_error(name: str, message: str | None = None) -> AwsCrtError:
+    """Synchronous failures of the RPC API (the reference raises RuntimeError; an
+    AwsCrtError is one)."""
     base = error(name, message)
     assert isinstance(base, AwsCrtError)
-    return RpcRuntimeError(base.code, base.name, base.message)
+    return base
 
 
 def as_int32(value: Any, what: str) -> int:
@@ -404,11 +401,11 @@ class RpcConnection(asyncio.BufferedProtocol):
             if violation is None:
                 try:
                     parts = core.build(user_headers, payload, message_type, flags, stream_id, operation)
-                except AwsCrtError as exc:  # too large: nothing was sent
+                except AwsCrtError:  # too large: nothing was sent
                     if activate:
                         core.release_stream(stream_id)
                         stream._activated = False
-                    raise RpcRuntimeError(exc.code, exc.name, exc.message) from None
+                    raise
                 after = None
                 if stream is not None and flags & FLAG_TERMINATE_STREAM:
                     after = self._stream_ended_after_flush(stream)
@@ -584,7 +581,4 @@ def encode_user_headers(headers: Sequence[Header] | None) -> bytes:
     """Encode the user's headers, raising the reference's synchronous errors."""
     if headers is None:
         return b""
-    try:
-        return codec.encode_headers(headers)
-    except AwsCrtError as exc:
-        raise RpcRuntimeError(exc.code, exc.name, exc.message) from None
+    return codec.encode_headers(headers)

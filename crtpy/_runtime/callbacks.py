@@ -78,6 +78,8 @@ class WorkerPool:
                 work()
             except BaseException:  # noqa: BLE001 - work items handle their own errors
                 _log.exception("unhandled exception in crtpy worker")
+            # An idle worker must not keep its last work item (and what it refers to) alive.
+            del work
 
 
 _callback_pool = WorkerPool("crtpy-callback", max_workers=64)
