@@ -28,6 +28,9 @@ class FakeAdapter:
     def detach(self):
         self.sink = None
 
+    def detach_now(self, sink):
+        self.sink = None
+
     def subscribe(self, f, done):
         self.calls.put(("subscribe", f, done))
 

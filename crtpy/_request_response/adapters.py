@@ -150,9 +150,14 @@ class Mqtt5Adapter(_WeakCompletions):
         self.sink = sink
 
     def detach(self) -> None:
-        hub = getattr(self.driver, "_crtpy_rr_hub", None)
-        if hub is not None and self.sink in hub.sinks:
-            hub.sinks.remove(self.sink)
+        self.detach_now(self.sink)
+
+    def detach_now(self, sink: Any) -> None:
+        """Stop delivering to ``sink``; safe from any thread."""
+        with _hub_lock:
+            hub = getattr(self.driver, "_crtpy_rr_hub", None)
+            if hub is not None and sink in hub.sinks:
+                hub.sinks.remove(sink)
         self.sink = None
 
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
@@ -287,6 +292,9 @@ class Mqtt311Adapter(_WeakCompletions):
 
     def detach(self) -> None:
         self.sink = None  # the wrapped hooks stay but do nothing without a sink
+
+    def detach_now(self, sink: Any) -> None:
+        self.sink = None
 
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
         from .. import mqtt

@@ -121,6 +121,10 @@ class Engine:
         self._to_loop(self._close_stream, stream_id)
 
     def close(self) -> None:
+        # Stop listening at once (from any thread): a sink left attached to a protocol
+        # client whose loop is already stopping would keep that client alive.
+        if self.attached:
+            self.adapter.detach_now(self)
         self._to_loop(self._close)
 
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
