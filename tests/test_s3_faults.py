@@ -260,3 +260,29 @@ def test_tls_endpoint_verified(moto_server, pki, bucket):  # noqa: F811
         assert isinstance(exc, AwsCrtError) and "TLS" in exc.name
     finally:
         tls_proxy.close()
+
+
+def test_fine_progress_counts_every_byte_once_despite_retries(moto_server, proxy, bucket, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("CRTPY_S3_PROGRESS_STEP", str(64 * 1024))
+    data = os.urandom(2 * PART + 123)
+    proxy.add_rule(_part(2), "drop")
+    c = _client(proxy)
+    calls = []
+
+    class Counting(Recorder):
+        def on_progress(self, progress, **kwargs):
+            super().on_progress(progress)
+            calls.append(progress)
+
+    rec = Counting()
+    req, _ = _put(c, proxy, bucket, "fine/x", data, rec=rec)
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert rec.progress == len(data) and len(calls) > 3 and min(calls) > 0
+    calls.clear()
+    proxy.add_rule(_range_from(PART), "drop_response")
+    rec = Counting()
+    req = c.make_request(type=S3RequestType.GET_OBJECT, request=http_request("GET", proxy.port, bucket, "fine/x"),
+                         **rec.callbacks())
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert rec.body() == data
+    assert rec.progress == len(data) and len(calls) > 3

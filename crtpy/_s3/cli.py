@@ -240,6 +240,7 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
     client = S3Client(region=region, signing_config=signing,
                       tls_mode=S3RequestTlsMode.ENABLED if tls else S3RequestTlsMode.DISABLED,
                       part_size=args.part_size, max_active_connections_override=args.max_connections)
+    client._impl.progress_step = 256 * 1024  # a smooth bar, whatever the part size
     headers: list[tuple[str, str]] = [("Host", host)]
     live = err.isatty() and not args.no_progress
     show = not args.no_progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
+import os
 import threading
 from typing import Any
 
@@ -59,6 +60,12 @@ class ClientImpl:
                                 else DEFAULT_MAX_BACKOFF_SEC)
         self.jitter = rc.jitter_mode if rc is not None else 0
         self.connect_timeout_ms = connect_timeout_ms
+        #: on_progress granularity inside parts, in bytes (0: once per finished part, as the
+        #: reference does); crtpy's own knob, set by ``crtpy s3 cp`` or $CRTPY_S3_PROGRESS_STEP
+        try:
+            self.progress_step = max(0, int(os.environ.get("CRTPY_S3_PROGRESS_STEP", "0")))
+        except ValueError:
+            self.progress_step = 0
         self.shutdown_event = shutdown_event
         self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
         self._lock = threading.Lock()

@@ -161,7 +161,8 @@ class S3Connection(asyncio.Protocol):
             self.transport.abort()
 
     async def exchange(self, head: bytes, body: Sequence[Buffer] | None, sink: Callable[[bytes], None] | None,
-                       *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC) -> Response:
+                       *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC,
+                       on_sent: Callable[[int], None] | None = None) -> Response:
         """Send ``head`` and the ``body`` pieces; 2xx body pieces go to ``sink``."""
         if not self.open or self.transport is None:
             raise ExchangeError(error("AWS_ERROR_HTTP_CONNECTION_CLOSED"))
@@ -175,7 +176,7 @@ class S3Connection(asyncio.Protocol):
         try:
             transport.write(head)
             if body:
-                await self._send_body(body, idle_timeout)
+                await self._send_body(body, idle_timeout, on_sent)
             return await self._wait_response(idle_timeout)
         except BaseException:
             self.close()
@@ -186,9 +187,11 @@ class S3Connection(asyncio.Protocol):
             if fut.done() and not fut.cancelled():
                 fut.exception()  # mark a failure seen even when the body send ended first
 
-    async def _send_body(self, body: Sequence[Buffer], idle_timeout: float) -> None:
+    async def _send_body(self, body: Sequence[Buffer], idle_timeout: float,
+                         on_sent: Callable[[int], None] | None) -> None:
         fut = self._fut
         assert fut is not None and self.transport is not None
+        sent = 0
         for piece in body:
             view = memoryview(piece).cast("B")
             # large pieces go out in slices, each when the transport has room: the kernel
@@ -204,8 +207,12 @@ class S3Connection(asyncio.Protocol):
                     return
                 if not self.open:
                     return
-                self.transport.write(view[start:start + WRITE_SLICE])
+                chunk = view[start:start + WRITE_SLICE]
+                self.transport.write(chunk)
                 self.activity += 1
+                if on_sent is not None:
+                    sent += len(chunk)
+                    on_sent(sent)
 
     async def _wait_writable(self, idle_timeout: float) -> None:
         while not self._writable.is_set():

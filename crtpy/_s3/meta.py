@@ -229,6 +229,9 @@ class MetaRequest:
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
         self._headers_sent = False
+        # progress inside parts (0: per finished part, like the reference)
+        self._step = client.progress_step
+        self._reported: dict[int, int] = {}
         self._file_io: set[asyncio.Future[Any]] = set()
         self.did_validate = False
         self.validation_algorithm: int | None = None
@@ -356,7 +359,8 @@ class MetaRequest:
                         sink_factory: Callable[[], tuple[Callable[[bytes], None] | None, Any]] | None = None,
                         body_value: str = UNSIGNED_PAYLOAD,
                         check: Callable[[Response, Any], Any] | None = None,
-                        retries: int | None = None) -> tuple[Response, Any]:
+                        retries: int | None = None,
+                        on_sent: Callable[[int], None] | None = None) -> tuple[Response, Any]:
         """Send one request, retrying retryable failures.  ``sink_factory`` gives a fresh
         (sink, state) per attempt; ``check(response, state)`` may raise Failure (retryable
         or not) for 2xx responses.  Returns (response, state)."""
@@ -379,7 +383,8 @@ class MetaRequest:
             try:
                 conn = await self.pool.acquire()
                 try:
-                    resp = await conn.exchange(head, body() if body is not None else None, sink, is_head=is_head)
+                    resp = await conn.exchange(head, body() if body is not None else None, sink, is_head=is_head,
+                                               on_sent=on_sent)
                 finally:
                     self.pool.release(conn)
             except ExchangeError as e:
@@ -426,6 +431,19 @@ class MetaRequest:
             return
         self._headers_sent = True
         self.cbq.post(self.on_headers, status_code=status_code, headers=headers)
+
+    def _part_progress(self, key: int, value: int) -> None:
+        """``value`` bytes of part ``key`` moved so far (in this attempt).  Reported in steps
+        of at least ``progress_step``, never twice for the same bytes across retries."""
+        step = self._step
+        if step and self.on_progress is not None:
+            delta = value - self._reported.get(key, 0)
+            if delta >= step:
+                self._reported[key] = value
+                self.cbq.post(self.on_progress, progress=delta)
+
+    def _part_done(self, key: int, size: int) -> None:
+        self._progress(size - self._reported.pop(key, 0))
 
     def _progress(self, n: int) -> None:
         if self.on_progress is not None and n:
@@ -540,9 +558,20 @@ class MetaRequest:
     async def _get_parts(self, base: list[tuple[str, str]], part: int, fd: int | None) -> None:
         validate_whole: dict[str, Any] = {}
 
-        def sink_factory() -> tuple[Callable[[bytes], None], list[bytes]]:
-            pieces: list[bytes] = []
-            return pieces.append, pieces
+        def part_sink(idx: int) -> Callable[[], tuple[Callable[[bytes], None], list[bytes]]]:
+            def factory() -> tuple[Callable[[bytes], None], list[bytes]]:
+                pieces: list[bytes] = []
+                if not self._step:
+                    return pieces.append, pieces
+                got = [0]
+
+                def sink(data: bytes) -> None:
+                    pieces.append(data)
+                    got[0] += len(data)
+                    self._part_progress(idx, got[0])
+
+                return sink, pieces
+            return factory
 
         async def check_first(resp: Response, pieces: list[bytes]) -> None:
             # a response that holds the whole object is checked against its checksum here
@@ -566,13 +595,13 @@ class MetaRequest:
 
         headers0 = base + [("Range", f"bytes=0-{part - 1}")]
         try:
-            resp, pieces = await self._exchange("GetObject", "GET", self.path, headers0, None, sink_factory,
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, headers0, None, part_sink(0),
                                                 check=check_first)
         except Failure as f:
             if f.response is None or f.response.status != 416:
                 raise
             # an empty object has no byte 0: fetch it whole
-            resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, sink_factory,
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, part_sink(0),
                                                 check=check_first)
         if resp.status == 206:
             m = _CONTENT_RANGE.match(resp.header("content-range") or "")
@@ -628,7 +657,7 @@ class MetaRequest:
                 h = await self._file_op(_write_pieces, fd, pieces, idx * part, crc_algo)
                 if h is not None:
                     crcs[idx] = (h.crc, size)
-                self._progress(size)
+                self._part_done(idx, size)
             except BaseException as exc:  # noqa: BLE001 - raised by the fetching side
                 write_errors.append(exc)
             finally:
@@ -662,7 +691,7 @@ class MetaRequest:
                     for c in chunks:
                         self.cbq.post(self.on_body, chunk=c, offset=offset)
                         offset += len(c)
-                self._progress(sum(len(c) for c in chunks))
+                self._part_done(i, sum(len(c) for c in chunks))
                 state["next_deliver"] = i + 1
                 self.cbq.post(loop.call_soon_threadsafe, gate.advance, i + 1)
 
@@ -696,7 +725,7 @@ class MetaRequest:
                 if etag:
                     hdrs_i.append(("If-Match", etag))
                 try:
-                    _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, sink_factory,
+                    _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, part_sink(idx),
                                                   check=part_check(idx))
                 except Failure as f:
                     if f.response is not None and f.response.status == 412:
@@ -829,10 +858,11 @@ class MetaRequest:
         value = self._payload_value(view, value) if value == UNSIGNED_PAYLOAD and self.signing is not None \
             and self.signing.signed_body_value is None else value
         headers = _drop(self.headers, {"content-length", "transfer-encoding"} | ({C.header_name(algo)} if algo else set())) + extra
-        resp, _ = await self._exchange("PutObject", "PUT", self.path, headers, pieces, None, value)
+        resp, _ = await self._exchange("PutObject", "PUT", self.path, headers, pieces, None, value,
+                                       on_sent=lambda sent: self._part_progress(0, min(sent, size)))
         self.final_status = resp.status
         self._post_headers(resp.status, resp.headers)
-        self._progress(size)
+        self._part_done(0, size)
 
     async def _put_multipart(self, fd: int | None, size: int | None, part: int) -> None:
         algo = self.algorithm
@@ -947,9 +977,13 @@ class MetaRequest:
                 extra, pieces, value = self._part_request(view, h)
                 if value == UNSIGNED_PAYLOAD:
                     value = self._payload_value(view, value)
+
+                def sent_so_far(sent: int, idx: int = idx, n: int = n) -> None:
+                    self._part_progress(idx, min(sent, n))
+
                 resp, _ = await self._exchange(
                     "UploadPart", "PUT", _with_query(self.path, f"partNumber={idx + 1}&uploadId={upload_id}"),
-                    part_headers + extra, pieces, None, value)
+                    part_headers + extra, pieces, None, value, on_sent=sent_so_far)
                 etag = resp.header("etag")
                 if not etag:
                     raise Failure("AWS_ERROR_S3_MISSING_ETAG", "UploadPart returned no ETag", response=resp,
@@ -957,7 +991,7 @@ class MetaRequest:
                 results[idx] = {"number": idx + 1, "etag": etag, "size": n,
                                 "checksum": h.b64() if h is not None else None,
                                 "crc": h.crc if h is not None and C.is_crc(algo) else None}  # type: ignore[arg-type]
-                self._progress(n)
+                self._part_done(idx, n)
 
         await self._run_all([worker() for _ in range(max(1, workers))])
         return [results[i] for i in sorted(results)]
