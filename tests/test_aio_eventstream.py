@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 from conftest import free_port
+from helpers.aio import timeout
 from helpers.eventstream_server import RpcServer
 
 from crtpy.aio.eventstream import AioClientConnection, Message, connect
@@ -27,7 +28,7 @@ async def open_connection(port: int) -> AioClientConnection:
     conn = await asyncio.wait_for(connect(host_name="127.0.0.1", port=port), T)
     await conn.send_protocol_message(message_type=MessageType.CONNECT,
                                      headers=[Header.from_string(":version", "0.1.0")])
-    async with asyncio.timeout(T):
+    async with timeout(T):
         ack = await conn.protocol_messages.get()
     assert ack.message_type == MessageType.CONNECT_ACK
     assert ack.flags & MessageFlag.CONNECTION_ACCEPTED
@@ -35,7 +36,7 @@ async def open_connection(port: int) -> AioClientConnection:
 
 
 async def collect(stream: object) -> list[Message]:
-    async with asyncio.timeout(T):
+    async with timeout(T):
         return [m async for m in stream]  # type: ignore[attr-defined]
 
 
@@ -43,7 +44,7 @@ def test_connect_ping_streams_and_close(server):
     async def main() -> None:
         async with await open_connection(server.port) as conn:
             await conn.send_protocol_message(message_type=MessageType.PING, payload=b"p")
-            async with asyncio.timeout(T):
+            async with timeout(T):
                 pong = await conn.protocol_messages.get()
             assert (pong.message_type, pong.payload) == (MessageType.PING_RESPONSE, b"p")
             # a server-ended stream: async for runs until it closes
@@ -125,7 +126,7 @@ def test_cancellation(server):
             with pytest.raises(asyncio.CancelledError):
                 await send
             await conn.send_protocol_message(message_type=MessageType.PING, payload=b"q")
-            async with asyncio.timeout(T):
+            async with timeout(T):
                 while (m := await conn.protocol_messages.get()).message_type != MessageType.PING_RESPONSE:
                     pass
             assert m.payload == b"q"

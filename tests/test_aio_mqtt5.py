@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
+from helpers.aio import timeout
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 from crtpy import mqtt5
@@ -29,7 +30,7 @@ def options(host: str, port: int, **kw: Any) -> mqtt5.ClientOptions:
 
 async def take(stream: Any, n: int) -> list[Any]:
     out = []
-    async with asyncio.timeout(T):
+    async with timeout(T):
         async for item in stream:
             out.append(item)
             if len(out) == n:
@@ -164,13 +165,12 @@ def test_first_connection_failure_raises():
     async def main() -> None:
         client = AioClient(options("127.0.0.1", port))
         with pytest.raises(AwsCrtError):
-            async with asyncio.timeout(T):
+            async with timeout(T):
                 await client.start()
         await asyncio.wait_for(client.stop(), T)
         with pytest.raises(AwsCrtError):
-            async with asyncio.timeout(T):
-                async with AioClient(options("127.0.0.1", port)):
-                    pass
+            async with timeout(T), AioClient(options("127.0.0.1", port)):
+                pass
 
     asyncio.run(main())
 

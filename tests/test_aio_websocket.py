@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 from conftest import free_port
+from helpers.aio import timeout
 from helpers.ws_server import WsServer
 
 from crtpy.aio.websocket import AioWebSocket, Frame, Opcode, connect
@@ -22,7 +23,7 @@ def server():
 
 
 async def next_data(ws: AioWebSocket) -> Frame:
-    async with asyncio.timeout(T):
+    async with timeout(T):
         async for frame in ws:
             if frame.is_data_frame():
                 return frame
@@ -63,7 +64,7 @@ def test_context_manager_close_and_connect_failure(server):
     async def main() -> None:
         async with await connect(host="127.0.0.1", port=server.port) as ws:
             await ws.ping(b"p")
-            async with asyncio.timeout(T):
+            async with timeout(T):
                 pong = await ws.receive()
             assert (pong.opcode, pong.payload) == (Opcode.PONG, b"p")
         assert ws.closed and await ws.wait_closed() is None
@@ -85,7 +86,7 @@ def test_read_window_backpressure():
             for _ in range(50):
                 await ws.send("send:10000")
             # nobody reads: the window stops the socket after ~64 KiB of payload
-            async with asyncio.timeout(T):
+            async with timeout(T):
                 while len(ws.frames) < 6:
                     await asyncio.sleep(0.01)
             await asyncio.sleep(0.3)  # only lets more arrive; the bound must still hold
