@@ -118,6 +118,34 @@ def test_subscriptions_counted_and_released_crtpy(env_factory, responder, leak_c
     adapter.subscribe, adapter.unsubscribe = sub, unsub
 
 
+def test_many_requests_within_budget_crtpy(env_factory, responder, leak_check):
+    e = env_factory("crtpy", max_rr=4, timeout=20)
+    adapter = e.rrc._engine.adapter
+    sub, unsub = adapter.subscribe, adapter.unsubscribe
+    held: set[str] = set()
+    peak = [0]
+
+    def spy_sub(f, done):
+        held.add(f)
+        peak[0] = max(peak[0], len(held))
+        sub(f, done)
+
+    def spy_unsub(f, done):
+        def done2(err):
+            held.discard(f)
+            done(err)
+        unsub(f, done2)
+
+    adapter.subscribe, adapter.unsubscribe = spy_sub, spy_unsub
+    futs = [e.rrc.make_request(request_options(e.rr, f"m{i % 5}", f"tok{i}", v=i, delay=0.01 * (i % 3)))
+            for i in range(100)]
+    results = [f.result(30) for f in futs]
+    assert [r.topic for r in results] == [f"svc/m{i % 5}/accepted" for i in range(100)]
+    assert all(f'"tok{i}"'.encode() in r.payload for i, r in enumerate(results))
+    assert 2 <= peak[0] <= 4              # the budget (4 filters = 2 services at a time) held
+    adapter.subscribe, adapter.unsubscribe = sub, unsub
+
+
 @pytest.mark.parametrize("name", IMPLS)
 def test_timeout_and_late_answer(name, env_factory, responder, leak_check):
     e = env_factory(name, timeout=2)

@@ -111,8 +111,12 @@ class Engine:
     def new_stream(self, topic_filter: str, on_status: Callable[[int, BaseException | None], None],
                    on_publish: Callable[[str, bytes], None]) -> int:
         stream = Stream(next(self.ids), topic_filter, on_status, on_publish)
-        self.streams[stream.id] = stream
+        self._to_loop(self._add_stream, stream)
         return stream.id
+
+    def _add_stream(self, stream: Stream) -> None:
+        if not self.closed:
+            self.streams[stream.id] = stream
 
     def open_stream(self, stream_id: int) -> None:
         self._to_loop(self._open_stream, stream_id)
