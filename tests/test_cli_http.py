@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, leak_check  # noqa: F401 - fixture
 from helpers.certs import pki  # noqa: F401 - fixture
 from helpers.http_servers import H2Server, h1_server  # noqa: F401 - fixture
 
@@ -71,7 +71,8 @@ def h1_tls(pki: Any) -> Iterator[int]:  # noqa: F811
     t.join(5)
 
 
-pytestmark = pytest.mark.usefixtures("no_proxy_env")
+# every connection a command made is closed and released when it returns
+pytestmark = pytest.mark.usefixtures("no_proxy_env", "leak_check")
 
 
 def test_get_body_to_stdout(capsys: pytest.CaptureFixture[str], h1_server: Any) -> None:  # noqa: F811
@@ -274,3 +275,4 @@ def test_tls_through_a_connect_tunnel(capsys: pytest.CaptureFixture[str], tmp_pa
             assert "CONNECT" in f.read()
     finally:
         proxy.stop()
+

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, leak_check  # noqa: F401 - fixture
 from helpers.certs import pki  # noqa: F401 - fixture
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
@@ -26,6 +26,10 @@ def one_line_error(err: str, prog: str) -> str:
     assert lines[0].startswith(f"{prog}: error: "), err
     assert "Traceback" not in err
     return lines[0]
+
+
+# every client a command made is stopped and released when it returns
+pytestmark = pytest.mark.usefixtures("leak_check")
 
 
 def topic() -> str:
@@ -158,3 +162,4 @@ def test_sub_ctrl_c_exits_cleanly(capsys: pytest.CaptureFixture[str], mosquitto:
     while f"Client {client_id} disconnected" not in mosquitto.log():
         assert time.monotonic() < deadline, mosquitto.log()
         time.sleep(0.05)
+

@@ -165,7 +165,7 @@ class _Session:
             on_lifecycle_event_connection_success_fn=on_success,
             on_lifecycle_event_connection_failure_fn=on_failure,
             on_lifecycle_event_stopped_fn=lambda data: self._stopped.set())
-        self.client = mqtt5.Client(options)
+        self.client: Any = mqtt5.Client(options)
         self.client.start()
         if not self._wait(self._connected):
             self.close()
@@ -247,8 +247,14 @@ class _Session:
         if self.v5:
             from .. import mqtt5
 
-            self.client.stop(mqtt5.DisconnectPacket())  # a clean DISCONNECT, not just a closed socket
+            client, self.client = self.client, None
+            if client is None:
+                return
+            client.stop(mqtt5.DisconnectPacket())  # a clean DISCONNECT, not just a closed socket
             self._stopped.wait(self.timeout)
+            # the client's callbacks refer to this session: drop our side of the cycle so the
+            # stopped client can be released as soon as the command returns
+            del client
         else:
             try:
                 self.conn.disconnect().result(self.timeout)
