@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Interpreters for `make test-all`; a missing one is skipped with a message.
+ALL_PYTHONS ?= 3.10 3.11 3.12 3.13
 
-.PHONY: test demo venv system-deps bench api clean
+.PHONY: test test-all demo venv system-deps bench api lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,6 +25,15 @@ system-deps:
 test: venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The suite on every listed interpreter that this machine has, each in its own venv.
+test-all: system-deps
+	@for v in $(ALL_PYTHONS); do \
+	  py=$$(command -v python$$v || ls $$HOME/.pyenv/versions/$$v*/bin/python$$v 2>/dev/null | head -n1); \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not installed here, skipped"; continue; fi; \
+	  echo "== Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v || exit 1; \
+	done
+
 demo: venv
 	$(PY) -m crtpy demo
 
@@ -32,5 +43,12 @@ bench: venv
 api: venv
 	$(PY) ../shared/tools/api_diff.py
 
+lint: venv
+	$(PY) -m ruff check crtpy
+	$(PY) -m mypy --strict crtpy
+
+docs: venv
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-3.* build *.egg-info .pytest_cache site
