@@ -3,6 +3,7 @@ TLS (ALPN h2) and cleartext (prior knowledge), SigV4 signing from environment cr
 from __future__ import annotations
 
 import http.server
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -276,3 +277,10 @@ def test_tls_through_a_connect_tunnel(capsys: pytest.CaptureFixture[str], tmp_pa
     finally:
         proxy.stop()
 
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_write_error_is_reported(capsys: pytest.CaptureFixture[str], h1_server: Any) -> None:  # noqa: F811
+    rc, _, err = run(capsys, "http", "-o", "/dev/full", f"http://127.0.0.1:{h1_server.port}/size/2000000")
+    assert rc == 1
+    assert "cannot write /dev/full" in one_line_error(err)

@@ -308,7 +308,19 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
             conn.close()
             raise CliError(f"cannot write {args.output}: {e.strerror or e}", 2) from None
 
+    def failed(exc: BaseException) -> None:
+        """Writing the output failed (closed pipe, full disk): stop the transfer."""
+        if state.get("error") is None:
+            state["error"] = exc
+        conn.close()
+
     def on_response(http_stream: Any, status_code: int, headers: list[tuple[str, str]], **kw: Any) -> None:
+        try:
+            head_received(status_code, headers)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            failed(e)
+
+    def head_received(status_code: int, headers: list[tuple[str, str]]) -> None:
         nonlocal bar
         with lock:
             state["first_byte"] = time.monotonic()
@@ -331,14 +343,19 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
                 bar = ProgressBar(err, total)
 
     def on_body(http_stream: Any, chunk: bytes, **kw: Any) -> None:
-        with lock:
-            state["bytes"] += len(chunk)
-            if sink is not None:
-                sink.write(chunk)
-                if bar is not None:
-                    bar.add(len(chunk))
-            else:
-                write_bytes(out, chunk)
+        if state.get("error") is not None:
+            return
+        try:
+            with lock:
+                state["bytes"] += len(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+                    if bar is not None:
+                        bar.add(len(chunk))
+                else:
+                    write_bytes(out, chunk)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            failed(e)
 
     try:
         stream = conn.request(request, on_response, on_body)
@@ -347,6 +364,15 @@ def _exchange(args: argparse.Namespace, out: TextIO, err: TextIO, u: Any, host: 
             stream.completion_future.result(args.timeout)
         except TimeoutError:
             raise CliError(f"no complete response after {args.timeout:g} s") from None
+        except Exception:
+            if state.get("error") is None:
+                raise
+        if state.get("error") is not None:
+            exc = state["error"]
+            if isinstance(exc, BrokenPipeError):
+                raise exc
+            where = args.output or "standard output"
+            raise CliError(f"cannot write {where}: {describe(exc)}")
     finally:
         if sink is not None:
             sink.close()
