@@ -316,10 +316,8 @@ class Connection(NativeResource):
         from .io import SocketOptions
         from .mqtt5 import Client as Mqtt5Client
 
-        if not isinstance(client, Client):
-            if isinstance(client, Mqtt5Client):
-                raise NotImplementedError("a Connection over an MQTT 5 client is not supported by crtpy yet")
-            raise TypeError("client must be a crtpy.mqtt.Client")
+        if not isinstance(client, (Client, Mqtt5Client)):
+            raise TypeError("client must be a crtpy.mqtt.Client or a crtpy.mqtt5.Client")
         for name, fn in (("on_connection_interrupted", on_connection_interrupted),
                          ("on_connection_resumed", on_connection_resumed),
                          ("websocket_handshake_transform", websocket_handshake_transform),
@@ -371,6 +369,13 @@ class Connection(NativeResource):
         self._disable_metrics = bool(disable_metrics)
         self._metrics = metrics
         self._subs = SubTable()
+        self._adapter: Any = None
+        if isinstance(client, Mqtt5Client):
+            # The 3.1.1 API over the MQTT 5 client: its driver does the protocol work.
+            from ._mqtt311.adapter import Adapter
+
+            self._adapter = Adapter(self, client._driver, self._subs)
+            return
         self._driver = Driver(self, client._bootstrap, self._subs)
         # Only a running driver needs stopping, and its task keeps it alive: a weak
         # reference lets a stopped driver (with user callbacks) be collected with us.
@@ -457,6 +462,9 @@ class Connection(NativeResource):
         fut = CrtFuture()
         try:
             self._check_fork()
+            if self._adapter is not None:
+                self._adapter.connect(fut, self._adapter_settings())
+                return fut
             core, settings = self._build()
             self._driver.connect(fut, core, settings)
         except Exception as e:  # noqa: BLE001 - reported through the future
@@ -478,7 +486,7 @@ class Connection(NativeResource):
         fut = CrtFuture()
         try:
             self._check_fork()
-            self._driver.disconnect(fut)
+            (self._adapter or self._driver).disconnect(fut)
         except Exception as e:  # noqa: BLE001
             fut.try_set_exception(e)
         return fut
@@ -505,6 +513,8 @@ class Connection(NativeResource):
             _check_topic(topic, wildcards=True)
             q = _as_qos(qos)
             wrapper = _message_wrapper(callback) if callback is not None else None
+            if self._adapter is not None:
+                return self._adapter.subscribe(topic, int(q), wrapper, QoS, SubscribeError)  # type: ignore[no-any-return]
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_subscribe(c.Subscribe(pid, [c.Subscription(topic, int(q))]), 4)
@@ -541,6 +551,8 @@ class Connection(NativeResource):
         try:
             self._check_fork()
             _check_topic(topic, wildcards=True)
+            if self._adapter is not None:
+                return self._adapter.unsubscribe(topic)  # type: ignore[no-any-return]
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_unsubscribe(c.Unsubscribe(pid, [topic]), 4)
@@ -563,6 +575,8 @@ class Connection(NativeResource):
 
         try:
             self._check_fork()
+            if self._adapter is not None:
+                return self._adapter.resubscribe(QoS)  # type: ignore[no-any-return]
             d = self._driver
             subs = d.subscriptions()
             if not subs:
@@ -599,6 +613,8 @@ class Connection(NativeResource):
             if q == QoS.EXACTLY_ONCE:
                 raise ValueError("publishing at QoS 2 (EXACTLY_ONCE) is not supported")
             body = _payload_bytes(payload)
+            if self._adapter is not None:
+                return self._adapter.publish(topic, body, int(q), bool(retain))  # type: ignore[no-any-return]
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_publish(c.Publish(topic, body, int(q), bool(retain), False, pid if q else 0), 4)
@@ -609,7 +625,20 @@ class Connection(NativeResource):
     def get_stats(self) -> OperationStatisticsData:
         """Counts and sizes of the operations not yet completed."""
         self._check_fork()
-        return OperationStatisticsData(*self._driver.get_stats())
+        return OperationStatisticsData(*(self._adapter or self._driver).get_stats())
+
+    def _adapter_settings(self) -> dict[str, Any]:
+        """The settings a connection over an MQTT 5 client applies to that client at
+        connect(): client id, keep-alive, ping timeout and clean session.  Host, port,
+        TLS, proxy, WebSocket, will, credentials and reconnect delays stay the MQTT 5
+        client's."""
+        if not isinstance(self.client_id, str):
+            raise TypeError("client_id must be a str")
+        keep_alive = self.keep_alive_secs
+        if isinstance(keep_alive, bool) or not isinstance(keep_alive, int) or not 0 <= keep_alive <= 65535:
+            raise ValueError("keep_alive_secs must be in 0..65535")
+        return {"client_id": self.client_id, "keep_alive": keep_alive,
+                "ping_timeout": self.ping_timeout_ms / 1000.0, "clean_session": bool(self.clean_session)}
 
 
 def _terminate(driver_ref: Any) -> None:

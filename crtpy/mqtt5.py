@@ -11,8 +11,8 @@ The protocol work (packet codec, client state machine) lives in ``crtpy._mqtt``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
@@ -20,7 +20,6 @@ from inspect import signature
 from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
-from ._errors import error
 
 if TYPE_CHECKING:
     from .aws_iot_metrics import AWSIoTMetrics
@@ -637,6 +636,7 @@ class Client(NativeResource):
 
         self.tls_ctx = client_options.tls_ctx
         self._driver = ClientDriver(self, client_options)
+        self.adapter_options = _Mqtt5to3AdapterOptions.of(client_options)
         # Dropping the last reference stops the client (as releasing a native one does).
         weakref.finalize(self, ClientDriver.terminate, self._driver)
 
@@ -691,8 +691,68 @@ class Client(NativeResource):
     def new_connection(self, on_connection_interrupted=None, on_connection_resumed=None,  # type: ignore[no-untyped-def]
                        on_connection_success=None, on_connection_failure=None,
                        on_connection_closed=None):
-        """An MQTT 3.1.1 ``crtpy.mqtt.Connection`` running on this client.
+        """A ``crtpy.mqtt.Connection`` (the MQTT 3.1.1 API) that runs on this client.
 
-        Not implemented yet in crtpy: raises ``AwsCrtError(AWS_ERROR_UNSUPPORTED_OPERATION)``."""
-        raise error("AWS_ERROR_UNSUPPORTED_OPERATION",
-                    "Client.new_connection() (the MQTT 3.1.1 adapter over MQTT 5) is not implemented in crtpy yet")
+        ``connect()`` starts this client (after applying the connection's client id,
+        keep-alive, ping timeout and clean-session setting), ``disconnect()`` stops it;
+        operations go through this client's queue.  The callbacks have the signatures
+        described in ``crtpy.mqtt.Connection``.  The connection's attributes start from
+        this client's options (``adapter_options``); transport, credentials, will and
+        reconnect delays are always this client's.
+
+        Returns:
+            crtpy.mqtt.Connection: the adapter.
+        """
+        from .mqtt import Connection
+
+        a = self.adapter_options
+        return Connection(
+            self, a.host_name, a.port, a.client_id, clean_session=a.clean_session,
+            on_connection_interrupted=on_connection_interrupted, on_connection_resumed=on_connection_resumed,
+            on_connection_success=on_connection_success, on_connection_failure=on_connection_failure,
+            on_connection_closed=on_connection_closed,
+            # The reference passes the millisecond delays through unchanged; so do we
+            # (they are not used: the reconnect delays are this client's).
+            reconnect_min_timeout_secs=a.min_reconnect_delay_ms, reconnect_max_timeout_secs=a.max_reconnect_delay_ms,
+            keep_alive_secs=a.keep_alive_secs, ping_timeout_ms=a.ping_timeout_ms,
+            protocol_operation_timeout_ms=a.ack_timeout_secs * 1000, socket_options=a.socket_options,
+            disable_metrics=a.disable_metrics)
+
+
+@dataclass
+class _Mqtt5to3AdapterOptions:
+    """What ``Client.new_connection()`` copies into the 3.1.1 Connection: the client's
+    options with the 3.1.1 defaults where they are unset (client id "", reconnect
+    5/60, ping timeout 3000 ms, keep-alive 1200 s, no operation timeout, clean
+    session unless the session behaviour is REJOIN_ALWAYS)."""
+
+    host_name: str
+    port: int | None
+    client_id: str
+    socket_options: SocketOptions
+    min_reconnect_delay_ms: int
+    max_reconnect_delay_ms: int
+    ping_timeout_ms: int
+    keep_alive_secs: int
+    ack_timeout_secs: int
+    clean_session: bool
+    disable_metrics: bool
+
+    @classmethod
+    def of(cls, o: ClientOptions) -> _Mqtt5to3AdapterOptions:
+        from .io import SocketOptions as _SocketOptions
+
+        co = o.connect_options
+        cid = co.client_id if co is not None else None
+        ka = co.keep_alive_interval_sec if co is not None else None
+        sb = o.session_behavior
+        return cls(
+            host_name=o.host_name, port=o.port, client_id="" if cid is None else cid,
+            socket_options=o.socket_options if o.socket_options else _SocketOptions(),
+            min_reconnect_delay_ms=5 if o.min_reconnect_delay_ms is None else o.min_reconnect_delay_ms,
+            max_reconnect_delay_ms=60 if o.max_reconnect_delay_ms is None else o.max_reconnect_delay_ms,
+            ping_timeout_ms=3000 if o.ping_timeout_ms is None else o.ping_timeout_ms,
+            keep_alive_secs=1200 if ka is None else ka,
+            ack_timeout_secs=0 if o.ack_timeout_sec is None else o.ack_timeout_sec,
+            clean_session=True if not sb else int(sb) < int(ClientSessionBehaviorType.REJOIN_ALWAYS),
+            disable_metrics=bool(o.disable_metrics))

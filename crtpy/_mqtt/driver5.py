@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 from .. import mqtt5
@@ -449,8 +450,6 @@ class ClientDriver:
         if not isinstance(o.host_name, str) or not o.host_name:
             raise _bad("AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION", "host_name must be a non-empty str")
         self.proxy = o.http_proxy_options
-        import weakref
-
         self.client_ref = weakref.ref(client)
         self.cfg = build_config(o)
         self.core = Core(self.cfg)
@@ -490,6 +489,9 @@ class ClientDriver:
         self.incoming_scheduled = False
         self.puback_ids = 0
         self.manual_pubacks: dict[int, int] = {}
+        # MQTT 3.1.1 adapters (crtpy._mqtt311.adapter) running on this client, held
+        # weakly; told of lifecycle events and messages on the loop thread.
+        self.adapters: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- user thread side -------------------------------------------------------------
     def _post(self, item: Any) -> None:
@@ -666,6 +668,9 @@ class ClientDriver:
         o = self.opts
         fn: Any
         kind = ev.kind
+        if self.adapters:
+            for adapter in list(self.adapters):
+                adapter.on_event(kind, ev.a, ev.b)
         if kind == "publish":
             self._deliver_publish(ev.a)
         elif kind == "connect_success":
@@ -788,6 +793,8 @@ class ClientDriver:
                     pass
         finally:
             self.core.stopping = False
+            for adapter in list(self.adapters):
+                adapter.on_event("stopped", None, None)
             # Operations that the offline policy keeps stay queued for a later start().
             fn = o.on_lifecycle_event_stopped_fn
             if fn is not None:
