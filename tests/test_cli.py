@@ -40,6 +40,20 @@ def test_python_m_crtpy_help_subprocess() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "usage: crtpy" in proc.stdout
     assert "demo" in proc.stdout
+    import crtpy.__main__
+
+    if getattr(crtpy.__main__, "main", None) is main:  # once __main__ delegates to crtpy._cli
+        for command in ("http", "mqtt", "checksum", "s3"):
+            assert command in proc.stdout
+
+
+def test_python_m_crtpy_cli_subprocess_error() -> None:
+    """A failing command in a real process: one line on stderr, exit 1, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "crtpy._cli", "checksum", "/no/such/file", "-a", "crc32"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 1
+    assert proc.stderr == "crtpy checksum: error: /no/such/file: no such file\n"
 
 
 @pytest.mark.parametrize("argv, expect", [
