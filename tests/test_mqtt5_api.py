@@ -132,11 +132,13 @@ def test_connect_options_validation():
     assert ei.value.name == "AWS_ERROR_MQTT5_CLIENT_OPTIONS_VALIDATION"
 
 
-def test_adapter_not_implemented_is_a_clear_error():
+def test_new_connection_gives_a_311_connection():
+    from crtpy import mqtt
+
     client = _client()
-    with pytest.raises(AwsCrtError) as ei:
-        client.new_connection()
-    assert "not implemented" in str(ei.value)
+    conn = client.new_connection()
+    assert isinstance(conn, mqtt.Connection)
+    assert conn.client is client
 
 
 def test_password_never_in_repr():
