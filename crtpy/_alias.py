@@ -12,7 +12,8 @@ import importlib.machinery
 import sys
 import threading
 import types
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 _ALIAS = "awscrt"
 _TARGET = "crtpy"
@@ -32,8 +33,8 @@ class _AliasLoader(importlib.abc.Loader):
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
-                  target: Optional[types.ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname == _ALIAS:
             module = _facade()
         elif fullname.startswith(_ALIAS + "."):
@@ -64,7 +65,8 @@ def _facade() -> types.ModuleType:
             return importlib.import_module(f"{_ALIAS}.{name}")
         raise AttributeError(f"module {_ALIAS!r} has no attribute {name!r}")
 
-    facade.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    # PEP 562 module __getattr__; setattr because ModuleType declares it as a method.
+    setattr(facade, "__getattr__", __getattr__)
     return facade
 
 

@@ -8,7 +8,8 @@ All the work is done by native libraries chosen at import time; see
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
 
 from . import NativeResource
 from . import _checksums as _backend
@@ -159,18 +160,24 @@ def combine_crc64nvme(crc64nvme_result1: int, crc64nvme_result2: int, data_lengt
 
 
 # ---------------------------------------------------------------- xxHash
-try:
-    import xxhash as _xxhash  # type: ignore[import-not-found]
+class _XXHashState(Protocol):
+    # The streaming state objects of the xxhash package.
+    def update(self, input: Any, /) -> None: ...
+    def digest(self) -> bytes: ...
 
-    _xxh64_digest: Any = _xxhash.xxh64_digest
-    _xxh3_64_digest: Any = _xxhash.xxh3_64_digest
-    _xxh3_128_digest: Any = _xxhash.xxh3_128_digest
-    _xxh64_new: Any = _xxhash.xxh64
-    _xxh3_64_new: Any = _xxhash.xxh3_64
-    _xxh3_128_new: Any = _xxhash.xxh3_128
+
+try:
+    import xxhash as _xxhash
+
+    _xxh64_digest: Callable[[Any, int], bytes] = _xxhash.xxh64_digest
+    _xxh3_64_digest: Callable[[Any, int], bytes] = _xxhash.xxh3_64_digest
+    _xxh3_128_digest: Callable[[Any, int], bytes] = _xxhash.xxh3_128_digest
+    _xxh64_new: Callable[..., _XXHashState] = _xxhash.xxh64
+    _xxh3_64_new: Callable[..., _XXHashState] = _xxhash.xxh3_64
+    _xxh3_128_new: Callable[..., _XXHashState] = _xxhash.xxh3_128
 except ImportError:  # pragma: no cover - depends on the environment
 
-    def _xxhash_missing(*args: Any, **kwargs: Any) -> Any:
+    def _xxhash_missing(*args: Any, **kwargs: Any) -> NoReturn:
         from . import _errors
 
         raise _errors.error("AWS_ERROR_PLATFORM_NOT_SUPPORTED", "xxHash needs the xxhash package")
@@ -195,7 +202,7 @@ class XXHash(NativeResource):
 
     __slots__ = ("_binding",)
 
-    def __init__(self, binding: Any) -> None:
+    def __init__(self, binding: _XXHashState) -> None:
         super().__init__()
         self._binding = binding
 

@@ -27,7 +27,7 @@ MASK64 = 0xFFFFFFFFFFFFFFFF
 
 # ---------------------------------------------------------------- CRC32 (gzip)
 try:
-    from isal.isal_zlib import crc32 as _crc32_native  # type: ignore[import-not-found]
+    from isal.isal_zlib import crc32 as _crc32_native  # type: ignore[import-not-found,unused-ignore]  # optional extra
     CRC32_BACKEND = "isal"
 except ImportError:  # pragma: no cover - depends on the environment
     from zlib import crc32 as _crc32_native
@@ -53,7 +53,7 @@ def _load_isal() -> Any:
     )
     candidates = []
     try:
-        from isal import isal_zlib  # type: ignore[import-not-found]
+        from isal import isal_zlib  # type: ignore[import-not-found,unused-ignore]  # optional extra
 
         candidates.append(isal_zlib.__file__)
     except ImportError:  # pragma: no cover
@@ -93,7 +93,7 @@ def _not_available(algorithm: str, packages: str) -> Callable[[Any, int], int]:
 
 # ---------------------------------------------------------------- CRC32C
 def _crc32c_from_isal(ffi: Any, lib: Any) -> Callable[[Any, int], int]:
-    fn = lib.crc32_iscsi
+    fn: Callable[[Any, int, int], int] = lib.crc32_iscsi
     from_buffer = ffi.from_buffer
 
     def crc32c_isal(data: Any, previous: int = 0) -> int:
@@ -117,7 +117,7 @@ def _crc32c_from_isal(ffi: Any, lib: Any) -> Callable[[Any, int], int]:
 
 
 try:
-    from fastcrc.crc32 import iscsi as _fast_iscsi  # type: ignore[import-not-found]
+    from fastcrc.crc32 import iscsi as _fast_iscsi
 
     crc32c_raw: Callable[[Any, int], int] = _fast_iscsi
     CRC32C_BACKEND = "fastcrc"
@@ -127,9 +127,9 @@ except ImportError:  # pragma: no cover - depends on the environment
         CRC32C_BACKEND = "isal"
     else:
         try:
-            import google_crc32c  # type: ignore[import-not-found]
+            import google_crc32c
 
-            _extend = google_crc32c.extend
+            _extend: Callable[[int, bytes], int] = google_crc32c.extend
 
             def _crc32c_google(data: Any, previous: int = 0) -> int:
                 # google_crc32c only reads immutable buffers.
@@ -146,7 +146,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # ---------------------------------------------------------------- CRC64-NVME
 def _crc64_from_isal(ffi: Any, lib: Any) -> Callable[[Any, int], int]:
-    fn = lib.crc64_rocksoft_refl
+    fn: Callable[[int, Any, int], int] = lib.crc64_rocksoft_refl
     from_buffer = ffi.from_buffer
 
     def crc64_isal(data: Any, previous: int = 0) -> int:
@@ -166,7 +166,7 @@ else:  # pragma: no cover - depends on the environment
     try:
         import anycrc  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-        _any64 = anycrc.Model("CRC64-NVME").calc
+        _any64: Callable[[Any, int], int] = anycrc.Model("CRC64-NVME").calc
 
         def _crc64_anycrc(data: Any, previous: int = 0) -> int:
             if data.__class__ is not bytes:

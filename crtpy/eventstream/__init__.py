@@ -161,35 +161,43 @@ class Header:
 
     def value_as_byte(self) -> int:
         """The value, if this is a BYTE header; otherwise TypeError."""
-        return self._typed_value(HeaderType.BYTE)
+        value: int = self._typed_value(HeaderType.BYTE)
+        return value
 
     def value_as_int16(self) -> int:
         """The value, if this is an INT16 header; otherwise TypeError."""
-        return self._typed_value(HeaderType.INT16)
+        value: int = self._typed_value(HeaderType.INT16)
+        return value
 
     def value_as_int32(self) -> int:
         """The value, if this is an INT32 header; otherwise TypeError."""
-        return self._typed_value(HeaderType.INT32)
+        value: int = self._typed_value(HeaderType.INT32)
+        return value
 
     def value_as_int64(self) -> int:
         """The value, if this is an INT64 header; otherwise TypeError."""
-        return self._typed_value(HeaderType.INT64)
+        value: int = self._typed_value(HeaderType.INT64)
+        return value
 
     def value_as_byte_buf(self) -> bytes | bytearray:
         """The value, if this is a BYTE_BUF header; otherwise TypeError."""
-        return self._typed_value(HeaderType.BYTE_BUF)
+        value: bytes | bytearray = self._typed_value(HeaderType.BYTE_BUF)
+        return value
 
     def value_as_string(self) -> str:
         """The value, if this is a STRING header; otherwise TypeError."""
-        return self._typed_value(HeaderType.STRING)
+        value: str = self._typed_value(HeaderType.STRING)
+        return value
 
     def value_as_timestamp(self) -> int:
         """The value, if this is a TIMESTAMP header; otherwise TypeError."""
-        return self._typed_value(HeaderType.TIMESTAMP)
+        value: int = self._typed_value(HeaderType.TIMESTAMP)
+        return value
 
     def value_as_uuid(self) -> UUID:
         """The value, if this is a UUID header; otherwise TypeError."""
-        return self._typed_value(HeaderType.UUID)
+        value: UUID = self._typed_value(HeaderType.UUID)
+        return value
 
     # -- misc -------------------------------------------------------------------------
     def __str__(self) -> str:

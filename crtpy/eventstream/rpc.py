@@ -189,8 +189,8 @@ class ClientConnection(NativeResource):
         super().__init__()
         self.host_name: str = host_name
         self.port: int = port
-        self.shutdown_future: Future = _callback_future()
-        self._connect_future: Future = _callback_future()
+        self.shutdown_future: Future[None] = _callback_future()
+        self._connect_future: Future[None] = _callback_future()
         self._handler: ClientConnectionHandler = handler
         self._impl: _impl.RpcConnection | None = None
 
@@ -198,7 +198,7 @@ class ClientConnection(NativeResource):
     def connect(cls, *, handler: ClientConnectionHandler, host_name: str, port: int,
                 bootstrap: ClientBootstrap | None = None,
                 socket_options: SocketOptions | None = None,
-                tls_connection_options: TlsConnectionOptions | None = None) -> Future:
+                tls_connection_options: TlsConnectionOptions | None = None) -> Future[None]:
         """Open a connection (asynchronously).
 
         Args:
@@ -276,7 +276,7 @@ class ClientConnection(NativeResource):
     def send_protocol_message(self, *, headers: Sequence[Header] | None = None,
                               payload: bytes | bytearray | None = None,
                               message_type: MessageType, flags: int | None = None,
-                              on_flush: Callable | None = None) -> Future:
+                              on_flush: Callable[..., None] | None = None) -> Future[None]:
         """Send a connection-level message (stream id 0).
 
         Args:
@@ -324,7 +324,7 @@ class ClientContinuation(NativeResource):
         super().__init__()
         self._handler = handler
         self.connection: ClientConnection = connection
-        self.closed_future: Future = _callback_future()
+        self.closed_future: Future[None] = _callback_future()
         self._stream_id = 0
         self._activated = False
         self._closed = False
@@ -332,7 +332,7 @@ class ClientContinuation(NativeResource):
     def activate(self, *, operation: str, headers: Sequence[Header] | None = None,
                  payload: bytes | bytearray | None = None,
                  message_type: MessageType, flags: int | None = None,
-                 on_flush: Callable | None = None) -> Future:
+                 on_flush: Callable[..., None] | None = None) -> Future[None]:
         """Open the stream by sending its first message (once per continuation; use
         :meth:`send_message` afterwards).
 
@@ -365,7 +365,7 @@ class ClientContinuation(NativeResource):
     def send_message(self, *, headers: Sequence[Header] | None = None,
                      payload: bytes | bytearray | None = None,
                      message_type: MessageType, flags: int | None = None,
-                     on_flush: Callable | None = None) -> Future:
+                     on_flush: Callable[..., None] | None = None) -> Future[None]:
         """Send a further message on an activated stream.
 
         Args:
