@@ -160,10 +160,16 @@ def test_s3_without_cp(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 2 and "crtpy s3 cp" in one_line_error(err, "crtpy s3")
 
 
-def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "demo", "--size-mib", "1")
+def test_tls_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "demo", "--tls", "--size-mib", "1")
     assert rc == 0, err
     assert "TLS" in out + err
+
+
+def test_s3_demo_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "demo", "--size-mib", "12")
+    assert rc == 0, out + err
+    assert "CRC64NVME" in (out + err).upper().replace("-", "")
 
 
 def test_demo_rejects_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
