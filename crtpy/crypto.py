@@ -165,9 +165,11 @@ class Hash:
         self._hash = None
         if h.__class__ is not _HASH_TYPE and h.__class__ is not _BulkMd5:
             h = h()
+        # The slot holds a hashlib object or a _BulkMd5 by now; both digest to bytes.
+        digest: bytes = h.digest()
         if truncate_to:
-            return _truncate(h.digest(), truncate_to)
-        return h.digest()
+            return _truncate(digest, truncate_to)
+        return digest
 
 
 class HMAC:
@@ -215,9 +217,10 @@ class HMAC:
         if h is None:
             raise _finished()
         self._hmac = None
+        mac: bytes = h.digest()
         if truncate_to:
-            return _truncate(h.digest(), truncate_to)
-        return h.digest()
+            return _truncate(mac, truncate_to)
+        return mac
 
 
 # ---------------------------------------------------------------- RSA
@@ -247,12 +250,8 @@ class RSASignatureAlgorithm(IntEnum):
     """PSS over a SHA-256 digest (MGF1-SHA-256, 32-byte salt)."""
 
 
-def _rsa_impl() -> Any:
-    from ._crypto import rsa
-
-    return rsa
-
-
+# The key classes import their crtpy._crypto module on first use, so that importing
+# crtpy.crypto does not load ``cryptography``.
 class RSA(NativeResource):
     """An RSA key pair, or only its public half.
 
@@ -273,7 +272,8 @@ class RSA(NativeResource):
 
         Raises ValueError when that object is not an RSA private key."""
         data = pem_data.encode("ascii", "replace") if isinstance(pem_data, str) else _as_bytes(pem_data, "pem_data")
-        return RSA(_rsa_impl().private_from_pem(data))
+        from ._crypto import rsa as _rsa
+        return RSA(_rsa.private_from_pem(data))
 
     @staticmethod
     def new_public_key_from_pem_data(pem_data: str | bytes | bytearray | memoryview) -> RSA:
@@ -281,42 +281,49 @@ class RSA(NativeResource):
 
         Raises ValueError when that object is not an RSA public key."""
         data = pem_data.encode("ascii", "replace") if isinstance(pem_data, str) else _as_bytes(pem_data, "pem_data")
-        return RSA(_rsa_impl().public_from_pem(data))
+        from ._crypto import rsa as _rsa
+        return RSA(_rsa.public_from_pem(data))
 
     @staticmethod
     def new_private_key_from_der_data(der_data: bytes | bytearray | memoryview) -> RSA:
         """Load a private key from PKCS #1 ``RSAPrivateKey`` DER."""
-        return RSA(_rsa_impl().private_from_der(_as_bytes(der_data, "der_data")))
+        from ._crypto import rsa as _rsa
+        return RSA(_rsa.private_from_der(_as_bytes(der_data, "der_data")))
 
     @staticmethod
     def new_public_key_from_der_data(der_data: bytes | bytearray | memoryview) -> RSA:
         """Load a public key from PKCS #1 ``RSAPublicKey`` DER."""
-        return RSA(_rsa_impl().public_from_der(_as_bytes(der_data, "der_data")))
+        from ._crypto import rsa as _rsa
+        return RSA(_rsa.public_from_der(_as_bytes(der_data, "der_data")))
 
     def encrypt(self, encryption_algorithm: RSAEncryptionAlgorithm,
                 plaintext: bytes | bytearray | memoryview) -> bytes:
         """Encrypt one block with the public key."""
         alg = _enum_value(encryption_algorithm, RSAEncryptionAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
-        return _rsa_impl().encrypt(self._binding, alg, _as_bytes(plaintext, "plaintext"))
+        from ._crypto import rsa as _rsa
+        return _rsa.encrypt(self._binding, alg, _as_bytes(plaintext, "plaintext"))
 
     def decrypt(self, encryption_algorithm: RSAEncryptionAlgorithm,
                 ciphertext: bytes | bytearray | memoryview) -> bytes:
         """Decrypt one block with the private key."""
         alg = _enum_value(encryption_algorithm, RSAEncryptionAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
-        return _rsa_impl().decrypt(self._binding, alg, _as_bytes(ciphertext, "ciphertext"))
+        from ._crypto import rsa as _rsa
+        return _rsa.decrypt(self._binding, alg, _as_bytes(ciphertext, "ciphertext"))
 
     def sign(self, signature_algorithm: RSASignatureAlgorithm,
              digest: bytes | bytearray | memoryview) -> bytes:
         """Sign a message digest (not the message: hash it first) with the private key."""
         alg = _enum_value(signature_algorithm, RSASignatureAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
-        return _rsa_impl().sign(self._binding, alg, _as_bytes(digest, "digest"))
+        from ._crypto import rsa as _rsa
+        return _rsa.sign(self._binding, alg, _as_bytes(digest, "digest"))
 
     def verify(self, signature_algorithm: RSASignatureAlgorithm,
                digest: bytes | bytearray | memoryview,
                signature: bytes | bytearray | memoryview) -> bool:
         """Return whether ``signature`` is a valid signature of ``digest``."""
         alg = _enum_value(signature_algorithm, RSASignatureAlgorithm, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
-        return _rsa_impl().verify(self._binding, alg, _as_bytes(digest, "digest"),
+        from ._crypto import rsa as _rsa
+        return _rsa.verify(self._binding, alg, _as_bytes(digest, "digest"),
                                   _as_bytes(signature, "signature"))
 
 
@@ -332,12 +339,6 @@ class ED25519ExportFormat(IntEnum):
     ``openssh-key-v1`` container for a private key), without PEM armour."""
 
 
-def _ed_impl() -> Any:
-    from ._crypto import ed25519
-
-    return ed25519
-
-
 class ED25519(NativeResource):
     """An Ed25519 key pair."""
 
@@ -351,12 +352,14 @@ class ED25519(NativeResource):
     @staticmethod
     def new_generate() -> ED25519:
         """Generate a new random key pair."""
-        return ED25519(_ed_impl().generate())
+        from ._crypto import ed25519 as _ed25519
+        return ED25519(_ed25519.generate())
 
     def export_public_key(self, export_format: ED25519ExportFormat) -> bytes:
         """Return the public key in ``export_format``."""
         fmt = _enum_value(export_format, ED25519ExportFormat, "AWS_ERROR_CAL_UNSUPPORTED_KEY_FORMAT")
-        impl = _ed_impl()
+        from ._crypto import ed25519 as _ed25519
+        impl = _ed25519
         if fmt == ED25519ExportFormat.RAW:
             return impl.public_raw(self._binding)
         return impl.public_openssh(self._binding)
@@ -364,7 +367,8 @@ class ED25519(NativeResource):
     def export_private_key(self, export_format: ED25519ExportFormat) -> bytes:
         """Return the private key in ``export_format``."""
         fmt = _enum_value(export_format, ED25519ExportFormat, "AWS_ERROR_CAL_UNSUPPORTED_KEY_FORMAT")
-        impl = _ed_impl()
+        from ._crypto import ed25519 as _ed25519
+        impl = _ed25519
         if fmt == ED25519ExportFormat.RAW:
             return impl.private_raw(self._binding)
         return impl.private_openssh(self._binding)
@@ -408,12 +412,6 @@ class ECPublicCoords(NamedTuple):
     y: bytes
 
 
-def _ec_impl() -> Any:
-    from ._crypto import ec
-
-    return ec
-
-
 class EC(NativeResource):
     """An ECDSA key pair, or only its public half, on P-256 or P-384."""
 
@@ -428,25 +426,29 @@ class EC(NativeResource):
     def new_generate(type: ECType) -> EC:
         """Generate a new random key pair on curve ``type``."""
         curve = _enum_value(type, ECType, "AWS_ERROR_CAL_UNSUPPORTED_ALGORITHM")
-        return EC(_ec_impl().generate(curve))
+        from ._crypto import ec as _ec
+        return EC(_ec.generate(curve))
 
     @staticmethod
     def new_key_from_der_data(der_data: bytes | bytearray | memoryview) -> EC:
         """Load a key from DER in any :class:`ECExportFormat` (detected from the data;
         no PEM armour)."""
-        return EC(_ec_impl().load_der(_as_bytes(der_data, "der_data")))
+        from ._crypto import ec as _ec
+        return EC(_ec.load_der(_as_bytes(der_data, "der_data")))
 
     @staticmethod
     def decode_der_signature(signature: bytes) -> ECRawSignature:
         """Split a DER ECDSA signature into r and s (minimal big-endian bytes)."""
-        r, s = _ec_impl().decode_signature(_as_bytes(signature, "signature"))
+        from ._crypto import ec as _ec
+        r, s = _ec.decode_signature(_as_bytes(signature, "signature"))
         return ECRawSignature(r=r, s=s)
 
     @staticmethod
     def decode_der_signature_to_padded_pair(signature: bytes, pad_to: int) -> bytes:
         """Return ``r || s`` from a DER signature, each left-padded with zeros to
         ``pad_to`` bytes (the coordinate size: 32 for P-256, 48 for P-384), as JWS uses."""
-        return _ec_impl().padded_pair(_as_bytes(signature, "signature"), _index(pad_to))
+        from ._crypto import ec as _ec
+        return _ec.padded_pair(_as_bytes(signature, "signature"), _index(pad_to))
 
     @staticmethod
     def encode_raw_signature(signature: ECRawSignature) -> bytes:
@@ -454,23 +456,28 @@ class EC(NativeResource):
         r, s = signature.r, signature.s
         if isinstance(r, str) or isinstance(s, str):
             raise TypeError("r and s must be bytes-like objects")
-        return _ec_impl().encode_signature(_as_bytes(r, "r"), _as_bytes(s, "s"))
+        from ._crypto import ec as _ec
+        return _ec.encode_signature(_as_bytes(r, "r"), _as_bytes(s, "s"))
 
     def export_key(self, export_format: ECExportFormat) -> bytes:
         """Return the key as DER in ``export_format``."""
         fmt = _enum_value(export_format, ECExportFormat, "AWS_ERROR_UNSUPPORTED_OPERATION")
-        return _ec_impl().export(self._binding, fmt)
+        from ._crypto import ec as _ec
+        return _ec.export(self._binding, fmt)
 
     def get_public_coords(self) -> ECPublicCoords:
         """Return the public point's coordinates."""
-        x, y = _ec_impl().public_coords(self._binding)
+        from ._crypto import ec as _ec
+        x, y = _ec.public_coords(self._binding)
         return ECPublicCoords(x=x, y=y)
 
     def sign(self, digest: bytes | bytearray | memoryview) -> bytes:
         """Sign a message digest (hash the message first) and return a DER signature."""
-        return _ec_impl().sign(self._binding, _as_bytes(digest, "digest"))
+        from ._crypto import ec as _ec
+        return _ec.sign(self._binding, _as_bytes(digest, "digest"))
 
     def verify(self, digest: bytes | bytearray | memoryview,
                signature: bytes | bytearray | memoryview) -> bool:
         """Return whether the DER ``signature`` is valid for ``digest``."""
-        return _ec_impl().verify(self._binding, _as_bytes(digest, "digest"), _as_bytes(signature, "signature"))
+        from ._crypto import ec as _ec
+        return _ec.verify(self._binding, _as_bytes(digest, "digest"), _as_bytes(signature, "signature"))
