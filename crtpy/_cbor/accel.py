@@ -75,7 +75,7 @@ def _reject(value: Any, immutable: bool) -> Any:
     raise _ABORT
 
 
-class _Tags(dict):
+class _Tags(dict[Any, Any]):
     """A ``semantic_decoders`` mapping that claims every tag number."""
 
     def __init__(self, epoch: Any) -> None:

@@ -23,7 +23,7 @@ read from the input is used to allocate before it has been checked against the i
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final, Literal, overload
 
 from . import accel as _accel
 from .errors import INVALID_CBOR, RESOURCE_LIMIT, UNEXPECTED_TYPE, cbor_error
@@ -35,8 +35,22 @@ _ACCEL_MIN = 64
 _PY_SSIZE_T_MAX = 2**63 - 1
 
 # AwsCborType values
-UINT, NEGINT, FLOAT, BYTES, TEXT, ARRAY, MAP, TAG = 1, 2, 3, 4, 5, 6, 7, 8
-BOOL, NULL, UNDEF, BREAK, IBYTES, ITEXT, IARRAY, IMAP = 9, 10, 11, 12, 13, 14, 15, 16
+UINT: Final = 1
+NEGINT: Final = 2
+FLOAT: Final = 3
+BYTES: Final = 4
+TEXT: Final = 5
+ARRAY: Final = 6
+MAP: Final = 7
+TAG: Final = 8
+BOOL: Final = 9
+NULL: Final = 10
+UNDEF: Final = 11
+BREAK: Final = 12
+IBYTES: Final = 13
+ITEXT: Final = 14
+IARRAY: Final = 15
+IMAP: Final = 16
 
 
 def _kind_table() -> bytes:
@@ -383,6 +397,16 @@ class DecoderCore:
         self._ctype = t
         return t
 
+    # The literals are the type codes above: what each kind of head leaves in _cval.
+    @overload
+    def _pop(self, expected: Literal[1, 2, 4, 5, 6, 7, 8]) -> int: ...  # argument/length/start
+    @overload
+    def _pop(self, expected: Literal[3]) -> float: ...  # FLOAT
+    @overload
+    def _pop(self, expected: Literal[9]) -> bool: ...  # BOOL
+    @overload
+    def _pop(self, expected: int) -> Any: ...
+
     def _pop(self, expected: int) -> Any:
         t = self._ctype
         if not t or self._err:
@@ -519,12 +543,12 @@ class DecoderCore:
 
     # ---- whole data items ------------------------------------------------------------
 
-    def pop_next_list(self) -> list:
+    def pop_next_list(self) -> list[Any]:
         """Consume a whole array (definite or indefinite length) and return it as a list,
         each entry decoded as by :meth:`pop_next_data_item`."""
         return self._whole(ARRAY)
 
-    def pop_next_map(self) -> dict:
+    def pop_next_map(self) -> dict[Any, Any]:
         """Consume a whole map (definite or indefinite length) and return it as a dict,
         keys and values decoded as by :meth:`pop_next_data_item`."""
         return self._whole(MAP)
@@ -541,6 +565,13 @@ class DecoderCore:
         ``AWS_ERROR_CBOR_UNEXPECTED_TYPE``, nesting deeper than 128 ``RecursionError``.
         """
         return self._whole(0)
+
+    @overload
+    def _whole(self, what: Literal[6]) -> list[Any]: ...  # ARRAY
+    @overload
+    def _whole(self, what: Literal[7]) -> dict[Any, Any]: ...  # MAP
+    @overload
+    def _whole(self, what: int) -> Any: ...
 
     def _whole(self, what: int) -> Any:
         if self._err:
@@ -649,7 +680,7 @@ class DecoderCore:
             return self._x_tag(depth)
         raise cbor_error(UNEXPECTED_TYPE)
 
-    def _container_count(self, t: int) -> int:
+    def _container_count(self, t: Literal[6, 7]) -> int:  # ARRAY or MAP
         n = self._pop(t)
         if n > MAX_CONTAINER_SIZE:
             # The reference records the limit error and still builds the container: the
@@ -659,7 +690,7 @@ class DecoderCore:
                 raise OverflowError("CBOR container size does not fit in a Python container")
         return n
 
-    def _x_list(self, depth: int) -> list:
+    def _x_list(self, depth: int) -> list[Any]:
         t = self._fill()
         out: list[Any] = []
         if t == ARRAY:
@@ -689,7 +720,7 @@ class DecoderCore:
             raise kexc  # noqa: TRY201
         return k, self._x_item(depth)
 
-    def _x_map(self, depth: int) -> dict:
+    def _x_map(self, depth: int) -> dict[Any, Any]:
         t = self._fill()
         out: dict[Any, Any] = {}
         if t == MAP:

@@ -461,12 +461,12 @@ class EncoderCore:
         self._buf.append(0xC1)
         self._buf += float_bytes(_double(val))
 
-    def write_list(self, val: list) -> None:
+    def write_list(self, val: list[Any]) -> None:
         """Append a whole list as a definite-length array, each element written as by
         :meth:`write_data_item`."""
         self._list(val)
 
-    def write_dict(self, val: dict) -> None:
+    def write_dict(self, val: dict[Any, Any]) -> None:
         """Append a whole dict as a definite-length map, keys and values written as by
         :meth:`write_data_item`."""
         self._dict(val)
