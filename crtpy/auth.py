@@ -9,13 +9,16 @@ import concurrent.futures
 import datetime
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
 from ._auth import providers as _providers
 from ._auth import signing as _signing
 from ._auth.sign_request import sign_request as _sign_request
 from ._errors import error as _error
+
+if TYPE_CHECKING:
+    from .http import HttpRequest
 
 __all__ = [
     "AwsCredentials",
@@ -323,7 +326,7 @@ class AwsCredentialsProvider(AwsCredentialsProviderBase):
         return cls(network.x509_source(endpoint, thing_name, role_alias, tls_ctx, bootstrap,
                                        http_proxy_options))
 
-    def get_credentials(self) -> concurrent.futures.Future:
+    def get_credentials(self) -> concurrent.futures.Future[AwsCredentials]:
         """Fetch credentials.
 
         Returns:
@@ -563,7 +566,8 @@ class AwsSigningConfig(NativeResource):
 _HttpRequest: Any = None
 
 
-def aws_sign_request(http_request: Any, signing_config: AwsSigningConfig) -> concurrent.futures.Future:
+def aws_sign_request(http_request: HttpRequest,
+                     signing_config: AwsSigningConfig) -> concurrent.futures.Future[HttpRequest]:
     """Sign an HTTP request in place.
 
     Headers (``X-Amz-Date``, ``Authorization``, ...) or query parameters

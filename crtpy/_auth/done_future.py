@@ -27,8 +27,8 @@ class DoneFuture(CrtFuture):
         self._done_callbacks: list[Any] = []
 
     @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        cond = self.__dict__.get("_cond")
+    def _condition(self) -> threading.Condition:
+        cond: threading.Condition | None = self.__dict__.get("_cond")
         if cond is None:
             cond = self.__dict__.setdefault("_cond", threading.Condition())
         return cond

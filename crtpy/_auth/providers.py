@@ -19,10 +19,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import error
 from .._runtime.futures import CrtFuture, completed, failed
+
+if TYPE_CHECKING:
+    from ..auth import AwsCredentials
 
 _log = logging.getLogger("crtpy.auth")
 
@@ -192,7 +195,7 @@ class ChainSource(Source):
                                  else error("AWS_AUTH_SIGNING_NO_CREDENTIALS"))
 
 
-def _expiry_of(creds: Any) -> float | None:
+def _expiry_of(creds: AwsCredentials) -> float | None:
     return creds._expiration_ts
 
 

@@ -73,7 +73,7 @@ class SigningParams:
     signed_body_header_type: int = BODY_HEADER_NONE
     expiration_in_seconds: int | None = None
     omit_session_token: bool = False
-    _memo: Any = field(default=None, repr=False, compare=False)
+    _memo: _Memo | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
