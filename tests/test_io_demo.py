@@ -1,4 +1,4 @@
-"""The crtpy command: --help and the loopback TLS demo."""
+"""The crtpy command: --help and the loopback TLS demo (``crtpy demo --tls``)."""
 from __future__ import annotations
 
 import subprocess
@@ -16,7 +16,7 @@ def test_help():
 
 
 def test_demo_does_a_real_verified_tls_session():
-    proc = run("demo", "--size-mib", "2")
+    proc = run("demo", "--tls", "--size-mib", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "TLS version:    TLSv1." in out
@@ -25,8 +25,12 @@ def test_demo_does_a_real_verified_tls_session():
     assert "Traceback" not in proc.stderr
 
 
-def test_main_without_command_prints_help(capsys):
-    from crtpy.__main__ import main
+def test_tls_demo_function_reports_negotiation():
+    import io
 
-    assert main([]) == 2
-    assert "usage: crtpy" in capsys.readouterr().out
+    from crtpy._demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(1, out=out) == 0
+    text = out.getvalue()
+    assert "cipher:" in text and "ALPN:           h2" in text and "SNI 'localhost'" in text
