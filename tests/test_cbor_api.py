@@ -357,3 +357,20 @@ def test_long_inputs_with_edge_items_match_reference(hexitem, callback):
                  b"\x83\x59\x27\x10" + bytes(10000) + b"\x81" + item + b"\x9f" + item + b"\xff"):
         ops = ["pop_next_data_item", "peek_next_type"]
         assert run_ops(crt_cbor, data, ops, callback) == run_ops(ref_cbor, data, ops, callback)
+
+
+def test_decoder_is_released_after_a_decoding_error():
+    """A failed whole-item decode must not leave the decoder reachable (e.g. through a
+    cached exception's traceback)."""
+    import gc
+    import weakref
+
+    from crtpy.cbor import AwsCborDecoder
+
+    dec = AwsCborDecoder(b"\xff")
+    with pytest.raises(Exception):
+        dec.pop_next_data_item()
+    ref = weakref.ref(dec)
+    del dec
+    gc.collect()
+    assert ref() is None

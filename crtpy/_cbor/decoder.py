@@ -604,6 +604,9 @@ class DecoderCore:
             try:
                 obj, p = _fast(buf, start, end, top, self)
             except Exception:  # noqa: BLE001 - any doubt: replay on the exact path
+                # The shared _BAIL instance would otherwise keep this traceback, and with
+                # it the frames and this decoder, alive until the next bail-out.
+                _BAIL.__traceback__ = None
                 return self._exact(what)
             self._pos = p
             self._ctype = 0
