@@ -441,7 +441,7 @@ class Connection(NativeResource):
         if not port:
             port = (443 if tls is not None else 80) if self._use_websockets else (8883 if tls is not None else 1883)
         settings = {
-            "host": self.host_name, "port": port, "tls_ctx": tls, "bootstrap": self.client._bootstrap,
+            "host": self.host_name, "port": port, "tls_ctx": tls, "bootstrap": self.client._bootstrap,  # type: ignore[union-attr]
             "socket_options": self.socket_options, "proxy": self.proxy_options,
             "websocket": self._use_websockets, "ws_transform": self._ws_handshake_transform_cb,
             "min_delay": float(self.reconnect_min_timeout_secs), "max_delay": float(self.reconnect_max_timeout_secs),

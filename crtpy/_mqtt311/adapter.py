@@ -36,7 +36,7 @@ from typing import Any
 from .._errors import error
 from .._mqtt import codec as c
 from .._runtime.futures import CrtFuture
-from .driver import SubTable, topic_matches
+from .driver import SubTable
 
 # adapter states (loop thread only)
 IDLE = 0         # not connected through this adapter
@@ -196,25 +196,8 @@ class Adapter:
 
     def _deliver_publish(self, p: c.Publish) -> None:
         t = self.table()
-        if t is None:
-            return
-        topic = p.topic
-        cbs = t.cache.get(topic)
-        if cbs is None:
-            with t.lock:
-                cbs = [cb for f, (_q, cb) in t.subs.items() if cb is not None and topic_matches(f, topic)]
-                if len(t.cache) > 4096:
-                    t.cache = {}
-                t.cache[topic] = cbs
-        any_cb = t.on_any
-        if not cbs and any_cb is None:
-            return
-        payload = p.payload if type(p.payload) is bytes else bytes(p.payload)
-        post = self.callbacks.post
-        for cb in cbs:
-            post(cb, topic, payload, p.dup, p.qos, p.retain)
-        if any_cb is not None:
-            post(any_cb, topic, payload, p.dup, p.qos, p.retain)
+        if t is not None:
+            t.deliver(self.callbacks.post, p)
 
     # -- operations (user threads) -------------------------------------------------------
     def _submit(self, packet: c.Packet, convert: Callable[[Any], Any]) -> CrtFuture:
@@ -223,24 +206,16 @@ class Adapter:
     def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
         t = self.table()
         if t is not None:
-            with t.lock:
-                t.subs[topic_filter] = (qos, cb)
-                t.cache = {}
+            t.add(topic_filter, qos, cb)
 
     def remove_subscriptions(self, filters: Any) -> None:
         t = self.table()
         if t is not None:
-            with t.lock:
-                for f in filters:
-                    t.subs.pop(f, None)
-                t.cache = {}
+            t.remove(filters)
 
     def subscriptions(self) -> list[tuple[str, int]]:
         t = self.table()
-        if t is None:
-            return []
-        with t.lock:
-            return [(f, q) for f, (q, _cb) in t.subs.items()]
+        return t.items() if t is not None else []
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> tuple[CrtFuture, int]:
         pid = self.allocate_pid()

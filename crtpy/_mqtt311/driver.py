@@ -112,6 +112,40 @@ class SubTable:
         self.cache: dict[str, list[Callable[..., None]]] = {}
         self.on_any: Callable[..., None] | None = None
 
+    def add(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
+        with self.lock:
+            self.subs[topic_filter] = (qos, cb)
+            self.cache = {}
+
+    def remove(self, filters: Any) -> None:
+        with self.lock:
+            for f in filters:
+                self.subs.pop(f, None)
+            self.cache = {}
+
+    def items(self) -> list[tuple[str, int]]:
+        with self.lock:
+            return [(f, q) for f, (q, _cb) in self.subs.items()]
+
+    def deliver(self, post: Callable[..., None], p: c.Publish) -> None:
+        """Post the callbacks of the subscriptions matching ``p`` (and ``on_any``)."""
+        topic = p.topic
+        cbs = self.cache.get(topic)
+        if cbs is None:
+            with self.lock:
+                cbs = [cb for f, (_q, cb) in self.subs.items() if cb is not None and topic_matches(f, topic)]
+                if len(self.cache) > 4096:
+                    self.cache = {}
+                self.cache[topic] = cbs
+        any_cb = self.on_any
+        if not cbs and any_cb is None:
+            return
+        payload = p.payload if type(p.payload) is bytes else bytes(p.payload)
+        for cb in cbs:
+            post(cb, topic, payload, p.dup, p.qos, p.retain)
+        if any_cb is not None:
+            post(any_cb, topic, payload, p.dup, p.qos, p.retain)
+
 
 class Driver:
     def __init__(self, conn: Any, bootstrap: Any, table: SubTable) -> None:
@@ -191,24 +225,16 @@ class Driver:
     def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
         t = self.table()
         if t is not None:
-            with t.lock:
-                t.subs[topic_filter] = (qos, cb)
-                t.cache = {}
+            t.add(topic_filter, qos, cb)
 
     def remove_subscriptions(self, filters: Any) -> None:
         t = self.table()
         if t is not None:
-            with t.lock:
-                for f in filters:
-                    t.subs.pop(f, None)
-                t.cache = {}
+            t.remove(filters)
 
     def subscriptions(self) -> list[tuple[str, int]]:
         t = self.table()
-        if t is None:
-            return []
-        with t.lock:
-            return [(f, q) for f, (q, _cb) in t.subs.items()]
+        return t.items() if t is not None else []
 
     def get_stats(self) -> tuple[int, int, int, int]:
         return self.loop_thread.run_sync(self.core.stats, timeout=10.0)  # type: ignore[no-any-return]
@@ -314,23 +340,8 @@ class Driver:
 
     def _deliver_publish(self, p: c.Publish) -> None:
         t = self.table()
-        if t is None:
-            return
-        topic = p.topic
-        cbs = t.cache.get(topic)
-        if cbs is None:
-            with t.lock:
-                cbs = [cb for f, (_q, cb) in t.subs.items() if cb is not None and topic_matches(f, topic)]
-                if len(t.cache) > 4096:
-                    t.cache = {}
-                t.cache[topic] = cbs
-        payload = p.payload if type(p.payload) is bytes else bytes(p.payload)
-        post = self.callbacks.post
-        for cb in cbs:
-            post(cb, topic, payload, p.dup, p.qos, p.retain)
-        any_cb = t.on_any
-        if any_cb is not None:
-            post(any_cb, topic, payload, p.dup, p.qos, p.retain)
+        if t is not None:
+            t.deliver(self.callbacks.post, p)
 
     def _lifecycle(self, name: str, *args: Any) -> None:
         conn = self.conn_ref()
