@@ -65,8 +65,8 @@ def _facade() -> types.ModuleType:
             return importlib.import_module(f"{_ALIAS}.{name}")
         raise AttributeError(f"module {_ALIAS!r} has no attribute {name!r}")
 
-    # PEP 562 module __getattr__; setattr because ModuleType declares it as a method.
-    setattr(facade, "__getattr__", __getattr__)
+    # A PEP 562 module-level __getattr__; typeshed declares ModuleType.__getattr__ a method.
+    facade.__getattr__ = __getattr__  # type: ignore[method-assign]
     return facade
 
 

@@ -128,7 +128,7 @@ class HttpConnectionBase(NativeResource):
         self._impl: Any = None
 
     @property
-    def shutdown_future(self) -> concurrent.futures.Future:
+    def shutdown_future(self) -> concurrent.futures.Future[None]:
         """concurrent.futures.Future: completes (with None, or the exception that caused
         it) once the connection has completely shut down."""
         return self._shutdown_future
@@ -162,7 +162,7 @@ class HttpClientConnectionBase(HttpConnectionBase):
         """int: the remote port."""
         return self._port
 
-    def close(self) -> concurrent.futures.Future:
+    def close(self) -> concurrent.futures.Future[None]:
         """Close the connection.  Streams still running fail.  Returns
         :attr:`shutdown_future`."""
         impl = self._impl
@@ -176,7 +176,7 @@ class HttpClientConnectionBase(HttpConnectionBase):
                      tls_connection_options: TlsConnectionOptions | None,
                      proxy_options: HttpProxyOptions | None, *,
                      expected_version: HttpVersion | None = None,
-                     **settings: Any) -> concurrent.futures.Future:
+                     **settings: Any) -> concurrent.futures.Future[Any]:
         from ._http import connect as _connect
 
         if not isinstance(host_name, str):
@@ -209,7 +209,7 @@ class HttpClientConnection(HttpClientConnectionBase):
             proxy_options: HttpProxyOptions | None = None,
             manual_window_management: bool = False,
             initial_window_size: int | None = None,
-            read_buffer_capacity: int | None = None) -> concurrent.futures.Future:
+            read_buffer_capacity: int | None = None) -> concurrent.futures.Future[HttpClientConnection]:
         """Connect asynchronously.
 
         Args:
@@ -273,7 +273,7 @@ class Http2ClientConnection(HttpClientConnectionBase):
             initial_window_size: int | None = None,
             conn_manual_window_management: bool = False,
             conn_window_size_threshold: int | None = None,
-            stream_window_size_threshold: int | None = None) -> concurrent.futures.Future:
+            stream_window_size_threshold: int | None = None) -> concurrent.futures.Future[Http2ClientConnection]:
         """Connect asynchronously, speaking HTTP/2 (prior knowledge over TCP, or ALPN ``h2``
         over TLS; the future fails if the server picks another protocol).
 
@@ -355,7 +355,7 @@ class HttpStreamBase(NativeResource):
 
     def __init__(self, connection: Any, on_body: Callable[..., None] | None = None) -> None:
         super().__init__()
-        self._connection = connection
+        self._connection: HttpConnectionBase = connection
         self._completion_future: CrtFuture = CrtFuture()
         self._on_body_cb = on_body
 
@@ -365,7 +365,7 @@ class HttpStreamBase(NativeResource):
         return self._connection
 
     @property
-    def completion_future(self) -> concurrent.futures.Future:
+    def completion_future(self) -> concurrent.futures.Future[int]:
         """concurrent.futures.Future: completes when the exchange is over."""
         return self._completion_future
 
@@ -469,7 +469,7 @@ class Http2ClientStream(HttpClientStreamBase):
         self._init_common(connection, request, on_response, on_body, manual_write)
 
     @property
-    def remote_end_stream_future(self) -> concurrent.futures.Future:
+    def remote_end_stream_future(self) -> concurrent.futures.Future[None]:
         """concurrent.futures.Future: completes with None when the server ends its side of
         the stream (END_STREAM), or with an exception if the stream ends otherwise."""
         return self._remote_end_stream_future
@@ -489,7 +489,7 @@ class Http2ClientStream(HttpClientStreamBase):
 
     def write_data(self,
                    data_stream: InputStream | Any,
-                   end_stream: bool = False) -> concurrent.futures.Future:
+                   end_stream: bool = False) -> concurrent.futures.Future[None]:
         """Send a piece of the request body (streams made with ``manual_write=True``).
 
         Args:
@@ -500,7 +500,8 @@ class Http2ClientStream(HttpClientStreamBase):
             concurrent.futures.Future: None once the data is written, or an exception.
         """
         body = wrap_stream(data_stream, allow_none=True)
-        return self._impl.write_data(body, bool(end_stream))
+        written: concurrent.futures.Future[None] = self._impl.write_data(body, bool(end_stream))
+        return written
 
 
 # ---------------------------------------------------------------------------------------

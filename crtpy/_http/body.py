@@ -31,7 +31,7 @@ def read_into(stream: Any, buf: memoryview) -> int | None:
     readinto = getattr(stream, "_read_into", None) or getattr(stream, "readinto", None)
     if readinto is not None:
         try:
-            n = readinto(buf)
+            n: int | None = readinto(buf)
         except BlockingIOError:
             return None
         return n
@@ -53,8 +53,8 @@ def known_length(stream: Any) -> int | None:
         return len(raw.getbuffer()) - raw.tell()
     try:
         if raw.seekable():
-            pos = raw.tell()
-            end = raw.seek(0, io.SEEK_END)
+            pos: int = raw.tell()
+            end: int = raw.seek(0, io.SEEK_END)
             raw.seek(pos)
             return end - pos
     except (AttributeError, OSError, ValueError):

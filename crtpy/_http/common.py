@@ -33,7 +33,7 @@ class CallbackRunner:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._items: collections.deque[tuple[Callable[..., Any], tuple, dict]] = collections.deque()
+        self._items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = collections.deque()
         self._draining = False
         self._scheduled = False
         self._waiters = 0
@@ -167,7 +167,7 @@ def in_memory(stream: Any) -> bool:
     return isinstance(_raw(stream), (io.BytesIO,))
 
 
-def _read_held(holder: list) -> int | None:
+def _read_held(holder: list[Any]) -> int | None:
     return read_into(holder[0], holder[1])
 
 

@@ -36,7 +36,8 @@ def _install_huffman_cache() -> None:
     (server, date, content-type, ...) response after response."""
     import hpack.hpack as _hp
 
-    plain = _hp.decode_huffman
+    # hpack.hpack uses the name without re-exporting it, hence getattr/setattr.
+    plain: Callable[[bytes], bytes] = getattr(_hp, "decode_huffman")  # noqa: B009
     if getattr(plain, "_crtpy_cached", False):
         return
     cache: dict[bytes, bytes] = {}
@@ -53,7 +54,7 @@ def _install_huffman_cache() -> None:
         return out
 
     decode_huffman._crtpy_cached = True  # type: ignore[attr-defined]
-    _hp.decode_huffman = decode_huffman  # type: ignore[assignment]
+    setattr(_hp, "decode_huffman", decode_huffman)  # noqa: B010
 
 
 _install_huffman_cache()
@@ -125,7 +126,7 @@ class _H2StateMachine(h2.connection.H2Connection):
     back at the server's MAX_CONCURRENT_STREAMS; h2's own walk (which also forgets
     closed streams) runs only every so often."""
 
-    _count_open: Callable[[], int] = staticmethod(lambda: 0)  # type: ignore[assignment]
+    _count_open: Callable[[], int] = staticmethod(lambda: 0)
     _calls = 0
 
     @property

@@ -8,7 +8,7 @@ import base64
 import ipaddress
 import os
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httptools
@@ -137,8 +137,9 @@ async def open_tunnel(host: str, port: int, proxy_options: Any, *,
             protocol.connection_made(transport)
             if rest:
                 if hasattr(protocol, "unread"):
-                    protocol.unread(rest)  # type: ignore[attr-defined]
+                    protocol.unread(rest)
                 else:
+                    # Callers pass stream protocols (asyncio.Protocol), typed BaseProtocol for them.
                     protocol.data_received(rest)  # type: ignore[attr-defined]
             transport.resume_reading()
         return transport, protocol
@@ -181,7 +182,7 @@ def _no_proxy_match(host: str, port: int, no_proxy: str) -> bool:
 
 
 def env_proxy_options(host: str, port: int, origin_tls: bool,
-                      environ: dict | None = None) -> Any | None:
+                      environ: Mapping[str, str] | None = None) -> Any | None:
     """Proxy options from HTTPS_PROXY (TLS origins) or HTTP_PROXY, honouring NO_PROXY;
     None when no proxy applies.  Lower-case names win over upper-case ones, as in curl."""
     from ..http import HttpProxyAuthenticationType, HttpProxyConnectionType, HttpProxyOptions
