@@ -33,9 +33,9 @@ class Rec5:
             self.cond.notify_all()
 
     def options(self) -> dict:
-        return dict(on_lifecycle_event_stopped_fn=lambda d: self.add("stopped"),
-                    on_lifecycle_event_connection_success_fn=lambda d: self.add("success"),
-                    on_lifecycle_event_disconnection_fn=lambda d: self.add("disconnection"))
+        return {"on_lifecycle_event_stopped_fn": lambda d: self.add("stopped"),
+                    "on_lifecycle_event_connection_success_fn": lambda d: self.add("success"),
+                    "on_lifecycle_event_disconnection_fn": lambda d: self.add("disconnection")}
 
     def wait(self, kind: str, count: int = 1) -> None:
         with self.cond:
@@ -87,7 +87,7 @@ def test_new_connection_attributes_follow_the_client_options():
 
 def test_connect_subscribe_publish_unsubscribe_disconnect(mosquitto):
     ev, rec5 = Events(), Rec5()
-    c5, conn = make(CRT, mosquitto, ev, rec5)
+    _c5, conn = make(CRT, mosquitto, ev, rec5)
     assert conn.connect().result(T) == {"session_present": False}
     assert ev.wait("success")["data"].session_present is False
     with pytest.raises(AwsCrtError) as ei:
@@ -143,7 +143,7 @@ def test_bad_input_goes_to_the_future(mosquitto):
 
 def test_offline_queue_and_connect_failure(mosquitto):
     ev, rec5 = Events(), Rec5()
-    c5, conn = make(CRT, mosquitto, ev, rec5)
+    _c5, conn = make(CRT, mosquitto, ev, rec5)
     # QoS 0 while offline fails with the MQTT 5 offline policy; QoS 1 and SUBSCRIBE wait
     f0, _ = conn.publish("off/a", b"x", Q0)
     assert f0.exception(T).name == "AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"
@@ -170,7 +170,7 @@ def test_offline_queue_and_connect_failure(mosquitto):
 
 def test_interrupted_resumed_across_broker_restart(mosquitto):
     ev, rec5 = Events(), Rec5()
-    c5, conn = make(CRT, mosquitto, ev, rec5)
+    _c5, conn = make(CRT, mosquitto, ev, rec5)
     conn.connect().result(T)
     topic = new_topic("rs")
     conn.subscribe(topic, Q1, ev.on_message)[0].result(T)
@@ -213,7 +213,7 @@ def test_connect_resets_a_running_client_and_stop_closes_the_adapter(mosquitto):
 
 def test_settings_of_the_connection_apply_at_connect(mosquitto):
     ev = Events()
-    c5, conn = make(CRT, mosquitto, ev, client_id="first-id")
+    _c5, conn = make(CRT, mosquitto, ev, client_id="first-id")
     conn.client_id = "changed-id"
     conn.keep_alive_secs = 77
     conn.connect().result(T)
@@ -275,3 +275,25 @@ def test_collected_adapter_and_client_leave_nothing_running(mosquitto):
 
     gc.collect()
     assert crtpy  # the leak_check fixture verifies that nothing stays alive
+
+
+def test_operations_from_inside_a_message_callback(mosquitto):
+    """Publishing and subscribing from a message callback works (callbacks run on
+    worker threads, never on the network thread) and does not deadlock."""
+    ev = Events()
+    _c5, conn = make(CRT, mosquitto, ev)
+    conn.connect().result(T)
+    topic = new_topic("re")
+    echoed = threading.Event()
+    results: list = []
+
+    def on_ping(topic, payload, **kw):
+        f, _ = conn.subscribe(f"{topic}/echo", Q1, lambda topic, payload, **kw: echoed.set())
+        results.append(f.result(T))  # waiting here must not block the network thread
+        conn.publish(f"{topic}/echo", b"pong", Q1)[0].result(T)
+
+    conn.subscribe(topic, Q1, on_ping)[0].result(T)
+    conn.publish(topic, b"ping", Q1)[0].result(T)
+    assert echoed.wait(T)
+    assert results[0]["topic"] == f"{topic}/echo"
+    conn.disconnect().result(T)

@@ -62,7 +62,7 @@ def test_qos1_messages_survive_two_broker_restarts(mosquitto_factory):
             cond.notify_all()
 
     sub_ev = Events()
-    sub5, sub = _adapter(broker, "arel-sub", sub_ev)
+    _sub5, sub = _adapter(broker, "arel-sub", sub_ev)
 
     def sub_resumed(connection, return_code, session_present, **kw):
         sub_ev.add("resumed", return_code=return_code, session_present=session_present)

@@ -65,7 +65,16 @@ class Adapter:
         self.disconnect_futures: list[CrtFuture] = []
         self.pid_lock = threading.Lock()
         self.next_pid = 0
-        driver5.adapters.add(self)
+        # The driver iterates its adapters on the loop thread: register there too.
+        adapters = driver5.adapters
+        ref = weakref.ref(self)
+
+        def register() -> None:
+            adapter = ref()
+            if adapter is not None:
+                adapters.add(adapter)
+
+        self._post(register)
 
     # -- helpers ------------------------------------------------------------------------
     def allocate_pid(self) -> int:
