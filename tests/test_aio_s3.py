@@ -65,13 +65,12 @@ def test_download_whole_and_chunked_in_order(moto_server, bucket, stored, data):
         limit = 256 * 1024
         got = bytearray()
         biggest = 0
-        async with timeout(T):
-            async with download(client, http_request("GET", moto_server.port, bucket, stored),
-                                max_buffered_bytes=limit) as body:
-                async for chunk in body:
-                    biggest = max(biggest, len(chunk))
-                    assert body._body.buffered <= limit + biggest
-                    got += chunk
+        async with timeout(T), download(client, http_request("GET", moto_server.port, bucket, stored),
+                            max_buffered_bytes=limit) as body:
+            async for chunk in body:
+                biggest = max(biggest, len(chunk))
+                assert body._body.buffered <= limit + biggest
+                got += chunk
         assert bytes(got) == data
         assert body.status_code == 206 or body.status_code == 200
 
@@ -137,9 +136,8 @@ def test_cancellation(moto_server, bucket, stored):
         assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_CANCELED"
         # leaving `async with` early cancels too
         async with download(client, http_request("GET", moto_server.port, bucket, stored),
-                            max_buffered_bytes=64 * 1024) as body:
-            async with timeout(T):
-                await body.__anext__()
+                            max_buffered_bytes=64 * 1024) as body, timeout(T):
+            await body.__anext__()
         with pytest.raises(AwsCrtError) as e:
             await asyncio.wait_for(asyncio.wrap_future(body.request.finished_future), T)
         assert e.value.name == "AWS_ERROR_S3_CANCELED"

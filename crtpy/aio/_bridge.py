@@ -21,7 +21,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Generic, Literal, TypeVar
 
 from .._runtime.futures import CrtFuture
@@ -104,7 +104,7 @@ class LoopFuture(Generic[T]):
         else:
             self.future.set_result(value)
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, T]:
         return self.future.__await__()
 
 
@@ -221,7 +221,7 @@ class AsyncStream(Generic[T]):
     async def __aenter__(self) -> AsyncStream[T]:
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
 

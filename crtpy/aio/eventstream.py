@@ -41,6 +41,11 @@ from ._bridge import AsyncStream, LoopFuture, OverflowPolicy, wait_future
 __all__ = ["AioClientConnection", "AioClientContinuation", "Message", "connect"]
 
 
+def _untyped(obj: Any) -> Any:
+    """For the methods of crtpy.eventstream.rpc that carry no annotations (as in the reference)."""
+    return obj
+
+
 @dataclass
 class Message:
     """One received event-stream RPC message."""
@@ -74,7 +79,7 @@ class _ConnHandler(ClientConnectionHandler):
             self.connection = connection
             abandoned = self.abandoned
         if connection is not None and abandoned:
-            connection.close()
+            _untyped(connection).close()
         if error is not None:
             self.setup.set_exception(error)
             self.messages.end_threadsafe()
@@ -94,7 +99,7 @@ class _ConnHandler(ClientConnectionHandler):
             self.abandoned = True
             connection = self.connection
         if connection is not None:
-            connection.close()
+            _untyped(connection).close()
 
 
 class _StreamHandler(ClientContinuationHandler):
@@ -141,7 +146,7 @@ class AioClientContinuation:
                                                          message_type=message_type, flags=flags))
 
     def is_closed(self) -> bool:
-        return bool(self.continuation.is_closed())
+        return bool(_untyped(self.continuation).is_closed())
 
     async def wait_closed(self) -> None:
         """Wait until the stream has closed."""
@@ -149,7 +154,7 @@ class AioClientContinuation:
 
     def _terminate(self) -> None:
         c = self.continuation
-        if c._activated and not c.is_closed():  # noqa: SLF001 - our own package
+        if c._activated and not _untyped(c).is_closed():
             try:
                 c.send_message(message_type=MessageType.APPLICATION_MESSAGE,
                                flags=MessageFlag.TERMINATE_STREAM)
@@ -163,7 +168,7 @@ class AioClientContinuation:
         """End the stream (TERMINATE_STREAM if it is still open) and wait until closed;
         returns at once for a stream never activated."""
         self._terminate()
-        if self.continuation._activated:  # noqa: SLF001
+        if self.continuation._activated:
             await self.wait_closed()
         self.messages.close()
 
@@ -202,7 +207,7 @@ class AioClientConnection:
         return AioClientContinuation(self.connection, self._maxsize, self._overflow)
 
     def is_open(self) -> bool:
-        return bool(self.connection.is_open())
+        return bool(_untyped(self.connection).is_open())
 
     async def wait_closed(self) -> BaseException | None:
         """Wait for the shutdown; returns why (None after :meth:`close`)."""
@@ -210,7 +215,7 @@ class AioClientConnection:
 
     async def close(self) -> BaseException | None:
         """Close the connection and wait for its shutdown."""
-        self.connection.close()
+        _untyped(self.connection).close()
         return await self.wait_closed()
 
     async def __aenter__(self) -> AioClientConnection:  # noqa: PYI034

@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from ..mqtt5 import (
     Client,
@@ -50,9 +50,9 @@ __all__ = ["AioClient", "LifecycleEvent"]
 
 _log = logging.getLogger("crtpy.aio.mqtt5")
 
-LifecycleEvent = Union[LifecycleStoppedData, LifecycleAttemptingConnectData,
-                       LifecycleConnectSuccessData, LifecycleConnectFailureData,
-                       LifecycleDisconnectData]
+LifecycleEvent = (LifecycleStoppedData | LifecycleAttemptingConnectData
+                  | LifecycleConnectSuccessData | LifecycleConnectFailureData
+                  | LifecycleDisconnectData)
 """Any of the five lifecycle event types of :mod:`crtpy.mqtt5`."""
 
 _EVENT_FIELDS = {
@@ -90,7 +90,13 @@ class _State:
         self.events: Hub[LifecycleEvent] = Hub()
 
     def on_publish(self, data: PublishReceivedData) -> None:
-        self.messages.publish(data.publish_packet)
+        if data.publish_packet is not None:
+            self.messages.publish(data.publish_packet)
+
+    def event_handler(self, kind: str) -> Callable[[Any], None]:
+        def handle(data: Any) -> None:
+            self.on_event(kind, data)
+        return handle
 
     def on_event(self, kind: str, data: Any) -> None:
         done: list[LoopFuture[Any]] = []
@@ -141,8 +147,7 @@ class AioClient:
         changes: dict[str, Any] = {
             "on_publish_callback_fn": _chain(client_options.on_publish_callback_fn, state.on_publish)}
         for name, kind in _EVENT_FIELDS.items():
-            changes[name] = _chain(getattr(client_options, name),
-                                   lambda data, kind=kind: state.on_event(kind, data))
+            changes[name] = _chain(getattr(client_options, name), state.event_handler(kind))
         self.client: Client = Client(dataclasses.replace(client_options, **changes))
 
     # -- connection ------------------------------------------------------------------------
@@ -255,7 +260,7 @@ class AioClient:
         self._state.messages.end_all()
         self._state.events.end_all()
 
-    async def __aenter__(self) -> AioClient:
+    async def __aenter__(self) -> AioClient:  # noqa: PYI034
         try:
             await self.start()
         except BaseException:
@@ -263,7 +268,7 @@ class AioClient:
             raise
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.stop()
         finally:

@@ -21,6 +21,7 @@ than the window is still received whole (the window grows for it, once).
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,8 @@ class _Receiver:
     def __init__(self, loop: asyncio.AbstractEventLoop, window: int) -> None:
         self.loop = loop
         self.window = window
-        self.remaining = window  # bytes of data-frame payload the connection may still read
+        self._grant = 0  # extra window opened for the frame being received
+        self._grants: collections.deque[int] = collections.deque()  # per data frame queued
         self.lock = threading.Lock()
         self.websocket: WebSocket | None = None
         self.abandoned = False
@@ -101,21 +103,18 @@ class _Receiver:
     def on_begin(self, data: OnIncomingFrameBeginData) -> None:
         self._parts = []
         frame = data.frame
-        if frame.is_data_frame():
-            grant = 0
+        self._grant = 0
+        if frame.is_data_frame() and frame.payload_length > self.window:
+            # A frame larger than the whole window could never arrive: open the window by
+            # the excess for this frame only (taken back when the reader takes it).
+            self._grant = frame.payload_length - self.window
             with self.lock:
-                if frame.payload_length > self.remaining:
-                    grant = frame.payload_length - self.remaining
-                    self.remaining += grant
                 ws = self.websocket
-            if grant and ws is not None:
-                ws.increment_read_window(grant)
+            if ws is not None:
+                ws.increment_read_window(self._grant)
 
     def on_payload(self, data: OnIncomingFramePayloadData) -> None:
         self._parts.append(data.data)
-        if data.frame.is_data_frame():
-            with self.lock:
-                self.remaining -= len(data.data)
 
     def on_complete(self, data: OnIncomingFrameCompleteData) -> None:
         parts, self._parts = self._parts, []
@@ -123,19 +122,20 @@ class _Receiver:
             return  # a broken frame: the connection is ending and says why
         f = data.frame
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        if f.is_data_frame():
+            self._grants.append(self._grant)
         self.frames.push_threadsafe(Frame(f.opcode, payload, f.fin))
 
     # -- on the loop -----------------------------------------------------------------------
     def _consumed(self, frame: Frame) -> None:
-        if not frame.is_data_frame() or not frame.payload:
+        if not frame.is_data_frame():
             return
-        with self.lock:
-            credit = min(len(frame.payload), self.window - self.remaining)
-            if credit > 0:
-                self.remaining += credit
-            ws = self.websocket
-        if credit > 0 and ws is not None:
-            ws.increment_read_window(credit)
+        credit = len(frame.payload) - self._grants.popleft()
+        if credit > 0:
+            with self.lock:
+                ws = self.websocket
+            if ws is not None:
+                ws.increment_read_window(credit)
 
     def abandon(self) -> None:
         with self.lock:
