@@ -113,7 +113,8 @@ def _member_name(value: Any, enum_path: tuple[str, str] | None = None) -> str | 
 
         try:
             cls = getattr(importlib.import_module(f"crtpy.{enum_path[0]}"), enum_path[1])
-            return cls(value).name
+            name: str = cls(value).name
+            return name
         except (ImportError, AttributeError, ValueError):
             return None
     return None

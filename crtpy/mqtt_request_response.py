@@ -272,7 +272,7 @@ class Client(NativeResource):
         if timeout == 0:
             raise _invalid_argument("operation_timeout_in_seconds must be positive")
         self._check_fork()
-        protocol_client._check_fork()  # type: ignore[union-attr]
+        protocol_client._check_fork()
 
         from ._request_response.adapters import Mqtt5Adapter, Mqtt311Adapter
         from ._request_response.engine import Engine

@@ -94,7 +94,7 @@ class Engine:
         self.queue: collections.deque[Request] = collections.deque()
         self.requests: dict[int, Request] = {}
         self.in_flight: dict[str, Request] = {}            # correlation token -> request
-        self.paths: dict[str, collections.Counter] = {}    # response topic -> json path counts
+        self.paths: dict[str, collections.Counter[str | None]] = {}  # response topic -> json path counts
         self.streams: dict[int, Stream] = {}
         self.closed = False
         self.attached = False
@@ -326,7 +326,7 @@ class Engine:
             self._service()
         return done
 
-    def _on_sub_event(self, ev: tuple) -> None:
+    def _on_sub_event(self, ev: tuple[Any, ...]) -> None:
         kind = ev[0]
         if kind == "capacity":
             for blocked in list(self.streams.values()):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any
 
 
 class Kind(enum.IntEnum):
@@ -59,7 +60,7 @@ class SubscriptionManager:
         self.records: dict[str, Record] = {}
         self.connected = False
         self.actions: list[tuple[str, str]] = []
-        self.events: list[tuple] = []
+        self.events: list[tuple[Any, ...]] = []
 
     # -- queries -----------------------------------------------------------------------
     def used(self, kind: Kind, include_unsubscribing: bool = True) -> int:
@@ -178,7 +179,7 @@ class SubscriptionManager:
     def on_disconnected(self) -> None:
         self.connected = False
 
-    def drain(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def drain(self) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
         actions, events = self.actions, self.events
         self.actions, self.events = [], []
         return actions, events

@@ -324,7 +324,7 @@ class Connection(NativeResource):
         if self._core is not None:
             for ev in self._core.receive_eof():
                 if type(ev) is _core.FrameComplete:
-                    self._queue.post(self._sink.frame_complete, ev.error)  # type: ignore[union-attr]
+                    self._queue.post(self._sink.frame_complete, ev.error)
         self._fail_pending_sends("AWS_ERROR_HTTP_CONNECTION_CLOSED")
         if state == "open":
             # the peer (or the network) ended the connection

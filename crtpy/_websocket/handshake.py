@@ -122,7 +122,7 @@ class ResponseParser:
             raise HandshakeError("AWS_IO_SOCKET_CLOSED",
                                  "connection closed before the handshake response")
         # A rejection whose body was cut short: no body is reported.
-        self.body = None  # type: ignore[assignment]
+        self.body = None
         self.done = True
 
     def _parse_head(self, head: bytes) -> None:
