@@ -482,7 +482,7 @@ class S3Request(NativeResource):
         from ._s3.meta import MetaRequest
 
         self.shutdown_event = threading.Event()
-        self._finished_future: Future = CrtFuture()
+        self._finished_future: Future[None] = CrtFuture()
         self._meta = MetaRequest(
             client._impl, type=int(type), request=request, operation_name=operation_name,
             recv_filepath=os.fspath(recv_filepath) if recv_filepath is not None else None,
@@ -495,7 +495,7 @@ class S3Request(NativeResource):
         self._meta.start()
 
     @property
-    def finished_future(self) -> Future:
+    def finished_future(self) -> Future[None]:
         """concurrent.futures.Future: None when the request succeeded, else the error
         (an S3ResponseError for an unsuccessful response); completes after ``on_done``."""
         return self._finished_future

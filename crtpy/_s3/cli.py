@@ -245,7 +245,7 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
     live = err.isatty() and not args.no_progress
     show = not args.no_progress
     url = f"s3://{bucket}/{key}"
-    result: dict = {}
+    result: dict[str, Any] = {}
 
     if upload:
         size = os.path.getsize(local)

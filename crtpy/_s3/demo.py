@@ -132,7 +132,7 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
             f"({'multipart, ' + str(parts) + ' parts' if size > part_size_mib * MIB else 'single PUT'}, "
             f"CRC64NVME checksum in a trailer)")
 
-        result: dict = {}
+        result: dict[str, Any] = {}
         t0 = time.perf_counter()
         req = client.make_request(type=S3RequestType.GET_OBJECT, recv_filepath=dst,
                                   request=request("GET", f"/{bucket}/{key}"),

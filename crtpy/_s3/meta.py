@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import code_of, error
 from .._http.body import _raw, known_length, read_into
@@ -87,11 +87,14 @@ def _with_query(path: str, query: str) -> str:
 
 
 # --- blocking helpers (I/O worker threads) -----------------------------------------------------
-def _unbox(fn: Callable[..., Any], box: list[Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _unbox(fn: Callable[..., _T], box: list[Any]) -> _T:
     return fn(*box)
 
 
-async def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
+async def run_blocking(fn: Callable[..., _T], *args: Any) -> _T:
     """``run_blocking`` whose arguments are dropped once the call is over (an idle I/O
     worker may keep a reference to its last work item, which must not pin part buffers
     or the user's body stream)."""
@@ -315,7 +318,7 @@ class MetaRequest:
                 error_headers, error_body, error_op = resp.headers, resp.error_body or None, failure.operation
                 status = resp.status
                 exc = S3ResponseError(code=code_of(failure.name), name=failure.name,
-                                      message=failure.message or failure.name, status_code=resp.status,  # type: ignore[arg-type]
+                                      message=failure.message or failure.name, status_code=resp.status,
                                       headers=resp.headers, body=resp.error_body or None, operation_name=failure.operation)
             else:
                 status = None
@@ -456,7 +459,7 @@ class MetaRequest:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+                    raise t.exception()
         finally:
             for t in tasks:
                 if not t.done():
