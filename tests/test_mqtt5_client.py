@@ -193,7 +193,7 @@ def test_server_closes_on_session_takeover(mosquitto):
     first, rec1 = connected(mosquitto, connect=mqtt5.ConnectPacket(client_id=cid))
     second, rec2 = connected(mosquitto, connect=mqtt5.ConnectPacket(client_id=cid))
     d = rec1.wait("disconnection")
-    assert d.exception.name in ("AWS_ERROR_MQTT5_DISCONNECT_RECEIVED", "AWS_ERROR_MQTT_UNEXPECTED_HANGUP")
+    assert d.exception.name in ("AWS_ERROR_MQTT5_DISCONNECT_RECEIVED", "AWS_IO_SOCKET_CLOSED")
     stop(first, rec1)
     stop(second, rec2)
 

@@ -297,3 +297,28 @@ def test_operations_from_inside_a_message_callback(mosquitto):
     assert echoed.wait(T)
     assert results[0]["topic"] == f"{topic}/echo"
     conn.disconnect().result(T)
+
+
+def test_restart_callbacks_same_as_reference(mosquitto):
+    """Across a broker restart both adapters report interrupted (same error name),
+    then success and resumed, and keep working."""
+    pytest.importorskip("awscrt")
+    outs = []
+    for pkg in ("awscrt", "crtpy"):
+        lib = _Lib(pkg)
+        ev = Events()
+        _c5, conn = make(lib, mosquitto, ev)
+        conn.connect().result(T)
+        mosquitto.stop()
+        err = ev.wait("interrupted")["error"]
+        mosquitto.start()
+        resumed = ev.wait("resumed")
+        ev.wait("success", 2)
+        r = conn.publish("d/r", b"x", lib.mqtt.QoS.AT_LEAST_ONCE)
+        ok = r[0].result(T) == {"packet_id": r[1]}
+        conn.disconnect().result(T)
+        ev.wait("closed")
+        outs.append((err.name, int(resumed["return_code"]), resumed["session_present"], ok,
+                     [k for k, _ in ev.events if k != "failure"]))
+        del conn, _c5
+    assert outs[0] == outs[1]

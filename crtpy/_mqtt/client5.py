@@ -575,7 +575,7 @@ class Core:
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """The transport closed (or could not be opened): settle the lifecycle."""
-        reason = self.close_error or exc or error("AWS_ERROR_MQTT_UNEXPECTED_HANGUP")
+        reason = self.close_error or exc or error("AWS_IO_SOCKET_CLOSED")  # as the reference reports a clean close
         if self.connected_on_transport:
             self.events.append(Event("disconnection", reason, self.disconnect_received))
         elif not self.failure_reported:
