@@ -92,7 +92,8 @@ class ClientConnectionHandler(ABC):
     :meth:`on_connection_setup` is always the first."""
 
     @abstractmethod
-    def on_connection_setup(self, connection, error, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def on_connection_setup(self, connection: ClientConnection | None, error: Exception | None,
+                            **kwargs: Any) -> None:
         """The connection attempt finished.
 
         Args:
@@ -103,7 +104,7 @@ class ClientConnectionHandler(ABC):
         """
 
     @abstractmethod
-    def on_connection_shutdown(self, reason: Exception | None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def on_connection_shutdown(self, reason: Exception | None, **kwargs: Any) -> None:
         """The connection has shut down (only after a successful setup).
 
         Args:
@@ -113,8 +114,8 @@ class ClientConnectionHandler(ABC):
         """
 
     @abstractmethod
-    def on_protocol_message(self, headers: Sequence[Header], payload: bytes,  # type: ignore[no-untyped-def]
-                            message_type: MessageType, flags: int, **kwargs) -> None:
+    def on_protocol_message(self, headers: Sequence[Header], payload: bytes,
+                            message_type: MessageType, flags: int, **kwargs: Any) -> None:
         """A connection-level message (stream id 0) arrived.
 
         Args:
@@ -132,8 +133,8 @@ class ClientContinuationHandler(ABC):
     Its callbacks run in order with those of the connection's handler."""
 
     @abstractmethod
-    def on_continuation_message(self, headers: Sequence[Header], payload: bytes,  # type: ignore[no-untyped-def]
-                                message_type: MessageType, flags: int, **kwargs) -> None:
+    def on_continuation_message(self, headers: Sequence[Header], payload: bytes,
+                                message_type: MessageType, flags: int, **kwargs: Any) -> None:
         """A message arrived on this stream.
 
         Args:
@@ -145,7 +146,7 @@ class ClientContinuationHandler(ABC):
         """
 
     @abstractmethod
-    def on_continuation_closed(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def on_continuation_closed(self, **kwargs: Any) -> None:
         """The stream is closed: a TERMINATE_STREAM message was sent or received, or
         the connection shut down.  Nothing more can be sent or received on it.
 
@@ -184,7 +185,7 @@ class ClientConnection(NativeResource):
 
     __slots__ = ("_connect_future", "_handler", "_impl", "host_name", "port", "shutdown_future")
 
-    def __init__(self, host_name, port, handler) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, host_name: str, port: int, handler: ClientConnectionHandler) -> None:
         # Not for direct use: call ClientConnection.connect().
         super().__init__()
         self.host_name: str = host_name
@@ -258,7 +259,7 @@ class ClientConnection(NativeResource):
             self._impl = None
 
     # -- public API --------------------------------------------------------------------------
-    def close(self):  # type: ignore[no-untyped-def]
+    def close(self) -> Future[None]:
         """Start closing the connection (no effect if it is already closing).
 
         Messages already sent are written first.  Returns :attr:`shutdown_future`."""
@@ -267,7 +268,7 @@ class ClientConnection(NativeResource):
             impl.close()
         return self.shutdown_future
 
-    def is_open(self):  # type: ignore[no-untyped-def]
+    def is_open(self) -> bool:
         """True while the connection is usable (see :attr:`shutdown_future` for the end
         of the shutdown)."""
         impl = self._impl
@@ -319,7 +320,7 @@ class ClientContinuation(NativeResource):
             has closed.
     """
 
-    def __init__(self, handler, connection) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, handler: ClientContinuationHandler, connection: ClientConnection) -> None:
         # Not for direct use: call ClientConnection.new_stream().
         super().__init__()
         self._handler = handler
@@ -388,7 +389,7 @@ class ClientContinuation(NativeResource):
             raise _impl.runtime_error("AWS_ERROR_EVENT_STREAM_RPC_STREAM_CLOSED")
         return impl.send(*args, on_flush, stream=self)
 
-    def is_closed(self):  # type: ignore[no-untyped-def]
+    def is_closed(self) -> bool:
         """True once the stream has closed."""
         return self._closed
 
