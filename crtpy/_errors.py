@@ -13,7 +13,7 @@ CODE_BY_NAME: dict[str, int] = {name: code for code, name in CODES}
 
 # Codes that surface as a built-in Python exception instead of AwsCrtError,
 # as the reference does.
-BUILTIN_BY_NAME: dict[str, type[BaseException]] = {
+BUILTIN_BY_NAME: dict[str, type[Exception]] = {
     "AWS_ERROR_OOM": MemoryError,
     "AWS_ERROR_OVERFLOW_DETECTED": OverflowError,
     "AWS_ERROR_INVALID_INDEX": IndexError,
@@ -70,7 +70,7 @@ def code_of(name: str) -> int:
         raise KeyError(f"unknown crtpy error name {name!r}") from None
 
 
-def error(name: str, message: str | None = None) -> BaseException:
+def error(name: str, message: str | None = None) -> Exception:
     """Build the exception for an error name, with an optional more specific message.
 
     Names that the reference maps to built-in exceptions give those built-ins."""

@@ -115,7 +115,7 @@ class OnConnectionSetupData:
     """HTTP status of the handshake response (101 when connected)."""
     handshake_response_headers: Sequence[tuple[str, str]] | None = None
     """Headers of the handshake response, as (name, value) pairs."""
-    handshake_response_body: bytes = None  # type: ignore[assignment]
+    handshake_response_body: bytes | None = None
     """Body of a rejecting handshake response."""
 
 
@@ -181,7 +181,7 @@ class OnSendFrameCompleteData:
     """None once the frame was written to the socket; otherwise why it was not sent."""
 
 
-def _exception(name: str | None) -> BaseException | None:
+def _exception(name: str | None) -> Exception | None:
     return None if name is None else error(name)
 
 
@@ -306,7 +306,7 @@ class _Callbacks:
         data = OnConnectionSetupData(exception=exc,  # type: ignore[arg-type]
                                      handshake_response_status=status,
                                      handshake_response_headers=headers,
-                                     handshake_response_body=body)  # type: ignore[arg-type]
+                                     handshake_response_body=body)
         if conn is not None:
             self._conn = conn
             data.websocket = WebSocket(conn)
@@ -315,7 +315,7 @@ class _Callbacks:
     def shutdown(self, error_name: str | None) -> None:
         self._conn = None
         self._call("on_connection_shutdown", self._on_shutdown,
-                   OnConnectionShutdownData(_exception(error_name)))  # type: ignore[arg-type]
+                   OnConnectionShutdownData(_exception(error_name)))
         self._on_setup = self._on_begin = self._on_payload = self._on_complete = None  # type: ignore[assignment]
         self._on_shutdown = None
 
@@ -332,11 +332,11 @@ class _Callbacks:
         frame, self._frame = self._frame, None
         assert frame is not None
         self._call("on_incoming_frame_complete", self._on_complete,
-                   OnIncomingFrameCompleteData(frame, _exception(error_name)))  # type: ignore[arg-type]
+                   OnIncomingFrameCompleteData(frame, _exception(error_name)))
 
     def send_complete(self, on_complete: Callable[..., Any], error_name: str | None) -> None:
         self._call("send_frame on_complete", on_complete,
-                   OnSendFrameCompleteData(_exception(error_name)))  # type: ignore[arg-type]
+                   OnSendFrameCompleteData(_exception(error_name)))
 
 
 def _check_callable(name: str, fn: Any, required: bool = False) -> None:

@@ -501,6 +501,7 @@ class RpcConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._shutting_down:
+            reason: BaseException
             if exc is None:
                 reason = error("AWS_IO_SOCKET_CLOSED", "the connection closed")
             else:
