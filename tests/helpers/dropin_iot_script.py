@@ -11,8 +11,9 @@ import os
 import sys
 import threading
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any, Callable
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from dropin_run import install
 
@@ -20,12 +21,12 @@ faulthandler.dump_traceback_later(float(os.environ.get("DROPIN_DUMP_AFTER", "60"
 if sys.argv[1] == "crtpy":
     awscrt = install()
 
-import awscrt.auth  # noqa: E402
-import awscrt.mqtt  # noqa: E402
-import awscrt.mqtt5  # noqa: E402
-import awscrt.mqtt_request_response  # noqa: E402
-import awsiot  # noqa: E402
-from awsiot import iotshadow, mqtt5_client_builder, mqtt_connection_builder  # noqa: E402
+import awscrt.auth
+import awscrt.mqtt
+import awscrt.mqtt5
+import awscrt.mqtt_request_response
+import awsiot
+from awsiot import iotshadow, mqtt5_client_builder, mqtt_connection_builder
 
 cfg = json.loads(sys.argv[2])
 T = 10.0
@@ -139,28 +140,6 @@ def _() -> dict:
         region="us-east-1", credentials_provider=provider, port=cfg["wss_port"], client_id="dropin-m5-sig",
         **common5, **ev.kwargs())
     return m5_pubsub(client, ev, "dropin/m5sig")
-
-
-@stage("m5_ws_kwargs_transform")
-def _() -> dict:
-    # awscrt hands the transform its argument by keyword: transform(transform_args=...)
-    ev = M5Events()
-    seen: list[str] = []
-
-    def transform(**kwargs: Any) -> None:
-        seen.append(sorted(kwargs))
-        kwargs["transform_args"].set_done()
-
-    client = mqtt5_client_builder.websockets_with_custom_handshake(
-        transform, port=cfg["wss_port"], client_id="dropin-m5-kw", **common5, **ev.kwargs())
-    client.start()
-    try:
-        wait([ev.connected, ev.failure], T, return_when=FIRST_COMPLETED)
-        return {"connected": ev.connected.done(), "kwargs_seen": seen,
-                "failure": repr(ev.failure.result().exception) if ev.failure.done() else None}
-    finally:
-        client.stop()
-        ev.stopped.result(T)
 
 
 @stage("m5_wrong_ca")

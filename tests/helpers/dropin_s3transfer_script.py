@@ -4,13 +4,13 @@ comparison).  Prints one JSON line."""
 from __future__ import annotations
 
 import base64
+import faulthandler
 import hashlib
 import io
 import json
 import os
 import sys
 import threading
-import faulthandler
 
 from dropin_run import install
 
@@ -21,24 +21,24 @@ else:
     import awscrt.checksums
     import awscrt.s3
 
-import boto3  # noqa: E402
-import botocore.session  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
-from s3transfer.crt import (  # noqa: E402
+import boto3
+import botocore.session
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+from s3transfer.crt import (
     BotocoreCRTCredentialsWrapper,
     BotocoreCRTRequestSerializer,
     CRTTransferManager,
     create_s3_crt_client,
 )
-from s3transfer.subscribers import BaseSubscriber  # noqa: E402
+from s3transfer.subscribers import BaseSubscriber
 
 faulthandler.dump_traceback_later(float(os.environ.get("DROPIN_DUMP_AFTER", "50")), exit=True)
 MiB = 1024 * 1024
 port, work = int(sys.argv[2]), sys.argv[3]
 
 # Record what reaches the server: method, query keys and the checksum-related headers.
-from moto.moto_server import werkzeug_app  # noqa: E402
+from moto.moto_server import werkzeug_app
 
 seen: list[dict] = []
 _orig_call = werkzeug_app.DomainDispatcherApplication.__call__
