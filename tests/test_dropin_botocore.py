@@ -6,6 +6,7 @@ adds the server's verdict and the comparison with botocore's pure-Python signer.
 """
 from __future__ import annotations
 
+import base64
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -58,3 +59,15 @@ def test_crt_signature_identical_to_botocore_and_accepted(result, name):
 
 def test_object_put_by_hand_signed_request_is_stored(result):
     assert result["signed_object"] == "signed by crtpy"
+
+
+def test_botocore_flexible_checksums_computed_by_crtpy(result):
+    awscrt_checksums = pytest.importorskip("awscrt.checksums")  # the reference, as the oracle
+    body = bytes(range(256)) * 4099
+    expected = {"CRC32C": base64.b64encode(awscrt_checksums.crc32c(body).to_bytes(4, "big")).decode(),
+                "CRC64NVME": base64.b64encode(awscrt_checksums.crc64nvme(body).to_bytes(8, "big")).decode()}
+    for algo, value in expected.items():
+        got = result["flexible"][algo]
+        assert got["stored"] == value, algo
+        # botocore checked the GET body against the header with crtpy's CRC (else FlexibleChecksumError)
+        assert got["get_ok"] and got["get_header"] == value

@@ -55,6 +55,16 @@ try:
     result["boto3_get"] = s3.get_object(Bucket="dropin", Key="dir/hello world.txt")["Body"].read().decode()
     result["boto3_sts_arn"] = client("sts", good).get_caller_identity()["Arn"]
     result["boto3_iam_users"] = [u["UserName"] for u in client("iam", good).list_users()["Users"]]
+    # botocore's flexible checksums come from awscrt.checksums (crtpy here) when the CRT is present
+    body = bytes(range(256)) * 4099
+    result["flexible"] = {}
+    for algo in ("CRC32C", "CRC64NVME"):
+        s3.put_object(Bucket="dropin", Key=f"ck-{algo}", Body=body, ChecksumAlgorithm=algo)
+        head = s3.head_object(Bucket="dropin", Key=f"ck-{algo}", ChecksumMode="ENABLED")
+        got = s3.get_object(Bucket="dropin", Key=f"ck-{algo}", ChecksumMode="ENABLED")
+        result["flexible"][algo] = {"stored": head.get(f"Checksum{algo}"),
+                                    "get_ok": got["Body"].read() == body,
+                                    "get_header": got.get(f"Checksum{algo}")}
     # a wrong secret is refused, so the server really checks what crtpy signed
     try:
         client("sts", (good[0], "not-the-secret")).get_caller_identity()
