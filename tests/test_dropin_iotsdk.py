@@ -13,7 +13,7 @@ import ssl
 import pytest
 from helpers.certs import pki  # noqa: F401
 from helpers.dropin_iot import ShadowResponder
-from helpers.dropin_run import run_script
+from helpers.dropin_run import reference, run_script
 from helpers.mosquitto import mosquitto_factory  # noqa: F401
 from helpers.ws_mqtt_relay import start_relay
 
@@ -37,6 +37,7 @@ def iot(tmp_path_factory, pki):  # noqa: F811
                "other_ca": str(pki.other_ca_cert), "cert": str(pki.client_cert), "key": str(pki.client_key)}
         out = run_script("dropin_iot_script.py", "crtpy", json.dumps(cfg), timeout=90)
         out["relay_paths"] = list(relay.paths)
+        out["wss_port"] = relay.port
         out["relay_subprotocols"] = list(relay.subprotocols)
         out["shadow_requests"] = [(t, sorted(r)) for t, r in responder.requests]
         yield out
@@ -50,6 +51,27 @@ def _ok(iot: dict, name: str) -> dict:
     stage = iot[name]
     assert "error" not in stage, f"{name}: {stage.get('error')}\n{stage.get('trace')}"
     return stage
+
+
+def _reference_presign(path: str, key: str, token: str | None, region: str, port: int) -> str:
+    """Presign the WebSocket handshake again with the reference awscrt, at the date and with
+    the signed headers the crtpy-signed ``path`` names."""
+    import datetime
+    from urllib.parse import parse_qs, urlsplit
+
+    auth = reference("awscrt.auth")
+    http = reference("awscrt.http")
+    q = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+    date = datetime.datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    values = {"host": f"127.0.0.1:{port}", "connection": "Upgrade"}
+    headers = http.HttpHeaders([(h, values[h]) for h in q["X-Amz-SignedHeaders"].split(";")])
+    req = http.HttpRequest("GET", "/mqtt", headers)
+    config = auth.AwsSigningConfig(
+        algorithm=auth.AwsSigningAlgorithm.V4, signature_type=auth.AwsSignatureType.HTTP_REQUEST_QUERY_PARAMS,
+        credentials_provider=auth.AwsCredentialsProvider.new_static(key, "dropin-secret", token),
+        region=region, service="iotdevicegateway", omit_session_token=True, date=date)
+    auth.aws_sign_request(req, config).result(10)
+    return req.path
 
 
 def test_awscrt_is_crtpy(iot):
@@ -69,17 +91,26 @@ def test_mqtt5_builder_connects_and_pubsubs(iot, name):
 def test_mqtt5_websocket_handshakes(iot):
     assert _ok(iot, "m5_ws_custom")["transform_calls"] == ["/mqtt"]
     assert _ok(iot, "m3_ws_custom")["transform_calls"] == ["/mqtt"]
-    assert len(iot["relay_paths"]) >= 3 and set(iot["relay_subprotocols"]) == {"mqtt"}
-    # the SigV4 builder presigned its handshake with crtpy's signer
-    signed = [p for p in iot["relay_paths"] if "X-Amz-Signature=" in p]
-    assert len(signed) == 1 and "X-Amz-Credential=AKIDDROPIN%2F" in signed[0]
-    assert "iotdevicegateway" in signed[0]
+    assert len(iot["relay_paths"]) == 4 and set(iot["relay_subprotocols"]) == {"mqtt"}
+    # the SigV4 builders presigned their handshakes with crtpy's signer
+    signed = sorted(p for p in iot["relay_paths"] if "X-Amz-Signature=" in p)
+    assert len(signed) == 2
+    m5 = next(p for p in signed if "X-Amz-Credential=AKIDDROPIN%2F" in p)
+    m3 = next(p for p in signed if "X-Amz-Credential=AKIDDROPIN3%2F" in p)
+    assert "%2Fus-east-1%2Fiotdevicegateway%2Faws4_request" in m5
+    assert "%2Feu-west-1%2Fiotdevicegateway%2Faws4_request" in m3
+    # Same signatures as the reference signer gives for that handshake (IoT leaves the
+    # session token out of the canonical request, but sends it)
+    assert "X-Amz-Security-Token=session-token&" in m3
+    for path, (key, token, region) in ((m5, ("AKIDDROPIN", None, "us-east-1")),
+                                       (m3, ("AKIDDROPIN3", "session-token", "eu-west-1"))):
+        assert _reference_presign(path, key, token, region, iot["wss_port"]) == path
 
 
-@pytest.mark.parametrize("name", ["m3_mtls_path", "m3_ws_custom"])
+@pytest.mark.parametrize("name", ["m3_mtls_path", "m3_ws_custom", "m3_ws_sigv4"])
 def test_mqtt311_builder_connects_and_pubsubs(iot, name):
     stage = _ok(iot, name)
-    topic = {"m3_mtls_path": "dropin/m3path", "m3_ws_custom": "dropin/m3ws"}[name]
+    topic = {"m3_mtls_path": "dropin/m3path", "m3_ws_custom": "dropin/m3ws", "m3_ws_sigv4": "dropin/m3sig"}[name]
     assert stage["connection_module"].startswith("crtpy")
     assert stage["session_present"] is False and stage["granted"] == 1
     assert stage["message"] == [topic + "/x", "hello " + topic]

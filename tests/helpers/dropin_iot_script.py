@@ -198,6 +198,15 @@ def _() -> dict:
     return out
 
 
+@stage("m3_ws_sigv4")
+def _() -> dict:
+    provider = awscrt.auth.AwsCredentialsProvider.new_static("AKIDDROPIN3", "dropin-secret", "session-token")
+    conn = mqtt_connection_builder.websockets_with_default_aws_signing(
+        region="eu-west-1", credentials_provider=provider, port=cfg["wss_port"], client_id="dropin-m3-sig",
+        **common3)
+    return m3_pubsub(conn, "dropin/m3sig")
+
+
 @stage("m3_wrong_ca")
 def _() -> dict:
     conn = mqtt_connection_builder.mtls_from_path(cfg["cert"], cfg["key"], port=cfg["tls_port"],

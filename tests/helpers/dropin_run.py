@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["install", "run_script"]
+__all__ = ["install", "reference", "run_script"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,6 +34,20 @@ def install() -> Any:
     assert awscrt.mqtt5.Client.__module__.startswith("crtpy")
     assert sys.modules["awscrt.s3"] is sys.modules["crtpy.s3"]
     return awscrt
+
+
+def reference(module: str) -> Any:
+    """The reference awscrt's ``module`` (e.g. ``"awscrt.auth"``) as an oracle; skips when
+    awscrt is missing or when this process has aliased it to crtpy."""
+    import importlib
+
+    import pytest
+
+    mod = pytest.importorskip(module)
+    file = getattr(mod, "__file__", "") or ""
+    if not mod.__name__.startswith("awscrt") or "crtpy" in file:
+        pytest.skip(f"{module} is crtpy in this process, not the reference")
+    return importlib.import_module(module)
 
 
 def run_script(name: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> dict:
