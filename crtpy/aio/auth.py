@@ -12,7 +12,7 @@ function inside them and that function may block.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import auth as _auth
 from ..auth import AwsCredentials, AwsCredentialsProviderBase, AwsSigningConfig
@@ -66,6 +66,34 @@ class AioCredentialsProvider:
     async def get_credentials(self) -> AwsCredentials:
         """Fetch credentials, on the running loop."""
         return await get_credentials(self.provider)
+
+    if TYPE_CHECKING:  # the factories made below, for type checkers
+        @classmethod
+        def new_chain(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_cognito(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_default_chain(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_delegate(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_environment(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_process(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_profile(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_static(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
+
+        @classmethod
+        def new_x509(cls, *args: Any, **kwargs: Any) -> AioCredentialsProvider: ...
 
     def __repr__(self) -> str:
         return f"AioCredentialsProvider({type(self.provider).__name__})"
