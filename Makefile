@@ -14,6 +14,9 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e '.[test,lint,docs]'
+	# The AWS IoT Device SDK pins an awscrt release of its own; the drop-in tests run it on
+	# crtpy (and on the reference 0.38.0), so it is installed without its dependencies.
+	$(PY) -m pip install -q --no-deps 'awsiotsdk==1.31.0'
 	touch $(STAMP)
 
 venv: $(STAMP)
