@@ -32,7 +32,7 @@ def test_wait_future_result_exception_and_cancellation():
             # the awaiting task is cancelled: the source future is cancelled, on_cancel runs
             f = make()
             seen: list[int] = []
-            task = asyncio.create_task(wait_future(f, on_cancel=lambda: seen.append(threading.get_ident())))
+            task = asyncio.create_task(wait_future(f, on_cancel=lambda seen=seen: seen.append(threading.get_ident())))
             await asyncio.sleep(0)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
