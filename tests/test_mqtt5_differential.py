@@ -269,8 +269,7 @@ def test_reaction_to_bad_server_input_same_as_reference(case):
         sent = await conn.read_until_closed()
         conn.broker.log.append(sent[-1] if sent else None)
 
-    outcomes = []
-    for m in (crt_mqtt5, ref_mqtt5):
+    def outcome(m):
         with FakeBroker(handler) as broker:
             rec = Recorder()
             opts = rec.options(min_reconnect_delay_ms=5000, topic_aliasing_options=m.TopicAliasingOptions(
@@ -281,9 +280,19 @@ def test_reaction_to_bad_server_input_same_as_reference(case):
                 assert rec.cond.wait_for(lambda r=rec: r.messages or r.of("disconnection"), T)
             client.stop()
             rec.wait("stopped")
-            outcomes.append((rec.wait("disconnection").exception.name, broker.log.wait(1)[0],
-                             [x.topic for x in rec.messages]))
-    assert outcomes[0] == outcomes[1]
+            return (rec.wait("disconnection").exception.name, broker.log.wait(1)[0],
+                    [x.topic for x in rec.messages])
+
+    ours = outcome(crt_mqtt5)
+    # Under load the reference sometimes closes its socket before its DISCONNECT reaches
+    # the broker, so one reference run may show no packet; crtpy must match one of up to
+    # three reference runs (the error name and delivered messages are always compared).
+    theirs = []
+    for _ in range(3):
+        theirs.append(outcome(ref_mqtt5))
+        if theirs[-1] == ours:
+            break
+    assert ours in theirs, (ours, theirs)
 
 
 def test_offline_stats_same_as_reference():
