@@ -263,11 +263,14 @@ def test_reaction_to_bad_server_input_same_as_reference(case):
     from crtpy._mqtt import codec as c
 
     async def handler(conn):
-        await accept(conn)
-        conn.send(_GARBAGE[case])
-        conn.send(c.Publish("sentinel", b"s"))  # arrives only if the connection survived
-        sent = await conn.read_until_closed()
-        conn.broker.log.append(sent[-1] if sent else None)
+        sent = []
+        try:
+            await accept(conn)
+            conn.send(_GARBAGE[case])
+            conn.send(c.Publish("sentinel", b"s"))  # arrives only if the connection survived
+            sent = await conn.read_until_closed()
+        finally:
+            conn.broker.log.append(sent[-1] if sent else None)
 
     def outcome(m):
         with FakeBroker(handler) as broker:
@@ -284,15 +287,14 @@ def test_reaction_to_bad_server_input_same_as_reference(case):
                     [x.topic for x in rec.messages])
 
     ours = outcome(crt_mqtt5)
-    # Under load the reference sometimes closes its socket before its DISCONNECT reaches
-    # the broker, so one reference run may show no packet; crtpy must match one of up to
-    # three reference runs (the error name and delivered messages are always compared).
-    theirs = []
-    for _ in range(3):
-        theirs.append(outcome(ref_mqtt5))
-        if theirs[-1] == ours:
-            break
-    assert ours in theirs, (ours, theirs)
+    # The error name and the delivered messages are compared with the reference.  The packet
+    # sent back may not reach the broker on either side: the client closes its socket with
+    # the unread sentinel PUBLISH in its buffer, so the kernel may send RST, which discards
+    # the DISCONNECT in flight.  So packets are compared where both sides' arrived.
+    theirs = [outcome(ref_mqtt5) for _ in range(2)]
+    assert all((name, topics) == (ours[0], ours[2]) for name, _, topics in theirs), (ours, theirs)
+    packets = {repr(p) for _, p, _ in [ours, *theirs] if p is not None}
+    assert len(packets) <= 1, (ours, theirs)
 
 
 def test_offline_stats_same_as_reference():
