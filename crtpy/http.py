@@ -329,7 +329,7 @@ class Http2ClientConnection(HttpClientConnectionBase):
         Returns:
             Http2ClientStream:
         """
-        return Http2ClientStream(self, request, on_response, on_body, manual_write)  # type: ignore[arg-type]
+        return Http2ClientStream(self, request, on_response, on_body, manual_write)
 
     def update_window(self, increment_size: int) -> None:
         """Grow the connection's flow-control window by ``increment_size`` bytes (only
@@ -460,7 +460,7 @@ class Http2ClientStream(HttpClientStreamBase):
     """An HTTP/2 request/response exchange.  Made by :meth:`Http2ClientConnection.request`."""
 
     def __init__(self,
-                 connection: HttpClientConnection,
+                 connection: Http2ClientConnection,
                  request: HttpRequest,
                  on_response: Callable[..., None] | None = None,
                  on_body: Callable[..., None] | None = None,

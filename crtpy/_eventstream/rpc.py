@@ -27,7 +27,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, cast
 
 from .._errors import error
 from .._runtime.callbacks import CallbackQueue
@@ -339,9 +339,10 @@ class RpcConnection(asyncio.BufferedProtocol):
             self.owner = None  # nothing more will happen on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection: asyncio passes a Transport here.
+        self.transport = stream = cast(asyncio.Transport, transport)
         try:
-            transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+            stream.set_write_buffer_limits(high=0)
         except (AttributeError, NotImplementedError):  # pragma: no cover - exotic transports
             pass
         with self.core.lock:

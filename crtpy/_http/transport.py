@@ -8,7 +8,7 @@ Handlers must consume the view before returning; it is overwritten by the next r
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 DEFAULT_READ_BUFFER = 1024 * 1024
 _START_READ = 256 * 1024
@@ -60,7 +60,8 @@ class ConnProtocol(asyncio.BufferedProtocol):
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection: asyncio passes a Transport here.
+        self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view

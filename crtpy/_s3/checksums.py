@@ -80,7 +80,8 @@ class Hasher:
             return self._crc.to_bytes(_CRC_BYTES[self.algorithm], "big")
         if isinstance(self._h, _crc.XXHash):
             return bytes(self._h.finalize())
-        return self._h.digest()  # type: ignore[no-any-return]
+        digest: bytes = self._h.digest()
+        return digest
 
     def b64(self) -> str:
         return base64.b64encode(self.digest()).decode()

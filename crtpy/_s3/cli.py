@@ -207,15 +207,16 @@ def _run(args: Any, err: TextIO, out: TextIO) -> int:
     if args.part_size is not None and args.part_size < 1:
         raise CliError("--part-size must be positive")
     upload = dst_s3 is not None
-    if upload:
-        bucket, key = dst_s3  # type: ignore[misc]
+    if dst_s3 is not None:
+        bucket, key = dst_s3
         local = args.src
         if not os.path.isfile(local):
             raise CliError(f"{local}: no such file")
         if not key or key.endswith("/"):
             key += os.path.basename(local)
     else:
-        bucket, key = src_s3  # type: ignore[misc]
+        assert src_s3 is not None  # one of SRC and DST is an S3 URL (checked above)
+        bucket, key = src_s3
         local = args.dst
         if not key or key.endswith("/"):
             raise CliError("the source must name an object (s3://bucket/key)")

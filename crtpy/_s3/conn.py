@@ -11,7 +11,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -74,7 +74,8 @@ class S3Connection(asyncio.Protocol):
 
     # -- asyncio protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection: asyncio passes a Transport here.
+        self.transport = cast(asyncio.Transport, transport)
         self.open = True
 
     def pause_writing(self) -> None:
@@ -268,7 +269,7 @@ class ConnectionPool:
         except BaseException as exc:
             crt = exc if getattr(exc, "name", None) else error("AWS_IO_SOCKET_CONNECT_ABORTED", str(exc))
             raise ExchangeError(crt) from exc
-        return proto  # type: ignore[return-value]
+        return cast(S3Connection, proto)  # built by protocol_factory=S3Connection
 
     def release(self, conn: S3Connection) -> None:
         if conn.open and conn.reusable:

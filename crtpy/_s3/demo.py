@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 MIB = 1024 * 1024
@@ -104,7 +105,7 @@ def run_demo(size_mib: int = 256, part_size_mib: int = 8, out: Any = None) -> in
         host = f"127.0.0.1:{port}"
         bucket, key = "crtpy-demo", "data/random.bin"
 
-        def request(method: str, path: str, extra: list[tuple[str, str]] = ()) -> HttpRequest:  # type: ignore[assignment]
+        def request(method: str, path: str, extra: Sequence[tuple[str, str]] = ()) -> HttpRequest:
             return HttpRequest(method, path, HttpHeaders([("Host", host), *extra]))
 
         req = client.make_request(type=S3RequestType.DEFAULT, operation_name="CreateBucket",
