@@ -212,6 +212,15 @@ class MetaRequest:
         self.trailer = cc is not None and cc.location is not None and int(cc.location) == 2
         self.validate = bool(cc is not None and cc.validate_response)
         self.expected_checksum = cc.expected_checksum if cc is not None else None
+        # a whole-object checksum the caller put in the PutObject headers (x-amz-checksum-ALGO)
+        # while asking for no checksum: a multipart upload carries it as a full-object checksum
+        self.header_checksum: tuple[int, str] | None = None
+        if type == PUT_OBJECT and self.algorithm is None:
+            for n, v in request.headers:
+                found = C.BY_HEADER.get(n.lower())
+                if found is not None:
+                    self.header_checksum = (found, v.strip())
+                    break
         self.part_size = part_size or client.part_size
         self.threshold = multipart_upload_threshold or client.multipart_upload_threshold
         self.max_connections = max_active_connections_override or client.max_connections
@@ -443,14 +452,14 @@ class MetaRequest:
             delta = value - self._reported.get(key, 0)
             if delta >= step:
                 self._reported[key] = value
-                self.cbq.post(self.on_progress, progress=delta)
+                self.cbq.post(self.on_progress, delta)
 
     def _part_done(self, key: int, size: int) -> None:
         self._progress(size - self._reported.pop(key, 0))
 
     def _progress(self, n: int) -> None:
         if self.on_progress is not None and n:
-            self.cbq.post(self.on_progress, progress=n)
+            self.cbq.post(self.on_progress, n)
 
     async def _run_all(self, coros: list[Any]) -> None:
         """Run worker coroutines; the first failure cancels the others and is raised."""
@@ -539,7 +548,7 @@ class MetaRequest:
             return
         part = self.part_size
         base = [(n, v) for n, v in self.headers if n.lower() not in ("content-length",)]
-        if self.validate:
+        if self.validate and _first(base, "x-amz-checksum-mode") is None:
             base.append(("x-amz-checksum-mode", "ENABLED"))
         fd: int | None = None
         path = self.recv_filepath
@@ -868,15 +877,23 @@ class MetaRequest:
         self._part_done(0, size)
 
     async def _put_multipart(self, fd: int | None, size: int | None, part: int) -> None:
+        given: str | None = None
+        type_value = "FULL_OBJECT"
+        if self.header_checksum is not None:
+            # like the reference: that algorithm as a trailer on every part, and the given
+            # value as the full-object checksum on CompleteMultipartUpload
+            self.algorithm, given = self.header_checksum
+            self.trailer = True
+            type_value = "full_object"
         algo = self.algorithm
-        full_object = algo == C.CRC64NVME
+        full_object = algo == C.CRC64NVME or given is not None
         create_headers = [(n, v) for n, v in self.headers
                           if n.lower() not in _NOT_FOR_CREATE and not n.lower().startswith("x-amz-checksum-")
                           and not (n.lower() == "content-encoding" and "aws-chunked" in v)]
         if algo is not None:
             create_headers.append(("x-amz-checksum-algorithm", C.NAMES[algo]))
             if full_object:
-                create_headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
+                create_headers.append(("x-amz-checksum-type", type_value))
 
         def collect() -> tuple[Callable[[bytes], None], list[bytes]]:
             pieces: list[bytes] = []
@@ -905,12 +922,14 @@ class MetaRequest:
             body = X.complete_body(parts, algo)
             headers = [("Content-Length", str(len(body))), ("Content-Type", "application/xml")]
             headers += [(n, v) for n, v in self.headers if n.lower().startswith(_FOR_PART)]
-            if full_object and parts:
-                comb = C.CrcCombiner(algo)  # type: ignore[arg-type]
+            if algo is not None and given is not None:
+                headers += [("x-amz-checksum-type", type_value), (C.header_name(algo), given)]
+            elif algo is not None and full_object and parts:
+                comb = C.CrcCombiner(algo)
                 for p in parts:
                     comb.add(p["crc"], p["size"])
-                headers += [("x-amz-checksum-type", "FULL_OBJECT"),
-                            (C.header_name(algo), self.expected_checksum or comb.b64())]  # type: ignore[arg-type]
+                headers += [("x-amz-checksum-type", type_value),
+                            (C.header_name(algo), self.expected_checksum or comb.b64())]
             resp, _ = await self._exchange("CompleteMultipartUpload", "POST",
                                            _with_query(self.path, f"uploadId={upload_id}"), headers,
                                            lambda: [body], collect, self._payload_value(memoryview(body), UNSIGNED_PAYLOAD),
