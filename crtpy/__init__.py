@@ -7,6 +7,7 @@ run on crtpy unchanged.
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 from weakref import WeakSet
 
 from ._runtime import fork as _fork
@@ -46,7 +47,7 @@ class NativeResource:
     """
 
     _track_lifetime = False
-    _living: "WeakSet[NativeResource]" = WeakSet()
+    _living: ClassVar[WeakSet[NativeResource]] = WeakSet()
     _living_lock = threading.Lock()
 
     def __init__(self) -> None:

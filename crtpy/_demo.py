@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._pki import Pki, make_pki
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["LocalTlsServer", "run_demo"]
 
@@ -77,7 +79,7 @@ class LocalTlsServer:
         def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             sslobj._crtpy_sni = name  # type: ignore[attr-defined]
 
-        ctx.sni_callback = on_sni  # type: ignore[assignment]
+        ctx.sni_callback = on_sni
         self.ssl_context = ctx
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -94,7 +96,7 @@ class LocalTlsServer:
                 raise TimeoutError(f"expected {count} TLS connections, saw {len(self.connections)}")
             return list(self.connections)
 
-    def start(self) -> LocalTlsServer:
+    def start(self) -> Self:
         started = threading.Event()
         errors: list[BaseException] = []
 
@@ -131,7 +133,7 @@ class LocalTlsServer:
         self._thread.join(10)
         self._thread = None
 
-    def __enter__(self) -> LocalTlsServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -171,7 +173,7 @@ class _Sink(asyncio.BufferedProtocol):
             self.done.set_exception(exc)
 
 
-def run_demo(size_mib: int = 64, out: TextIO = sys.stdout) -> int:
+def run_demo(size_mib: int = 64, out: TextIO | None = None) -> int:
     """Run the loopback TLS demo; returns a process exit code."""
     from . import io as crt_io
     from ._net.connect import open_connection, pick_loop, tls_info

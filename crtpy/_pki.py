@@ -10,6 +10,12 @@ import datetime
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from typing_extensions import Self
 
 __all__ = ["PemFile", "Pki", "make_pki"]
 
@@ -24,7 +30,7 @@ class PemFile(str):
 
     pem: bytes
 
-    def __new__(cls, path: str, pem: bytes) -> PemFile:
+    def __new__(cls, path: str, pem: bytes) -> Self:
         obj = super().__new__(cls, path)
         obj.pem = pem
         return obj
@@ -88,13 +94,13 @@ class Pki:
         return f"Pki(directory={self.directory!r})"
 
 
-def _new_key():  # type: ignore[no-untyped-def]
+def _new_key() -> ec.EllipticCurvePrivateKey:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _name(common_name: str):  # type: ignore[no-untyped-def]
+def _name(common_name: str) -> x509.Name:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
@@ -104,7 +110,7 @@ def _name(common_name: str):  # type: ignore[no-untyped-def]
     ])
 
 
-def _make_ca(common_name: str):  # type: ignore[no-untyped-def]
+def _make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -128,8 +134,9 @@ def _make_ca(common_name: str):  # type: ignore[no-untyped-def]
     return cert, key
 
 
-def _make_leaf(common_name: str, ca_cert, ca_key, *, server: bool,  # type: ignore[no-untyped-def]
-               dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()):
+def _make_leaf(common_name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *,
+               server: bool, dns: tuple[str, ...] = (), ips: tuple[str, ...] = (),
+               ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -180,10 +187,10 @@ def make_pki(directory: str, *, password: str = "crtpy-p12-password",
     cli_cert, cli_key = _make_leaf(client_name or "crtpy test client", ca_cert, ca_key, server=False)
     other_cert, other_key = _make_ca("crtpy unrelated CA")
 
-    def cert_pem(c) -> bytes:  # type: ignore[no-untyped-def]
+    def cert_pem(c: x509.Certificate) -> bytes:
         return c.public_bytes(serialization.Encoding.PEM)
 
-    def key_pem(k) -> bytes:  # type: ignore[no-untyped-def]
+    def key_pem(k: ec.EllipticCurvePrivateKey) -> bytes:
         return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                serialization.NoEncryption())
 

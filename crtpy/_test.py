@@ -18,7 +18,6 @@ def native_memory_usage() -> int:
 
 def dump_native_memory() -> None:
     """Nothing to dump: crtpy has no native allocations (kept for API compatibility)."""
-    return None
 
 
 def _release_static_defaults() -> None:
@@ -33,7 +32,7 @@ def _release_static_defaults() -> None:
 
 # Resources a failed check has already named.  They are left out of later checks, so one
 # leak fails one test instead of every test that runs after it.
-_reported: "weakref.WeakSet[NativeResource]" = weakref.WeakSet()
+_reported: weakref.WeakSet[NativeResource] = weakref.WeakSet()
 
 
 def living_resources() -> list[NativeResource]:

@@ -5,7 +5,7 @@ import os
 
 from ._runtime import threads as _threads
 
-__all__ = ["get_cpu_group_count", "get_cpu_count_for_group", "join_all_native_threads"]
+__all__ = ["get_cpu_count_for_group", "get_cpu_group_count", "join_all_native_threads"]
 
 
 def get_cpu_group_count() -> int:
@@ -38,15 +38,15 @@ def join_all_native_threads(*, timeout_sec: float = -1.0) -> bool:
     Returns:
         bool: True if every such thread finished before the timeout.
     """
-    from ._runtime.callbacks import retire_idle_workers
     from ._runtime.blocking import retire_idle_workers as retire_io_workers
+    from ._runtime.callbacks import retire_idle_workers
 
     retire_idle_workers()
     retire_io_workers()
     return _threads.join_all(timeout_sec, ignore=_is_owned_by_living_group)
 
 
-def _is_owned_by_living_group(thread: "object") -> bool:
+def _is_owned_by_living_group(thread: object) -> bool:
     from ._runtime.loop import is_thread_of_living_loop
 
     return is_thread_of_living_loop(thread)

@@ -26,6 +26,8 @@ from ._runtime.loop import LoopThread as _LoopThread
 if TYPE_CHECKING:
     import ssl
 
+    from ._net.resolver import ResolvedAddress as _ResolvedAddress
+
 __all__ = [
     "ClientBootstrap", "ClientTlsContext", "DefaultHostResolver", "EventLoopGroup",
     "ExponentialBackoffJitterMode", "HostResolverBase", "InputStream", "LogLevel", "Pkcs11Lib",
@@ -244,7 +246,7 @@ class DefaultHostResolver(HostResolverBase):
         ``crtpy._net.resolver.ResolvedAddress`` (IPv6 and IPv4)."""
         self._check_fork()
 
-        async def run() -> list:
+        async def run() -> list[_ResolvedAddress]:
             return list(await self._cache.resolve(host))
 
         return self._event_loop_group._next_loop_thread().run_coroutine(run())
@@ -629,10 +631,10 @@ class ClientTlsContext(NativeResource):
         snap.alpn_list = _check_alpn(options.alpn_list)
         self._options = snap
         self._lock = threading.Lock()
-        self._contexts: dict[tuple, ssl.SSLContext] = {}
+        self._contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._ssl_context_for(tuple(snap.alpn_list or ()))  # validate now
 
-    def _ssl_context_for(self, alpn: tuple) -> ssl.SSLContext:
+    def _ssl_context_for(self, alpn: tuple[str, ...]) -> ssl.SSLContext:
         with self._lock:
             ctx = self._contexts.get(alpn)
             if ctx is None:
@@ -769,7 +771,7 @@ class InputStream(NativeResource):
         try:
             if readinto is not None:
                 return readinto(buf)  # type: ignore[no-any-return]
-            data = stream.read(len(buf))  # type: ignore[attr-defined]
+            data = stream.read(len(buf))
         except BlockingIOError:
             return None
         except Exception as exc:
@@ -794,7 +796,7 @@ class InputStream(NativeResource):
         stream = self._stream
         try:
             if hasattr(stream, "getbuffer"):
-                return len(stream.getbuffer())  # type: ignore[attr-defined]
+                return len(stream.getbuffer())
             if not (hasattr(stream, "seek") and hasattr(stream, "tell")):
                 return None
             if hasattr(stream, "seekable") and not stream.seekable():

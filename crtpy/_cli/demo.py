@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.tls:
         from .._demo import run_demo
 
-        return int(run_demo(args.size_mib or 64))
+        return int(run_demo(args.size_mib or 64, out=out))
     from .._s3.demo import run_demo as s3_demo
 
-    return int(s3_demo(args.size_mib or 256))
+    return int(s3_demo(args.size_mib or 256, out=out))

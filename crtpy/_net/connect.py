@@ -124,7 +124,7 @@ async def open_connection(
                                             server_hostname=server_hostname if ssl_ctx else None,
                                             ssl_handshake_timeout=handshake_timeout if ssl_ctx else None),
                 connect_timeout + (handshake_timeout if ssl_ctx else 0))
-            return transport, protocol  # type: ignore[return-value]
+            return transport, protocol
 
         addresses = await _host_cache(bootstrap).resolve(host)
         sock: socket.socket | None = None
@@ -151,7 +151,7 @@ async def open_connection(
         except BaseException:
             sock.close()
             raise
-        return transport, protocol  # type: ignore[return-value]
+        return transport, protocol
     except (OSError, asyncio.TimeoutError, ssl.SSLError, UnicodeError) as exc:
         raise map_connect_error(_tls_timeout(exc, ssl_ctx), where) from exc
 
@@ -193,12 +193,12 @@ async def start_tls(transport: asyncio.Transport, protocol: asyncio.BaseProtocol
         raise map_connect_error(_tls_timeout(exc, ssl_ctx), name) from exc
     if new_transport is None:
         raise error("AWS_IO_SOCKET_CLOSED", "the connection closed during the TLS handshake")
-    return new_transport  # type: ignore[return-value]
+    return new_transport
 
 
 def negotiated_alpn(transport: asyncio.BaseTransport) -> str | None:
     """The ALPN protocol the TLS handshake settled on, or None (plain TCP, no ALPN)."""
-    ssl_obj = transport.get_extra_info("ssl_object")
+    ssl_obj: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
     if ssl_obj is None:
         return None
     return ssl_obj.selected_alpn_protocol()

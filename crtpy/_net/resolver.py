@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import error
 from .._runtime.blocking import run_blocking
@@ -31,9 +32,9 @@ class ResolvedAddress:
 
     address: str
     family: int
-    sockaddr: tuple
+    sockaddr: tuple[Any, ...]
 
-    def with_port(self, port: int) -> tuple:
+    def with_port(self, port: int) -> tuple[Any, ...]:
         return (self.sockaddr[0], port, *self.sockaddr[2:])
 
 
@@ -123,7 +124,7 @@ class HostCache:
             infos = await run_blocking(socket.getaddrinfo, name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
         except Exception as exc:
             raise map_connect_error(exc, f"resolving {host!r}") from exc
-        seen: set[tuple] = set()
+        seen: set[tuple[int, object]] = set()
         addresses = []
         for family, _type, _proto, _canon, sockaddr in infos:
             if family not in (socket.AF_INET, socket.AF_INET6):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
-from typing import Callable, Optional
+from collections.abc import Callable
 
 
 class ExponentialBackoffJitterMode(enum.IntEnum):
@@ -25,7 +25,7 @@ class Backoff:
     with the chosen jitter.  ``DEFAULT`` means ``FULL``."""
 
     def __init__(self, min_delay: float, max_delay: float, jitter: int = JitterMode.DEFAULT,
-                 rng: Optional[Callable[[], float]] = None) -> None:
+                 rng: Callable[[], float] | None = None) -> None:
         if min_delay < 0 or max_delay < 0:
             raise ValueError("backoff delays must not be negative")
         if max_delay < min_delay:
@@ -43,7 +43,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay before the next attempt; advances the attempt counter."""
-        ceiling = min(self.max_delay, self.min_delay * (2 ** min(self.attempts, 62)))
+        # (``int ** int`` is typed Any: a negative exponent would give a float)
+        ceiling: float = min(self.max_delay, self.min_delay * (2 ** min(self.attempts, 62)))
         self.attempts += 1
         mode = self.jitter
         if mode == JitterMode.NONE:

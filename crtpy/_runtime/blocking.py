@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import fork
 from .callbacks import WorkerPool
@@ -12,7 +13,7 @@ T = TypeVar("T")
 _pool = WorkerPool("crtpy-io", max_workers=16)
 
 
-def _settle(fut: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if fut.done():
         return
     if ok:
@@ -24,9 +25,11 @@ def _settle(fut: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
 async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` on an I/O worker thread and return its result to the loop."""
     loop = asyncio.get_running_loop()
-    fut: "asyncio.Future[T]" = loop.create_future()
+    fut: asyncio.Future[T] = loop.create_future()
 
     def work() -> None:
+        ok: bool
+        result: T | BaseException
         try:
             value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed back to the awaiting coroutine

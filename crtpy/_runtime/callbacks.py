@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from . import fork, threads
 
@@ -34,7 +35,7 @@ class WorkerPool:
         self._max = max_workers
         self._idle_timeout = idle_timeout
         self._cond = threading.Condition(threading.Lock())
-        self._queue: Deque[Callable[[], None]] = collections.deque()
+        self._queue: collections.deque[Callable[[], None]] = collections.deque()
         self._idle = 0
         self._workers = 0
         self._serial = 0
@@ -96,7 +97,7 @@ class CallbackQueue:
     __slots__ = ("_items", "_lock", "_scheduled")
 
     def __init__(self) -> None:
-        self._items: Deque[Tuple[Callable[..., Any], tuple, dict]] = collections.deque()
+        self._items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
 

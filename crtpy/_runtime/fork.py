@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _log = logging.getLogger("crtpy.runtime")
 
@@ -50,10 +50,11 @@ def _after_fork_in_child() -> None:
     _generation += 1
     # The lock may have been held by a thread that does not exist in the child.
     _hooks_lock = threading.Lock()
-    for hook in list(_hooks):
+    # Iterate over a snapshot: a hook may register another hook.
+    for hook in _hooks.copy():
         try:
             hook()
-        except Exception:  # a broken hook must not break the child
+        except Exception:  # noqa: BLE001 - a broken hook must not break the child
             _log.exception("crtpy fork hook %r failed", hook)
 
 

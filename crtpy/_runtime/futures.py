@@ -3,23 +3,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any, Callable, Coroutine, Optional
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .callbacks import dispatch, invoke
 
 
-class CrtFuture(concurrent.futures.Future):
+class CrtFuture(concurrent.futures.Future[Any]):
     """A ``concurrent.futures.Future`` whose done-callbacks never run on an event-loop
     thread: callbacks added before completion run on a callback worker, so they may
     block (even on other crtpy futures) without stalling the loop."""
 
-    def add_done_callback(self, fn: Callable[["concurrent.futures.Future[Any]"], object]) -> None:
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
         if self.done():
             invoke(fn, self)
             return
         super().add_done_callback(lambda f: dispatch(fn, f))
 
-    def add_done_callback_inline(self, fn: Callable[["concurrent.futures.Future[Any]"], object]) -> None:
+    def add_done_callback_inline(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
         """For crtpy's own code: run ``fn`` in the thread that completes the future."""
         super().add_done_callback(fn)
 
@@ -52,7 +53,7 @@ def failed(exc: BaseException) -> CrtFuture:
 
 
 def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
-                  future: Optional[CrtFuture] = None) -> CrtFuture:
+                  future: CrtFuture | None = None) -> CrtFuture:
     """Schedule ``coro`` on ``loop`` (from any thread) and return a CrtFuture for it.
     Cancelling the returned future cancels the task."""
     fut = future if future is not None else CrtFuture()
@@ -63,7 +64,7 @@ def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
             return
         task = loop.create_task(coro)
 
-        def task_done(t: "asyncio.Task[Any]") -> None:
+        def task_done(t: asyncio.Task[Any]) -> None:
             if t.cancelled():
                 fut.cancel()
             else:
@@ -75,7 +76,7 @@ def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
 
         task.add_done_callback(task_done)
 
-        def future_done(f: concurrent.futures.Future) -> None:
+        def future_done(f: concurrent.futures.Future[Any]) -> None:
             if f.cancelled() and not task.done():
                 loop.call_soon_threadsafe(task.cancel)
 
@@ -88,7 +89,7 @@ def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
     return fut
 
 
-def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from typing import TextIO
 
 ROOT_NAME = "crtpy"
 
@@ -79,12 +80,13 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(getattr(sys, which))
         self._which = which
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
-        return getattr(sys, self._which)
+    @property
+    def stream(self) -> TextIO:
+        stream: TextIO = getattr(sys, self._which)
+        return stream
 
     @stream.setter
-    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+    def stream(self, value: TextIO) -> None:
         pass
 
 

@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, Coroutine, Optional
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from . import fork, threads
 from .callbacks import retire_idle_workers
@@ -47,7 +48,7 @@ class LoopThread:
         self._stopped = threading.Event()
         self._on_stopped: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._ident: Optional[int] = None
+        self._ident: int | None = None
         self.thread = threads.start_thread(self._run, name)
         self._ready.wait()
         _living_loops.add(self)
@@ -106,7 +107,7 @@ class LoopThread:
         self.loop.call_soon_threadsafe(fn, *args)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any],
-                      future: Optional[CrtFuture] = None) -> CrtFuture:
+                      future: CrtFuture | None = None) -> CrtFuture:
         """Run ``coro`` on this loop; the returned future completes with its result."""
         try:
             self.check_usable()
@@ -115,7 +116,7 @@ class LoopThread:
             raise
         return run_coroutine(self.loop, coro, future)
 
-    def run_sync(self, fn: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+    def run_sync(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn()`` on the loop thread and wait for its result (not from the loop thread)."""
         if self.in_thread():
             return fn()
@@ -146,7 +147,7 @@ class LoopThread:
         except RuntimeError:
             pass  # already closed
 
-    def join(self, timeout: Optional[float] = None) -> bool:
+    def join(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
     @property
@@ -154,7 +155,7 @@ class LoopThread:
         return self._stopped.is_set()
 
 
-_living_loops: "weakref.WeakSet[LoopThread]" = weakref.WeakSet()
+_living_loops: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
 def _stop_all_at_exit() -> None:

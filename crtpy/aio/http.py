@@ -11,7 +11,7 @@ import asyncio
 import collections
 import io
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .._http.common import Dispatcher
 from .._runtime.futures import CrtFuture
@@ -42,9 +42,12 @@ def _present(*args: Any, **kwargs: Any) -> None:
     """Stands in for user callbacks: aio streams always take response and body events."""
 
 
-async def _aio_connect(cls: type, host_name: str, port: int, bootstrap: Any, socket_options: Any,
+_Conn = TypeVar("_Conn", bound="AIOHttpClientConnectionUnified")
+
+
+async def _aio_connect(cls: type[_Conn], host_name: str, port: int, bootstrap: Any, socket_options: Any,
                        tls_connection_options: Any, proxy_options: Any,
-                       expected_version: HttpVersion | None, **settings: Any) -> Any:
+                       expected_version: HttpVersion | None, **settings: Any) -> _Conn:
     from .._http.connect import HTTP2, bind, establish
 
     if not isinstance(host_name, str):
@@ -61,11 +64,13 @@ async def _aio_connect(cls: type, host_name: str, port: int, bootstrap: Any, soc
         tls_connection_options=tls_connection_options, proxy_options=proxy_options,
         expected_version=None if expected_version is None else int(expected_version),
         dispatcher=Dispatcher(inline=True), shutdown_future=shutdown, **settings)
+    target: type[AIOHttpClientConnectionUnified] = cls
     if cls is AIOHttpClientConnectionUnified:
-        cls = AIOHttp2ClientConnection if version == HTTP2 else AIOHttpClientConnection
-    conn = cls()
+        target = AIOHttp2ClientConnection if version == HTTP2 else AIOHttpClientConnection
+    conn = target()
     bind(conn, engine, host_name, port, version, shutdown)
-    return conn
+    # ``target`` is ``cls`` or, for the unified class, one of its subclasses
+    return cast(_Conn, conn)
 
 
 class AIOHttpClientConnectionUnified(HttpClientConnectionBase):
@@ -121,7 +126,7 @@ class AIOHttpClientConnection(AIOHttpClientConnectionUnified):
     """An asyncio HTTP/1.1 connection."""
 
     @classmethod
-    async def new(cls,  # type: ignore[override]
+    async def new(cls,
                   host_name: str,
                   port: int,
                   bootstrap: ClientBootstrap | None = None,
@@ -139,7 +144,7 @@ class AIOHttpClientConnection(AIOHttpClientConnectionUnified):
                                   initial_window_size=initial_window_size,
                                   read_buffer_capacity=read_buffer_capacity)
 
-    def request(self,  # type: ignore[override]
+    def request(self,
                 request: HttpRequest,
                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
                 loop: asyncio.AbstractEventLoop | None = None) -> AIOHttpClientStream:
@@ -179,7 +184,7 @@ class AIOHttp2ClientConnection(AIOHttpClientConnectionUnified):
                                   conn_window_size_threshold=conn_window_size_threshold,
                                   stream_window_size_threshold=stream_window_size_threshold)
 
-    def request(self,  # type: ignore[override]
+    def request(self,
                 request: HttpRequest,
                 request_body_generator: AsyncIterator[bytes] = None,  # type: ignore[assignment]  # noqa: RUF013
                 loop: asyncio.AbstractEventLoop | None = None) -> AIOHttp2ClientStream:
