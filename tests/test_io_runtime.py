@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 import io as pyio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -178,3 +180,13 @@ def test_enum_values_match_reference():
 def test_jitter_mode_single_definition():
     for m in io.ExponentialBackoffJitterMode:
         assert JitterMode(m.value).name == m.name
+
+
+def test_public_modules_import_without_warnings() -> None:
+    # A fresh interpreter, with every warning turned into an error: importing the package and
+    # its main public modules must not warn (no DeprecationWarning, ResourceWarning, ...).
+    modules = "crtpy, crtpy.io, crtpy.http, crtpy.mqtt5, crtpy.s3, crtpy.auth"
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", f"import {modules}"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
