@@ -209,18 +209,65 @@ def test_manual_connection_window(h2_server, leak_check):
 
 
 def test_upload_honours_server_window(leak_check):
-    # the server never acknowledges data on /hold: the client must stop at its window
+    # the server never acknowledges data on /hold: the client must stop at its window.
+    # The request starts only once the client has the server's SETTINGS (30,000-byte
+    # stream window); before that RFC 9113 lets it use the 65,535-byte default, which
+    # the next test covers.
     srv = H2Server(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 30_000})
+    try:
+        seen = threading.Event()
+
+        def on_settings(settings):
+            if any(x.id == Http2SettingID.INITIAL_WINDOW_SIZE and x.value == 30_000 for x in settings):
+                seen.set()
+
+        conn = Http2ClientConnection.new("127.0.0.1", srv.port,
+                                         on_remote_settings_changed=on_settings).result(TIMEOUT)
+        assert seen.wait(TIMEOUT)
+        s = conn.request(HttpRequest("PUT", "/hold", body_stream=io.BytesIO(b"u" * 50_000)))
+        s.activate()
+        assert srv.wait_received(30_000, TIMEOUT)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            s.completion_future.result(0.5)
+        assert srv.received_data == 30_000
+        assert srv.errors == []
+        assert conn.is_open()
+        conn.close().result(TIMEOUT)
+        with pytest.raises(AwsCrtError):
+            s.completion_future.result(TIMEOUT)
+    finally:
+        srv.stop()
+
+
+def test_upload_before_server_settings_then_window_shrinks(leak_check):
+    # The server's SETTINGS (stream window 30,000) reach the client only after it has
+    # sent a request's DATA under the 65,535-byte default, as RFC 9113 allows.  The
+    # shrunken window goes negative: the client must send nothing more, and neither side
+    # may treat this as a flow-control error.
+    srv = H2Server(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 30_000}, hold_preface=True)
     try:
         conn = Http2ClientConnection.new("127.0.0.1", srv.port).result(TIMEOUT)
         s = conn.request(HttpRequest("PUT", "/hold", body_stream=io.BytesIO(b"u" * 50_000)))
         s.activate()
+        # the whole 50,000-byte body fits the default window and arrives
+        assert srv.wait_received(50_000, TIMEOUT)
+        srv.release_preface()
+        status = s.completion_future.result(TIMEOUT)
+        assert status == 200
+        assert srv.received_data == 50_000
+        assert srv.errors == []
+        # a second upload now sees a window of 30,000 - and the connection window the
+        # server never replenishes (65,535 - 50,000 left): it stalls at 15,535 more
+        s2 = conn.request(HttpRequest("PUT", "/hold", body_stream=io.BytesIO(b"v" * 50_000)))
+        s2.activate()
+        assert srv.wait_received(65_535, TIMEOUT)
         with pytest.raises(concurrent.futures.TimeoutError):
-            s.completion_future.result(0.5)
-        assert srv.received_data <= 30_000
+            s2.completion_future.result(0.5)
+        assert srv.received_data == 65_535
+        assert srv.errors == []
         conn.close().result(TIMEOUT)
         with pytest.raises(AwsCrtError):
-            s.completion_future.result(TIMEOUT)
+            s2.completion_future.result(TIMEOUT)
     finally:
         srv.stop()
 

@@ -215,13 +215,20 @@ class _H2ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.append(self)
+        self.conn.initiate_connection()
         settings = dict(self.server.settings)
         if settings:
-            self.conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        self.conn.initiate_connection()
+            # Announce the settings, but enforce them only once the client acknowledges
+            # them (h2 applies them on the SETTINGS ACK).  Until the client has seen them
+            # it may send up to the RFC defaults (65,535 bytes of stream window); applying
+            # them at once (h2's Settings(initial_values=...)) made this server reset the
+            # connection whenever a request's DATA overtook its SETTINGS frame.
+            self.conn.update_settings(settings)
         self.flush()
 
     def flush(self) -> None:
+        if self.server.preface_gate is not None and not self.server.preface_gate.is_set():
+            return  # the test holds everything this server sends (its SETTINGS first)
         data = self.conn.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
@@ -229,9 +236,11 @@ class _H2ServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
+            self.server.errors.append(exc)
             self.flush()
-            self.transport.close()  # type: ignore[union-attr]
+            if self.transport is not None:
+                self.transport.close()
             return
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
@@ -241,6 +250,7 @@ class _H2ServerProtocol(asyncio.Protocol):
             elif isinstance(ev, h2.events.DataReceived):
                 self.bodies.setdefault(ev.stream_id, bytearray()).extend(ev.data)
                 self.server.received_data += len(ev.data)
+                self.server.data_event.set()
                 path = self.req_headers.get(ev.stream_id, {}).get(":path", "")
                 if path != "/hold" and ev.flow_controlled_length:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
@@ -311,8 +321,13 @@ class H2Server:
     """asyncio + h2 server on its own thread; TLS (ALPN h2 / http/1.1) when certs given."""
 
     def __init__(self, certfile: str | None = None, keyfile: str | None = None,
-                 settings: dict[int, int] | None = None, alpn: tuple[str, ...] = ("h2",)) -> None:
+                 settings: dict[int, int] | None = None, alpn: tuple[str, ...] = ("h2",),
+                 hold_preface: bool = False) -> None:
         self.settings = settings or {}
+        # hold_preface: send nothing (not even SETTINGS) until release_preface()
+        self.preface_gate: threading.Event | None = threading.Event() if hold_preface else None
+        self.errors: list[BaseException] = []  # protocol errors the server hit
+        self.data_event = threading.Event()  # set whenever DATA arrives
         self.requests: list[dict[str, str]] = []
         self.connections: list[_H2ServerProtocol] = []
         self.client_settings: dict[int, int] = {}
@@ -346,6 +361,26 @@ class H2Server:
         async def run() -> Any:
             return fn()
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
+
+    def release_preface(self) -> None:
+        """Let a ``hold_preface`` server send what it has held back (SETTINGS first)."""
+        def go() -> None:
+            assert self.preface_gate is not None
+            self.preface_gate.set()
+            for c in self.connections:
+                c.flush()
+        self.call(go)
+
+    def wait_received(self, n: int, timeout: float) -> bool:
+        """Wait until the server has received at least ``n`` bytes of DATA."""
+        deadline = time.monotonic() + timeout
+        while self.received_data < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.data_event.wait(left)
+            self.data_event.clear()
+        return True
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
