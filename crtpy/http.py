@@ -583,6 +583,9 @@ class HttpRequest(HttpMessageBase):
         return f"HttpRequest(method={self._method!r}, path={self._path!r})"
 
 
+_OWS = " \t"  # HTTP optional whitespace, dropped around header values
+
+
 class HttpHeaders(NativeResource):
     """An ordered collection of HTTP headers.  Names compare case-insensitively and may
     have several values.  Iterating gives ``(name, value)`` pairs in order.
@@ -605,9 +608,10 @@ class HttpHeaders(NativeResource):
             raise TypeError(f"header value must be a str, not {type(value).__name__}")
 
     def add(self, name: str, value: str) -> None:
-        """Append a ``(name, value)`` pair."""
+        """Append a ``(name, value)`` pair.  Spaces and tabs around the value are
+        dropped (HTTP's optional whitespace); the name is kept as given."""
         self._check(name, value)
-        self._pairs.append((name, value))
+        self._pairs.append((name, value.strip(_OWS)))
 
     def add_pairs(self, name_value_pairs: list[tuple[str, str]]) -> None:
         """Append each ``(name, value)`` pair of a list."""
@@ -619,11 +623,12 @@ class HttpHeaders(NativeResource):
             self.add(name, value)
 
     def set(self, name: str, value: str) -> None:
-        """Remove every value of ``name``, then append ``(name, value)``."""
+        """Remove every value of ``name``, then append ``(name, value)`` (the value
+        without surrounding spaces and tabs, as :meth:`add`)."""
         self._check(name, value)
         key = name.lower()
         self._pairs = [p for p in self._pairs if p[0].lower() != key]
-        self._pairs.append((name, value))
+        self._pairs.append((name, value.strip(_OWS)))
 
     def get_values(self, name: str) -> Iterator[str]:
         """Iterate over the values of ``name``, in order."""

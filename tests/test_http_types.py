@@ -12,8 +12,10 @@ import crtpy.http as ours
 ref = pytest.importorskip("awscrt.http")
 
 names = st.sampled_from(["a", "A", "b", "Content-Type", "content-type", "X-Y"])
-values = st.text(alphabet="xyz12", max_size=3)
-ops = st.lists(st.tuples(st.sampled_from(["add", "set", "remove", "remove_value", "clear"]), names, values),
+# spaces/tabs (stripped around values by the reference), and CR/LF/NBSP/VT (kept)
+values = st.text(alphabet="xyz12 \t\r\n\xa0\x0b", max_size=4)
+ops = st.lists(st.tuples(st.sampled_from(["add", "add_pairs", "set", "remove", "remove_value", "clear"]),
+                         names, values),
                max_size=25)
 
 
@@ -21,6 +23,8 @@ def apply(h, op, name, value):
     try:
         if op == "add":
             h.add(name, value)
+        elif op == "add_pairs":
+            h.add_pairs([(name, value), (name, " " + value + "\t")])
         elif op == "set":
             h.set(name, value)
         elif op == "remove":
@@ -34,17 +38,34 @@ def apply(h, op, name, value):
     return None
 
 
+padded_names = st.sampled_from(["a", " a", "a ", "\tA", "b"])
+
+
 @settings(max_examples=200, deadline=None)
-@given(ops)
-def test_headers_match_reference(sequence):
-    a, b = ours.HttpHeaders(), ref.HttpHeaders()
+@given(st.lists(st.tuples(padded_names, values), max_size=5), ops)
+def test_headers_match_reference(initial, sequence):
+    a, b = ours.HttpHeaders(initial), ref.HttpHeaders(initial)
+    assert list(a) == list(b)
     for op, name, value in sequence:
         assert apply(a, op, name, value) == apply(b, op, name, value)
         assert list(a) == list(b)
-        for n in ("a", "content-type", "x-y", "missing"):
+        for n in ("a", " a", "content-type", "x-y", "missing"):
             assert a.get(n) == b.get(n)
             assert a.get(n, "d") == b.get(n, "d")
             assert list(a.get_values(n)) == list(b.get_values(n))
+
+
+def test_header_values_lose_surrounding_spaces_and_tabs_only():
+    for cls in (ours.HttpHeaders, ref.HttpHeaders):
+        h = cls([(" n ", " \tv 1\t ")])
+        h.add("m", "\r\nx\xa0 ")
+        h.add_pairs([("p", "  ")])
+        h.set("s", "\t\ts s ")
+        assert list(h) == [(" n ", "v 1"), ("m", "\r\nx\xa0"), ("p", ""), ("s", "s s")], cls
+        assert h.get("n") is None and h.get(" N ") == "v 1"
+        with pytest.raises(ValueError):
+            h.remove_value("s", " s s")  # the value to remove is compared as given
+        h.remove_value("s", "s s")
 
 
 def test_headers_init_and_str():
