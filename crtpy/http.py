@@ -278,8 +278,14 @@ class Http2ClientConnection(HttpClientConnectionBase):
         over TLS; the future fails if the server picks another protocol).
 
         Args:
-            host_name, port, bootstrap, socket_options, tls_connection_options,
-            proxy_options: as for :meth:`HttpClientConnection.new`.
+            host_name (str): host to connect to.
+            port (int): port to connect to.
+            bootstrap (Optional[ClientBootstrap]): client bootstrap; None uses the
+                static default (as for :meth:`HttpClientConnection.new`).
+            socket_options (Optional[SocketOptions]): socket options; None uses defaults.
+            tls_connection_options (Optional[TlsConnectionOptions]): TLS options (with
+                ALPN ``h2``); None speaks cleartext HTTP/2 with prior knowledge.
+            proxy_options (Optional[HttpProxyOptions]): connect through this proxy.
             initial_settings (Optional[List[Http2Setting]]): settings sent in the
                 connection preface.
             on_remote_settings_changed: called with the list of :class:`Http2Setting`
@@ -322,7 +328,11 @@ class Http2ClientConnection(HttpClientConnectionBase):
         Args:
             request (HttpRequest): the request (HTTP/1.1 style; ``Host`` becomes
                 ``:authority``).
-            on_response, on_body: as for :meth:`HttpClientConnection.request`.
+            on_response (Optional[Callable]): called as ``on_response(http_stream,
+                status_code, headers, **kwargs)``, as for
+                :meth:`HttpClientConnection.request`.
+            on_body (Optional[Callable]): called as ``on_body(http_stream, chunk,
+                **kwargs)`` for each piece of the response body.
             manual_write (bool): when True, the body is sent with
                 :meth:`Http2ClientStream.write_data` instead of ``request.body_stream``.
 

@@ -100,7 +100,7 @@ class ClientConnectionHandler(ABC):
             connection (Optional[ClientConnection]): the connection, or None on failure.
             error (Optional[Exception]): None on success, else why it failed (no
                 further callback follows a failure).
-            **kwargs: for forward compatibility.
+            **kwargs (Any): for forward compatibility.
         """
 
     @abstractmethod
@@ -110,7 +110,7 @@ class ClientConnectionHandler(ABC):
         Args:
             reason (Optional[Exception]): None if :meth:`ClientConnection.close` was
                 called, otherwise the error that ended the connection.
-            **kwargs: for forward compatibility.
+            **kwargs (Any): for forward compatibility.
         """
 
     @abstractmethod
@@ -123,7 +123,7 @@ class ClientConnectionHandler(ABC):
             payload (bytes): its payload.
             message_type (MessageType): its type.
             flags (int): its :class:`MessageFlag` bits.
-            **kwargs: for forward compatibility.
+            **kwargs (Any): for forward compatibility.
         """
 
 
@@ -142,7 +142,7 @@ class ClientContinuationHandler(ABC):
             payload (bytes): its payload.
             message_type (MessageType): its type.
             flags (int): its :class:`MessageFlag` bits.
-            **kwargs: for forward compatibility.
+            **kwargs (Any): for forward compatibility.
         """
 
     @abstractmethod
@@ -151,7 +151,7 @@ class ClientContinuationHandler(ABC):
         the connection shut down.  Nothing more can be sent or received on it.
 
         Args:
-            **kwargs: for forward compatibility.
+            **kwargs (Any): for forward compatibility.
         """
 
 
