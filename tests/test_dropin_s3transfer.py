@@ -71,10 +71,6 @@ def test_missing_key_is_a_botocore_client_error(ours):
     assert ours["missing"]["code"] in ("404", "NoSuchKey")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "crtpy S3 meta-request calls on_progress(progress=n) by keyword (crtpy/_s3/meta.py, the two "
-    "cbq.post(self.on_progress, progress=...) calls); the reference calls on_progress(n) positionally "
-    "and s3transfer's callback wrapper reads args[0], so its subscribers get no progress (IndexError logged)"))
 def test_progress_subscribers_total_the_object_size(ours, ref):
     sizes = {"up_file": 20 * MiB, "down_file": 20 * MiB, "up_obj": 12 * MiB + 12345, "down_obj": 12 * MiB + 12345}
     for name, size in sizes.items():
@@ -84,12 +80,6 @@ def test_progress_subscribers_total_the_object_size(ours, ref):
         assert p["calls"] >= 1 and p["total"] == size, (name, p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "full-object checksum given as a header (ChecksumCRC64NVME -> x-amz-checksum-crc64nvme on the "
-    "PutObject request, checksum_config=None) is dropped when crtpy splits the upload into parts; the "
-    "reference sends x-amz-checksum-algorithm: CRC64NVME + x-amz-checksum-type: full_object on "
-    "CreateMultipartUpload, a crc64nvme trailer on every part and the full-object value on "
-    "CompleteMultipartUpload"))
 def test_full_object_crc64nvme_checksum(ours, ref):
     assert ref["head_mid"].get("ChecksumCRC64NVME") == ref["crc64_expected"]
     complete = _requests(ours, "mid.bin", "POST", ["uploadId"])
@@ -99,9 +89,6 @@ def test_full_object_crc64nvme_checksum(ours, ref):
     assert ours["head_mid"].get("ChecksumType") == "full_object"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "crtpy adds its own x-amz-checksum-mode header on ranged GETs although s3transfer's request already "
-    "has one, so the server sees 'ENABLED,ENABLED'; the reference sends a single value"))
 def test_download_sends_one_checksum_mode_value(ours, ref):
     for result in (ref, ours):
         for r in _requests(result, "big.bin", "GET") + _requests(result, "mid.bin", "GET"):

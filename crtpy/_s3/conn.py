@@ -185,8 +185,13 @@ class S3Connection(asyncio.Protocol):
         finally:
             self._sink = None
             fut = self._fut
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # mark a failure seen even when the body send ended first
+            if fut.done():
+                if not fut.cancelled():
+                    fut.exception()  # mark a failure seen even when the body send ended first
+            else:
+                # nobody waits for this exchange any more (cancelled, timed out): a later
+                # connection_lost must not leave an unretrieved exception behind
+                fut.cancel()
 
     async def _send_body(self, body: Sequence[Buffer], idle_timeout: float,
                          on_sent: Callable[[int], None] | None) -> None:

@@ -167,6 +167,23 @@ def _write_pieces(fd: int, pieces: list[bytes], offset: int, algorithm: int | No
     return h
 
 
+async def _to_the_end(coro: Any) -> None:
+    """Run cleanup to its end even if the waiting task is cancelled meanwhile; the
+    cancellation is raised afterwards."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
 def _says_full_object(resp: Response) -> bool:
     """The server states that its checksum covers the whole object (not a checksum of
     part checksums): only then can part CRCs be combined and compared with it."""
@@ -263,6 +280,8 @@ class MetaRequest:
         self.pool = client.pool_for(self.host, self.port, client.tls)
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self._finished = False
+        self._cancel_delivered = False
         self._headers_sent = False
         # progress inside parts (0: per finished part, like the reference)
         self._step = client.progress_step
@@ -295,9 +314,17 @@ class MetaRequest:
             raise
 
     def _start_on_loop(self) -> None:
+        if self._cancelled:  # cancelled before it began: nothing to clean up
+            self._finish(Failure("AWS_ERROR_S3_CANCELED", "the request was cancelled"))
+            return
         self._task = asyncio.get_running_loop().create_task(self._main())
-        if self._cancelled:
-            self._task.cancel()
+        self._task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        # a task cancelled before its first step never enters _main's try block
+        if not self._finished:
+            self._finish(Failure("AWS_ERROR_S3_CANCELED", "the request was cancelled") if task.cancelled()
+                         else Failure("AWS_ERROR_UNKNOWN", "the request stopped unexpectedly"))
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -307,7 +334,10 @@ class MetaRequest:
             _log.debug("cancel after the client's loop stopped")
 
     def _cancel_on_loop(self) -> None:
-        if self._task is not None and not self._task.done():
+        # only the first cancel interrupts the task: a second one must not break into the
+        # cleanup (abort, closing and removing the file) that the first one started
+        if self._task is not None and not self._task.done() and not self._cancel_delivered:
+            self._cancel_delivered = True
             self._task.cancel()
 
     async def _main(self) -> None:
@@ -336,6 +366,9 @@ class MetaRequest:
         self._finish(failure)
 
     def _finish(self, failure: Failure | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
         exc: BaseException | None = None
         error_headers = error_body = error_op = None
         status = self.final_status
@@ -583,12 +616,17 @@ class MetaRequest:
             ok = True
         finally:
             if fd is not None:
-                await self._close_fd(fd)
-                if not ok:
-                    try:
-                        await run_blocking(os.unlink, path)
-                    except OSError:
-                        pass
+                # the file is closed (and a failed download's file removed) before the
+                # request completes, whatever interrupts us
+                await _to_the_end(self._close_and_remove(fd, None if ok else path))
+
+    async def _close_and_remove(self, fd: int, path: str | None) -> None:
+        await self._close_fd(fd)
+        if path is not None:
+            try:
+                await run_blocking(os.unlink, path)
+            except OSError:
+                pass
 
     async def _get_parts(self, base: list[tuple[str, str]], part: int, fd: int | None) -> None:
         validate_whole: dict[str, Any] = {}
@@ -841,7 +879,7 @@ class MetaRequest:
                 await self._put_multipart(fd, size, part)
         finally:
             if fd is not None:
-                await self._close_fd(fd)
+                await _to_the_end(self._close_fd(fd))
 
     def _body_pieces(self, view: memoryview, h: Any) -> Callable[[], Sequence[Any]]:
         if self.algorithm is None or not self.trailer:
@@ -934,8 +972,23 @@ class MetaRequest:
             return check
 
         create_headers.append(("Content-Length", "0"))
-        resp, pieces = await self._exchange("CreateMultipartUpload", "POST", _with_query(self.path, "uploads"),
-                                            create_headers, None, collect, check=check_xml("CreateMultipartUpload"))
+        # a cancel while CreateMultipartUpload is in flight waits for its answer, so an
+        # upload the server created is aborted rather than left pending
+        create = asyncio.ensure_future(self._exchange(
+            "CreateMultipartUpload", "POST", _with_query(self.path, "uploads"), create_headers, None, collect,
+            check=check_xml("CreateMultipartUpload")))
+        try:
+            resp, pieces = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            try:
+                _, late = await asyncio.wait_for(create, 30)
+            except BaseException:  # noqa: BLE001 - no upload id: nothing to abort
+                _log.debug("CreateMultipartUpload did not finish after cancel", exc_info=True)
+            else:
+                late_id = X.upload_id(b"".join(late))
+                if late_id:
+                    await self._abort(late_id)
+            raise
         upload_id = X.upload_id(b"".join(pieces))
         if not upload_id:
             raise Failure("AWS_ERROR_S3_MISSING_UPLOAD_ID", "CreateMultipartUpload returned no UploadId",
@@ -958,7 +1011,7 @@ class MetaRequest:
                                            lambda: [body], collect, self._payload_value(memoryview(body), UNSIGNED_PAYLOAD),
                                            check=check_xml("CompleteMultipartUpload"))
         except BaseException:
-            await asyncio.shield(self._abort(upload_id))
+            await _to_the_end(self._abort(upload_id))
             raise
         self.final_status = resp.status
         self._post_headers(resp.status, resp.headers)
