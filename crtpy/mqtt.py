@@ -29,6 +29,7 @@ from ._errors import error
 from .exceptions import AwsCrtError
 
 if TYPE_CHECKING:
+    from ._mqtt.listeners import ProtocolListener
     from .aws_iot_metrics import AWSIoTMetrics
     from .http import HttpProxyOptions, HttpRequest
     from .io import SocketOptions
@@ -626,6 +627,69 @@ class Connection(NativeResource):
         """Counts and sizes of the operations not yet completed."""
         self._check_fork()
         return OperationStatisticsData(*(self._adapter or self._driver).get_stats())
+
+    # -- private interface for crtpy's own components (request-response) ---------------
+    def _add_listener(self, sink: ProtocolListener) -> None:
+        """Register an internal listener (see ``crtpy._mqtt.listeners``)."""
+        (self._adapter or self._driver)._add_listener(sink)
+
+    def _remove_listener(self, sink: ProtocolListener) -> None:
+        (self._adapter or self._driver)._remove_listener(sink)
+
+    def _is_connected(self) -> bool:
+        return bool((self._adapter or self._driver)._is_connected())
+
+    def _loop_thread(self) -> Any:
+        return self._adapter.d.loop_thread if self._adapter is not None else self._driver.loop_thread
+
+    def _subscribe_untracked(self, topic: str, qos: QoS) -> Future:
+        """SUBSCRIBE without registering a message callback or touching the
+        connection's subscription table (the user's callback on the same filter stays).
+        Completes with ``None`` or fails with :class:`SubscribeError`."""
+        from ._mqtt import codec as c
+        from ._mqtt311 import core as k
+
+        try:
+            self._check_fork()
+            _check_topic(topic, wildcards=True)
+            q = int(_as_qos(qos))
+            if self._adapter is not None:
+                def convert5(suback: Any) -> Any:
+                    codes = suback.reason_codes
+                    if not codes or codes[0] >= 0x80:
+                        raise SubscribeError(topic)
+                    return None
+
+                return self._adapter._submit(c.Subscribe(0, [c.Subscription(topic, q)], {}), convert5)
+            d = self._driver
+            pid = d.core.allocate_pid()
+            data = c.encode_subscribe(c.Subscribe(pid, [c.Subscription(topic, q)]), 4)
+        except Exception as e:  # noqa: BLE001
+            return _failed(e)
+
+        def convert(granted: Any) -> Any:
+            if granted[0][1] is None:
+                raise SubscribeError(topic)
+            return None
+
+        return d.submit(k.SUBSCRIBE, data, pid, q, [(topic, q)], convert)
+
+    def _unsubscribe_untracked(self, topic: str) -> Future:
+        """UNSUBSCRIBE without touching the connection's subscription table."""
+        from ._mqtt import codec as c
+        from ._mqtt311 import core as k
+
+        try:
+            self._check_fork()
+            _check_topic(topic, wildcards=True)
+            if self._adapter is not None:
+                return self._adapter._submit(c.Unsubscribe(0, [topic], {}), lambda _r: None)
+            d = self._driver
+            pid = d.core.allocate_pid()
+            data = c.encode_unsubscribe(c.Unsubscribe(pid, [topic]), 4)
+        except Exception as e:  # noqa: BLE001
+            return _failed(e)
+        return d.submit(k.UNSUBSCRIBE, data, pid, 0, [], lambda _r: None)
 
     def _adapter_settings(self) -> dict[str, Any]:
         """The settings a connection over an MQTT 5 client applies to that client at

@@ -28,6 +28,7 @@ from .client5 import (
     ALIAS_DISABLED,
     ALIAS_LRU,
     ALIAS_MANUAL,
+    CONNECTED,
     DEFAULT_CONNACK_TIMEOUT_MS,
     DEFAULT_INBOUND_ALIAS_CACHE,
     DEFAULT_KEEP_ALIVE_SEC,
@@ -38,6 +39,7 @@ from .client5 import (
     Core,
     Op,
 )
+from .listeners import ListenerSet, ProtocolListener
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
@@ -489,9 +491,20 @@ class ClientDriver:
         self.incoming_scheduled = False
         self.puback_ids = 0
         self.manual_pubacks: dict[int, int] = {}
-        # MQTT 3.1.1 adapters (crtpy._mqtt311.adapter) running on this client, held
-        # weakly; told of lifecycle events and messages on the loop thread.
-        self.adapters: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Internal listeners (the 3.1.1 adapter, request-response): see .listeners.
+        self.listeners = ListenerSet()
+
+    # -- private listener interface (any thread) ----------------------------------------
+    def _add_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.add(sink)
+
+    def _remove_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.remove(sink)
+
+    def _is_connected(self) -> bool:
+        """Whether a CONNACK was accepted on the current connection (a racy snapshot
+        from other threads; exact on the loop thread)."""
+        return bool(self.core.state == CONNECTED)
 
     # -- user thread side -------------------------------------------------------------
     def _post(self, item: Any) -> None:
@@ -668,23 +681,29 @@ class ClientDriver:
         o = self.opts
         fn: Any
         kind = ev.kind
-        if self.adapters:
-            for adapter in list(self.adapters):
-                adapter.on_event(kind, ev.a, ev.b)
+        listeners = self.listeners
         if kind == "publish":
+            if listeners:
+                listeners.emit("on_publish", ev.a)
             self._deliver_publish(ev.a)
         elif kind == "connect_success":
+            if listeners:
+                listeners.emit("on_connected", bool(ev.b.rejoined_session))
             self.connected_at = _MONO()
             fn = o.on_lifecycle_event_connection_success_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleConnectSuccessData(connack_from_codec(ev.a),
                                                                       negotiated_from_core(ev.b)))
         elif kind == "connect_failure":
+            if listeners:
+                listeners.emit("on_connection_failure", ev.a, ev.b)
             fn = o.on_lifecycle_event_connection_failure_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleConnectFailureData(
                     connack_from_codec(ev.b) if ev.b is not None else None, ev.a))
         elif kind == "disconnection":
+            if listeners:
+                listeners.emit("on_disconnected", ev.a)
             fn = o.on_lifecycle_event_disconnection_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleDisconnectData(
@@ -793,8 +812,8 @@ class ClientDriver:
                     pass
         finally:
             self.core.stopping = False
-            for adapter in list(self.adapters):
-                adapter.on_event("stopped", None, None)
+            if self.listeners:
+                self.listeners.emit("on_stopped")
             # Operations that the offline policy keeps stay queued for a later start().
             fn = o.on_lifecycle_event_stopped_fn
             if fn is not None:

@@ -6,8 +6,8 @@ there is no second protocol implementation here.  This module only
 
 - maps ``connect``/``disconnect`` onto start/stop of the shared MQTT 5 client (applying
   the Connection's client id, keep-alive, ping timeout and clean-session setting first);
-- turns the MQTT 5 lifecycle events (seen on the loop thread through
-  ``ClientDriver.adapters``) into the 3.1.1 callbacks: success, failure, interrupted,
+- turns the MQTT 5 lifecycle events (seen on the loop thread as a listener of the
+  driver, ``crtpy._mqtt.listeners``) into the 3.1.1 callbacks: success, failure, interrupted,
   resumed, closed;
 - submits PUBLISH/SUBSCRIBE/UNSUBSCRIBE to the MQTT 5 client's operation queue and turns
   their results into the 3.1.1 result dicts, with packet ids of the adapter's own;
@@ -31,12 +31,16 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import error
 from .._mqtt import codec as c
+from .._mqtt.listeners import ListenerSet, ProtocolListener
 from .._runtime.futures import CrtFuture
 from .driver import SubTable
+
+if TYPE_CHECKING:
+    from .._mqtt.driver5 import ClientDriver
 
 # adapter states (loop thread only)
 IDLE = 0         # not connected through this adapter
@@ -52,8 +56,10 @@ def _detached(exc: Any) -> Any:
     return exc
 
 
-class Adapter:
-    def __init__(self, conn: Any, driver5: Any, table: SubTable) -> None:
+class Adapter(ProtocolListener):
+    """One 3.1.1 Connection over an MQTT 5 client: a listener of that client's driver."""
+
+    def __init__(self, conn: Any, driver5: ClientDriver, table: SubTable) -> None:
         self.conn_ref = weakref.ref(conn)
         self.d = driver5
         self.table = weakref.ref(table)
@@ -65,16 +71,9 @@ class Adapter:
         self.disconnect_futures: list[CrtFuture] = []
         self.pid_lock = threading.Lock()
         self.next_pid = 0
-        # The driver iterates its adapters on the loop thread: register there too.
-        adapters = driver5.adapters
-        ref = weakref.ref(self)
-
-        def register() -> None:
-            adapter = ref()
-            if adapter is not None:
-                adapters.add(adapter)
-
-        self._post(register)
+        # listeners of this Connection (request-response), told on the loop thread
+        self.listeners = ListenerSet()
+        driver5._add_listener(self)  # held weakly by the driver; the Connection keeps us
 
     # -- helpers ------------------------------------------------------------------------
     def allocate_pid(self) -> int:
@@ -152,56 +151,80 @@ class Adapter:
         d._stop_on_loop(None)
         d.after_core()
 
-    def on_event(self, kind: str, a: Any, b: Any) -> None:
-        """An MQTT 5 event, on the loop thread (called by the driver)."""
-        if kind == "publish":
-            self._deliver_publish(a)
-        elif kind == "connect_success":
-            sp = bool(a.session_present)
-            if self.state == CONNECTING:
-                self.state = CONNECTED
-                self.connected = True
-                fut, self.connect_future = self.connect_future, None
-                if fut is not None:
-                    fut.try_set_result({"session_present": sp})
-                self._lifecycle("_crt_on_success", sp)
-            elif self.state == CONNECTED:
-                self.connected = True
-                self._lifecycle("_crt_on_success", sp)
-                self._lifecycle("_crt_on_resumed", sp)
-        elif kind == "connect_failure":
-            exc = _detached(a)
-            if self.state == CONNECTING:
-                if isinstance(exc, BaseException) and getattr(exc, "name", "") == \
-                        "AWS_ERROR_MQTT_CONNECTION_RESET_FOR_ADAPTER_CONNECT":
-                    return
-                self.state = IDLE
-                fut, self.connect_future = self.connect_future, None
-                self._lifecycle("_crt_on_failure", exc)
-                if fut is not None:
-                    fut.try_set_exception(exc)
-                if self.started_client and self.d.want_running:
-                    self.d._stop_on_loop(None)  # the driver runs after_core() after events
-            elif self.state == CONNECTED:
-                self._lifecycle("_crt_on_failure", exc)
-        elif kind == "disconnection":
-            if self.state == CONNECTED and self.connected:
-                self.connected = False
-                exc = _detached(a)
-                if self.d.want_running or not self.disconnect_futures:
-                    self._lifecycle("_crt_on_interrupted", exc)
-        elif kind == "stopped":
-            futures, self.disconnect_futures = self.disconnect_futures, []
-            was = self.state
-            self.state = IDLE
-            self.connected = False
+    # -- MQTT 5 driver events (loop thread; ProtocolListener) -----------------------------
+    def on_publish(self, packet: c.Publish) -> None:
+        self._deliver_publish(packet)
+        if self.listeners:
+            self.listeners.emit("on_publish", packet)
+
+    def on_connected(self, rejoined_session: bool) -> None:
+        sp = rejoined_session
+        if self.state == CONNECTING:
+            self.state = CONNECTED
+            self.connected = True
             fut, self.connect_future = self.connect_future, None
             if fut is not None:
-                fut.try_set_exception(error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"))
-            for f in futures:
-                f.try_set_result({})
-            if futures or was == CONNECTED:
-                self._lifecycle("_crt_on_closed")
+                fut.try_set_result({"session_present": sp})
+            self._lifecycle("_crt_on_success", sp)
+        elif self.state == CONNECTED:
+            self.connected = True
+            self._lifecycle("_crt_on_success", sp)
+            self._lifecycle("_crt_on_resumed", sp)
+        else:
+            return
+        if self.listeners:
+            self.listeners.emit("on_connected", sp)
+
+    def on_connection_failure(self, error: BaseException | None, connack: object | None) -> None:
+        exc = _detached(error)
+        if self.state == CONNECTING:
+            if isinstance(exc, BaseException) and getattr(exc, "name", "") == \
+                    "AWS_ERROR_MQTT_CONNECTION_RESET_FOR_ADAPTER_CONNECT":
+                return
+            self.state = IDLE
+            fut, self.connect_future = self.connect_future, None
+            self._lifecycle("_crt_on_failure", exc)
+            if fut is not None:
+                fut.try_set_exception(exc)  # type: ignore[arg-type]
+            if self.started_client and self.d.want_running:
+                self.d._stop_on_loop(None)  # the driver runs after_core() after events
+        elif self.state == CONNECTED:
+            self._lifecycle("_crt_on_failure", exc)
+
+    def on_disconnected(self, error: BaseException | None) -> None:
+        if self.state == CONNECTED and self.connected:
+            self.connected = False
+            exc = _detached(error)
+            if self.d.want_running or not self.disconnect_futures:
+                self._lifecycle("_crt_on_interrupted", exc)
+            if self.listeners:
+                self.listeners.emit("on_disconnected", exc)
+
+    def on_stopped(self) -> None:
+        futures, self.disconnect_futures = self.disconnect_futures, []
+        was = self.state
+        self.state = IDLE
+        fut, self.connect_future = self.connect_future, None
+        if fut is not None:
+            fut.try_set_exception(error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"))
+        for f in futures:
+            f.try_set_result({})
+        if futures or was == CONNECTED:
+            self._lifecycle("_crt_on_closed")
+        if self.connected:
+            self.connected = False
+            if self.listeners:
+                self.listeners.emit("on_disconnected", None)
+
+    # -- private listener interface of the 3.1.1 Connection (any thread) -----------------
+    def _add_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.add(sink)
+
+    def _remove_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.remove(sink)
+
+    def _is_connected(self) -> bool:
+        return self.connected
 
     def _deliver_publish(self, p: c.Publish) -> None:
         t = self.table()

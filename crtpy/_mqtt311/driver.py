@@ -21,6 +21,7 @@ from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
+from .._mqtt.listeners import ListenerSet, ProtocolListener
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
@@ -174,6 +175,19 @@ class Driver:
         self._refused: Any = None
         self._lost: Any = None
         self._connack_waiter: asyncio.Future[None] | None = None
+        # Internal listeners (request-response): see crtpy._mqtt.listeners.
+        self.listeners = ListenerSet()
+
+    # -- private listener interface (any thread) ----------------------------------------
+    def _add_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.add(sink)
+
+    def _remove_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.remove(sink)
+
+    def _is_connected(self) -> bool:
+        """Whether a CONNACK was accepted on the current connection."""
+        return self._connected is not None and self.protocol is not None
 
     # -- user thread side -------------------------------------------------------------
     def post(self, item: Any) -> None:
@@ -330,6 +344,8 @@ class Driver:
             self.remove_subscriptions(ev.a or ())
         elif kind == "connected":
             self._connected = ev.a
+            if self.listeners:
+                self.listeners.emit("on_connected", bool(ev.a))
             w = self._connack_waiter
             if w is not None and not w.done():
                 w.set_result(None)
@@ -339,6 +355,8 @@ class Driver:
             self._lost = ev.a
 
     def _deliver_publish(self, p: c.Publish) -> None:
+        if self.listeners:
+            self.listeners.emit("on_publish", p)
         t = self.table()
         if t is not None:
             t.deliver(self.callbacks.post, p)
@@ -423,6 +441,7 @@ class Driver:
         return False, self._lost, None
 
     def _finish_lost(self, exc: BaseException | None) -> None:
+        was_connected = self._connected is not None
         self.protocol = None
         self.transport = None
         if self.timer is not None:
@@ -431,6 +450,8 @@ class Driver:
         self.core.connection_lost(exc)
         self.core.close_error = None  # reported; do not keep it (or its frames) alive
         self.after_core()
+        if was_connected and self.listeners:
+            self.listeners.emit("on_disconnected", self._lost if self._lost is not None else exc)
 
     async def _run(self) -> None:
         s = self.s

@@ -1,16 +1,13 @@
 """Protocol adapters: how the engine reaches an MQTT5 client or an MQTT 3.1.1 connection.
 
-Neither protocol client offers a listener interface yet, so each adapter hooks in
-privately (and says so here):
-
-* MQTT5: the client's driver turns protocol events into user callbacks in
-  ``_deliver(event)`` on its loop thread.  One small hub per driver wraps that method
-  (instance attribute, the original still runs first) and fans publish /
-  connection-success / disconnection events out to every attached engine.
-* MQTT 3.1.1: incoming messages come from the callback of the adapter's own
-  ``subscribe`` calls (public API); connection success / resumption / interruption come
-  from wrapping the connection's ``_crt_on_success`` / ``_crt_on_resumed`` /
-  ``_crt_on_interrupted`` hooks.
+Both adapters are listeners of their protocol client's private listener interface
+(``crtpy._mqtt.listeners``: ``_add_listener`` / ``_remove_listener``, with
+``on_publish`` / ``on_connected`` / ``on_disconnected`` called on the client's loop
+thread).  Nothing of the protocol clients is wrapped or replaced: the user's own
+callbacks, including message callbacks of a 3.1.1 subscription on the same topic filter
+as a request-response subscription, keep working.  On 3.1.1 the adapter subscribes and
+unsubscribes through the connection's untracked operations, which leave the
+connection's subscription table (and so the user's callbacks) alone.
 
 Everything an adapter tells its sink, and every completion callback it runs, happens on
 the adapter's loop thread, and never inside the protocol client's own processing
@@ -20,12 +17,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import NAME_BY_CODE
+from .._mqtt.listeners import ProtocolListener
+
+if TYPE_CHECKING:
+    from .. import mqtt, mqtt5
+    from .._mqtt.codec import Publish
+    from .._mqtt.driver5 import ClientDriver
 
 _log = logging.getLogger("crtpy.mqtt_request_response")
 
@@ -82,83 +84,81 @@ class _WeakCompletions:
             _safe(handler, f)
 
 
-# -- MQTT5 ------------------------------------------------------------------------------------
-class _Mqtt5Hub:
-    """Installed once per MQTT5 driver; fans its events out to attached sinks."""
+class _ListeningAdapter(_WeakCompletions, ProtocolListener):
+    """Turns protocol listener notifications into deferred engine sink calls."""
 
-    def __init__(self, driver: Any) -> None:
-        self.sinks: list[Any] = []
-        self.loop = driver.loop
-        original = driver._deliver
-        hub = self
+    sink: Any
 
-        def deliver(ev: Any) -> None:
-            kind = getattr(ev, "kind", None)
-            if kind == "publish" and hub.sinks:
-                p = ev.a
-                topic, payload = p.topic, bytes(p.payload)  # copy before the buffer is reused
-                original(ev)
-                hub.loop.call_soon(hub.fan_out, "publish", topic, payload)
-                return
-            original(ev)
-            if kind == "connect_success":
-                rejoined = bool(getattr(ev.b, "rejoined_session", False))
-                hub.loop.call_soon(hub.fan_out, "connected", rejoined, None)
-            elif kind == "disconnection":
-                hub.loop.call_soon(hub.fan_out, "disconnected", None, None)
+    def _register(self) -> None: ...
 
-        driver._deliver = deliver
+    def _unregister(self) -> None: ...
 
-    def fan_out(self, kind: str, a: Any, b: Any) -> None:
-        for sink in list(self.sinks):
-            if kind == "publish":
-                _safe(sink.on_publish, a, b)
-            elif kind == "connected":
-                _safe(sink.on_connected, a)
-            else:
-                _safe(sink.on_disconnected)
+    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is gone: nobody waits for this any more
+            _log.debug("request-response event after the event loop stopped", exc_info=True)
 
+    # ProtocolListener (the protocol client's loop thread, inside its processing)
+    def on_publish(self, packet: Publish) -> None:
+        if self.sink is not None:
+            payload = packet.payload  # copied: the client may reuse its buffer
+            self._to_loop(self._event, "publish", (packet.topic, bytes(payload)))
 
-_hub_lock = threading.Lock()
+    def on_connected(self, rejoined_session: bool) -> None:
+        if self.sink is not None:
+            self._to_loop(self._event, "connected", bool(rejoined_session))
 
+    def on_disconnected(self, error: BaseException | None) -> None:
+        if self.sink is not None:
+            self._to_loop(self._event, "disconnected", None)
 
-class Mqtt5Adapter(_WeakCompletions):
-    def __init__(self, client: Any) -> None:
-        self._init_completions()
-        driver = getattr(client, "_driver", None)
-        if driver is None or not callable(getattr(driver, "_deliver", None)):
-            raise TypeError("this mqtt5.Client offers no hook for a request-response client")
-        self.client = client
-        self.driver = driver
-        self.loop_thread = driver.loop_thread
-        self.loop = driver.loop
-        self.sink: Any = None
-
-    @property
-    def connected(self) -> bool:
-        from .._mqtt import client5
-
-        return getattr(self.driver.core, "state", None) == getattr(client5, "CONNECTED", object())
+    def _event(self, kind: str, a: Any) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        if kind == "publish":
+            _safe(sink.on_publish, a[0], a[1])
+        elif kind == "connected":
+            _safe(sink.on_connected, a)
+        else:
+            _safe(sink.on_disconnected)
 
     def attach(self, sink: Any) -> None:
-        with _hub_lock:
-            hub = getattr(self.driver, "_crtpy_rr_hub", None)
-            if hub is None:
-                hub = _Mqtt5Hub(self.driver)
-                self.driver._crtpy_rr_hub = hub
-            hub.sinks.append(sink)
         self.sink = sink
+        self._register()
 
     def detach(self) -> None:
         self.detach_now(self.sink)
 
     def detach_now(self, sink: Any) -> None:
         """Stop delivering to ``sink``; safe from any thread."""
-        with _hub_lock:
-            hub = getattr(self.driver, "_crtpy_rr_hub", None)
-            if hub is not None and sink in hub.sinks:
-                hub.sinks.remove(sink)
         self.sink = None
+        self._unregister()
+
+
+# -- MQTT5 ------------------------------------------------------------------------------------
+class Mqtt5Adapter(_ListeningAdapter):
+    def __init__(self, client: mqtt5.Client) -> None:
+        self._init_completions()
+        driver = getattr(client, "_driver", None)
+        if driver is None or not callable(getattr(driver, "_add_listener", None)):
+            raise TypeError("this mqtt5.Client offers no hook for a request-response client")
+        self.client = client
+        self.driver: ClientDriver = driver
+        self.loop_thread = driver.loop_thread
+        self.loop = driver.loop
+        self.sink = None
+
+    @property
+    def connected(self) -> bool:
+        return self.driver._is_connected()
+
+    def _register(self) -> None:
+        self.driver._add_listener(self)
+
+    def _unregister(self) -> None:
+        self.driver._remove_listener(self)
 
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
         from .. import mqtt5
@@ -227,99 +227,37 @@ class Mqtt5Adapter(_WeakCompletions):
 
 
 # -- MQTT 3.1.1 ---------------------------------------------------------------------------------
-class Mqtt311Adapter(_WeakCompletions):
-    def __init__(self, connection: Any) -> None:
+class Mqtt311Adapter(_ListeningAdapter):
+    def __init__(self, connection: mqtt.Connection) -> None:
         self._init_completions()
         self.connection = connection
-        driver = getattr(connection, "_driver", None)
-        loop_thread = getattr(driver, "loop_thread", None)
-        if loop_thread is None:
-            from .._net.connect import pick_loop
-
-            loop_thread = pick_loop(None)
-        self.loop_thread = loop_thread
-        self.loop = loop_thread.loop
-        self.sink: Any = None
+        self.loop_thread = connection._loop_thread()
+        self.loop = self.loop_thread.loop
+        self.sink = None
 
     @property
     def connected(self) -> bool:
-        driver = getattr(self.connection, "_driver", None)
-        # the driver keeps the CONNACK's session-present flag (None before a CONNACK) and
-        # its protocol object while the connection lasts
-        return (getattr(driver, "_connected", None) is not None
-                and getattr(driver, "protocol", None) is not None)
+        return self.connection._is_connected()
 
-    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            self.loop_thread.call_soon(fn, *args)
-        except Exception:  # noqa: BLE001 - the loop is gone: nobody waits for this any more
-            _log.debug("request-response event after the event loop stopped", exc_info=True)
+    def _register(self) -> None:
+        self.connection._add_listener(self)
 
-    def attach(self, sink: Any) -> None:
-        self.sink = sink
-        conn = self.connection
-        me = weakref.ref(self)
-
-        def chain(name: str, kind: str) -> None:
-            original = getattr(conn, name, None)
-            if original is None:
-                return
-
-            def hook(*args: Any) -> None:
-                try:
-                    original(*args)
-                finally:
-                    adapter = me()
-                    if adapter is not None and adapter.sink is not None:
-                        adapter._to_loop(adapter._event, kind, bool(args[0]) if args else None)
-
-            setattr(conn, name, hook)
-
-        # _crt_on_success follows every CONNACK (first connection and resumptions alike)
-        chain("_crt_on_success", "connected")
-        chain("_crt_on_interrupted", "disconnected")
-
-    def _event(self, kind: str, a: Any) -> None:
-        sink = self.sink
-        if sink is None:
-            return
-        if kind == "connected":
-            _safe(sink.on_connected, a)
-        elif kind == "disconnected":
-            _safe(sink.on_disconnected)
-        else:
-            _safe(sink.on_publish, a[0], a[1])
-
-    def detach(self) -> None:
-        self.sink = None  # the wrapped hooks stay but do nothing without a sink
-
-    def detach_now(self, sink: Any) -> None:
-        self.sink = None
+    def _unregister(self) -> None:
+        self.connection._remove_listener(self)
 
     def subscribe(self, topic_filter: str, done: Callable[[str | None, bool], None]) -> None:
         from .. import mqtt
-
-        me = weakref.ref(self)  # the connection keeps this callback; it must not keep us
-
-        def on_message(topic: str, payload: bytes, *_args: Any, **_kwargs: Any) -> None:
-            adapter = me()
-            if adapter is not None:
-                adapter._to_loop(adapter._event, "publish", (topic, bytes(payload)))
 
         def handle(f: Any) -> None:
             exc = f.exception()
             if exc is None:
                 _safe(done, None, False)
-            elif type(exc).__name__ == "SubscribeError":
+            elif isinstance(exc, mqtt.SubscribeError):
                 _safe(done, "AWS_ERROR_MQTT_PROTOCOL_ADAPTER_FAILING_REASON_CODE", False)
             else:
                 _safe(done, _error_name(exc), not self.connected)
 
-        try:
-            fut, _pid = self.connection.subscribe(topic_filter, mqtt.QoS.AT_LEAST_ONCE, on_message)
-        except Exception as e:  # noqa: BLE001
-            self._to_loop(done, _error_name(e), False)
-            return
+        fut = self.connection._subscribe_untracked(topic_filter, mqtt.QoS.AT_LEAST_ONCE)
         self._when_done(fut, handle)
 
     def unsubscribe(self, topic_filter: str, done: Callable[[str | None], None]) -> None:
@@ -327,12 +265,7 @@ class Mqtt311Adapter(_WeakCompletions):
             exc = f.exception()
             _safe(done, None if exc is None else _error_name(exc))
 
-        try:
-            fut, _pid = self.connection.unsubscribe(topic_filter)
-        except Exception as e:  # noqa: BLE001
-            self._to_loop(done, _error_name(e))
-            return
-        self._when_done(fut, handle)
+        self._when_done(self.connection._unsubscribe_untracked(topic_filter), handle)
 
     def publish(self, topic: str, payload: bytes, done: Callable[[BaseException | None], None]) -> None:
         from .. import mqtt
