@@ -333,9 +333,7 @@ def test_streaming_across_broker_restart(name, env_factory, mosquitto, responder
     del op
 
 
-def test_request_over_mqtt311_connection(mosquitto, responder):  # noqa: F811
-    # No leak_check here yet: a bare crtpy.mqtt.Connection (still being built) is not
-    # released after disconnect() today, with or without a request-response client.
+def test_request_over_mqtt311_connection(mosquitto, responder, leak_check):  # noqa: F811
     mqtt = pytest.importorskip("crtpy.mqtt")
     from crtpy import io
     from crtpy import mqtt_request_response as rr
