@@ -367,10 +367,15 @@ def test_decoder_is_released_after_a_decoding_error():
 
     from crtpy.cbor import AwsCborDecoder
 
-    dec = AwsCborDecoder(b"\xff")
-    with pytest.raises(Exception):
-        dec.pop_next_data_item()
-    ref = weakref.ref(dec)
-    del dec
-    gc.collect()
-    assert ref() is None
+    # b"\xff": the pure-Python fast path bails out; a long array holding `undefined`: the
+    # accelerated decoder's result is refused and decoding is replayed.
+    for data in (b"\xff", b"\x99\x10\x00" + b"\x01" * 4000 + b"\xf7" + b"\x01" * 95):
+        dec = AwsCborDecoder(data)
+        try:
+            dec.pop_next_data_item()
+        except Exception:  # noqa: BLE001 - only the decoder's lifetime matters here
+            pass
+        ref = weakref.ref(dec)
+        del dec
+        gc.collect()
+        assert ref() is None, data[:4]

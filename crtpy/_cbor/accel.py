@@ -68,7 +68,9 @@ class Abort(Exception):
     """The native result cannot be trusted to equal the reference's."""
 
 
-_ABORT = Abort()
+# Raised as the class, so that each abort makes a fresh instance: a shared instance would
+# keep the traceback of its last use alive, and with it the caller's decoder.
+_ABORT = Abort
 
 
 def _reject(value: Any, immutable: bool) -> Any:

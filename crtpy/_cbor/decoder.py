@@ -81,7 +81,10 @@ class _Bail(Exception):
     """The fast decoder met something it does not handle; replay on the exact path."""
 
 
-_BAIL = _Bail()
+# Raised as the class, so that each bail-out makes a fresh instance: a shared instance
+# would keep the traceback of its last use (its frames, and the decoder in them) alive.
+# A bail-out is followed by a much costlier replay, so the allocation does not matter.
+_BAIL = _Bail
 
 
 def _parse(buf: bytes, pos: int, end: int) -> tuple[int, Any, int] | None:
@@ -604,9 +607,6 @@ class DecoderCore:
             try:
                 obj, p = _fast(buf, start, end, top, self)
             except Exception:  # noqa: BLE001 - any doubt: replay on the exact path
-                # The shared _BAIL instance would otherwise keep this traceback, and with
-                # it the frames and this decoder, alive until the next bail-out.
-                _BAIL.__traceback__ = None
                 return self._exact(what)
             self._pos = p
             self._ctype = 0
