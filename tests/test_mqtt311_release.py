@@ -36,6 +36,22 @@ def _conn(port: int, **kw) -> mqtt.Connection:
                            reconnect_min_timeout_secs=1, reconnect_max_timeout_secs=2, **kw)
 
 
+def _message_cb(conn: mqtt.Connection, events: list[str]):  # type: ignore[no-untyped-def]
+    def on_message(topic: str, payload: bytes, **_kw: object) -> None:
+        events.append(f"{conn.client_id} {topic}")  # refers back to the connection
+    return on_message
+
+
+def _refer_back(conn: mqtt.Connection, events: list[str]) -> None:
+    """Callbacks whose closures hold the connection: a cycle only gc can break (a
+    closure in the test itself would be emptied by ``del conn``)."""
+    def on_interrupted(connection: mqtt.Connection, error: BaseException, **_kw: object) -> None:
+        events.append(f"interrupted {conn.client_id}")
+
+    conn._on_connection_interrupted_cb = on_interrupted  # as if passed to the constructor
+    conn.on_message(_message_cb(conn, events))
+
+
 @pytest.mark.parametrize("scenario", ["never_connected", "connect_failed", "disconnected",
                                       "dropped_while_connected", "disconnected_while_reconnecting",
                                       "with_request_response"])
@@ -43,15 +59,13 @@ def test_connection_released(scenario, mosquitto, leak_check):
     events: list[str] = []
     port = free_port() if scenario == "connect_failed" else mosquitto.port
     conn = _conn(port)
-    # callbacks that refer to the connection (a cycle through the user's closures)
-    conn.on_connection_interrupted = lambda connection, error, **_kw: events.append(f"int {connection!r}")
-    conn.on_message(lambda topic, payload, **_kw: events.append(f"msg {conn!r}"))
+    _refer_back(conn, events)
     if scenario == "connect_failed":
         with pytest.raises(Exception):  # noqa: B017 - any connect error
             conn.connect().result(T)
     elif scenario != "never_connected":
         conn.connect().result(T)
-        conn.subscribe("rel/#", mqtt.QoS.AT_LEAST_ONCE, lambda topic, payload, **_kw: events.append(conn.client_id))[0].result(T)
+        conn.subscribe("rel/#", mqtt.QoS.AT_LEAST_ONCE, _message_cb(conn, events))[0].result(T)
         conn.publish("rel/a", b"x", mqtt.QoS.AT_LEAST_ONCE)[0].result(T)
         if scenario == "with_request_response":
             c = rr.Client(conn, rr.ClientOptions(4, 2, 5))
