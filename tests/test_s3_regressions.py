@@ -186,3 +186,20 @@ def test_cancel_right_after_make_request_always_finishes(moto_server, bucket, ca
     del c, req
     gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+def test_cancel_mid_upload_leaves_no_unretrieved_exchange_errors(moto_server, bucket, caplog):  # noqa: F811
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    c = _client(moto_server.port)
+    data = os.urandom(6 * PART)
+    for i in range(4):
+        moving = threading.Event()
+        req = _put(c, moto_server.port, bucket, f"m{i}", data, on_progress=lambda n, ev=moving: ev.set())
+        assert moving.wait(TIMEOUT)
+        req.cancel()
+        exc = req.finished_future.exception(TIMEOUT)
+        assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_CANCELED"
+    assert moto_server.boto3().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    del c, req
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
