@@ -203,3 +203,20 @@ def test_cancel_mid_upload_leaves_no_unretrieved_exchange_errors(moto_server, bu
     del c, req
     gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+def test_download_cancelled_at_any_moment_leaves_no_file(moto_server, bucket, tmp_path):  # noqa: F811
+    data = os.urandom(2 * PART + 3)
+    moto_server.boto3().put_object(Bucket=bucket, Key="d", Body=data)
+    c = _client(moto_server.port)
+    for i in range(20):
+        dst = tmp_path / f"d{i}"
+        req = c.make_request(type=S3RequestType.GET_OBJECT, request=http_request("GET", moto_server.port, bucket, "d"),
+                             recv_filepath=str(dst))
+        req.cancel()
+        exc = req.finished_future.exception(TIMEOUT)
+        if exc is None:
+            assert dst.read_bytes() == data
+        else:
+            assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_CANCELED"
+            assert not dst.exists()

@@ -184,6 +184,42 @@ async def _to_the_end(coro: Any) -> None:
     task.result()
 
 
+def _close_and_unlink(fd: int, path: str | None) -> None:
+    os.close(fd)
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+async def _open(path: str, flags: int, mode: int = 0o666, *, remove: bool = False) -> int:
+    """``os.open`` on an I/O worker.  Cancelled while the open is under way, it waits for
+    it and closes the descriptor (removing a file it created when ``remove``), so that
+    a cancelled request leaves neither an open descriptor nor a file behind."""
+    task = asyncio.ensure_future(run_blocking(os.open, path, flags, mode))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            fd = await _wait_out(task)
+        except BaseException:  # noqa: BLE001 - the open failed: nothing to undo
+            raise asyncio.CancelledError from None
+        await _wait_out(asyncio.ensure_future(run_blocking(_close_and_unlink, fd, path if remove else None)))
+        raise
+
+
+async def _wait_out(task: asyncio.Future[_T]) -> _T:
+    """The result of ``task``, waiting for it even through further cancellations."""
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+    return task.result()
+
+
 def _says_full_object(resp: Response) -> bool:
     """The server states that its checksum covers the whole object (not a checksum of
     part checksums): only then can part CRCs be combined and compared with it."""
@@ -609,7 +645,7 @@ class MetaRequest:
         fd: int | None = None
         path = self.recv_filepath
         if path is not None:
-            fd = await run_blocking(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            fd = await _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, remove=True)
         ok = False
         try:
             await self._get_parts(base, part, fd)
@@ -859,7 +895,7 @@ class MetaRequest:
         size: int | None = None
         fd: int | None = None
         if self.send_filepath is not None:
-            fd = await run_blocking(os.open, self.send_filepath, os.O_RDONLY)
+            fd = await _open(self.send_filepath, os.O_RDONLY)
         try:
             if fd is not None:
                 size = (await run_blocking(os.fstat, fd)).st_size
