@@ -358,10 +358,14 @@ class RpcConnection(asyncio.BufferedProtocol):
         except BaseException:  # noqa: BLE001
             _log.exception("exception in on_connection_setup")
         finally:
+            # try_*: the user may have cancelled (or otherwise completed) the future
+            future = owner._connect_future
             if failure is not None:
-                owner._connect_future.set_exception(failure)
-            else:
-                owner._connect_future.set_result(None)
+                future.try_set_exception(failure)
+            elif not future.try_set_result(None):
+                # Nobody waits for this connection any more: close it rather than leave
+                # it open with no owner (the handler sees the shutdown as usual).
+                owner.close()
 
     # -- state queries (any thread) -----------------------------------------------------------
     def is_open(self) -> bool:
