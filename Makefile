@@ -31,7 +31,8 @@ test: venv system-deps
 # The suite on every listed interpreter that this machine has, each in its own venv.
 test-all: system-deps
 	@for v in $(ALL_PYTHONS); do \
-	  py=$$(command -v python$$v || ls $$HOME/.pyenv/versions/$$v*/bin/python$$v 2>/dev/null | head -n1); \
+	  py=$$(ls $$HOME/.pyenv/versions/$$v*/bin/python$$v 2>/dev/null | head -n1); \
+	  [ -n "$$py" ] || { command -v python$$v >/dev/null && python$$v -c '' 2>/dev/null && py=$$(command -v python$$v); }; \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not installed here, skipped"; continue; fi; \
 	  echo "== Python $$v ($$py)"; \
 	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v || exit 1; \
