@@ -30,6 +30,7 @@ from .exceptions import AwsCrtError
 
 if TYPE_CHECKING:
     from ._mqtt.listeners import ProtocolListener
+    from ._mqtt311.adapter import Adapter
     from .aws_iot_metrics import AWSIoTMetrics
     from .http import HttpProxyOptions, HttpRequest
     from .io import SocketOptions
@@ -208,7 +209,7 @@ def _message_wrapper(callback: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _failed(exc: BaseException) -> Future:
+def _failed(exc: BaseException) -> Future[Any]:
     from ._runtime.futures import failed
 
     return failed(exc)
@@ -370,7 +371,7 @@ class Connection(NativeResource):
         self._disable_metrics = bool(disable_metrics)
         self._metrics = metrics
         self._subs = SubTable()
-        self._adapter: Any = None
+        self._adapter: Adapter | None = None
         if isinstance(client, Mqtt5Client):
             # The 3.1.1 API over the MQTT 5 client: its driver does the protocol work.
             from ._mqtt311.adapter import Adapter
@@ -450,7 +451,7 @@ class Connection(NativeResource):
         return k.Core(cfg), settings
 
     # -- operations -------------------------------------------------------------------
-    def connect(self) -> Future:
+    def connect(self) -> Future[dict[str, Any]]:
         """Open the connection.
 
         Returns:
@@ -472,11 +473,11 @@ class Connection(NativeResource):
             fut.try_set_exception(e)
         return fut
 
-    def reconnect(self) -> Future:
+    def reconnect(self) -> Future[dict[str, Any]]:
         """Deprecated: the connection reconnects by itself.  Same as :meth:`connect`."""
         return self.connect()
 
-    def disconnect(self) -> Future:
+    def disconnect(self) -> Future[dict[str, Any]]:
         """Send DISCONNECT and close; stops reconnecting.
 
         Returns:
@@ -492,7 +493,7 @@ class Connection(NativeResource):
             fut.try_set_exception(e)
         return fut
 
-    def subscribe(self, topic: str, qos: QoS, callback: Callable[..., None] | None = None) -> tuple[Future, int]:
+    def subscribe(self, topic: str, qos: QoS, callback: Callable[..., None] | None = None) -> tuple[Future[dict[str, Any]], int]:
         """Subscribe to a topic filter (wildcards allowed).
 
         ``callback(topic, payload, dup, qos, retain, **kwargs)`` (or the older
@@ -515,7 +516,7 @@ class Connection(NativeResource):
             q = _as_qos(qos)
             wrapper = _message_wrapper(callback) if callback is not None else None
             if self._adapter is not None:
-                return self._adapter.subscribe(topic, int(q), wrapper, QoS, SubscribeError)  # type: ignore[no-any-return]
+                return self._adapter.subscribe(topic, int(q), wrapper, QoS, SubscribeError)
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_subscribe(c.Subscribe(pid, [c.Subscription(topic, int(q))]), 4)
@@ -539,7 +540,7 @@ class Connection(NativeResource):
             raise TypeError("callback must be callable or None")
         self._subs.on_any = _message_wrapper(callback) if callback is not None else None
 
-    def unsubscribe(self, topic: str) -> tuple[Future, int]:
+    def unsubscribe(self, topic: str) -> tuple[Future[dict[str, Any]], int]:
         """Unsubscribe from a topic filter.
 
         Returns:
@@ -553,7 +554,7 @@ class Connection(NativeResource):
             self._check_fork()
             _check_topic(topic, wildcards=True)
             if self._adapter is not None:
-                return self._adapter.unsubscribe(topic)  # type: ignore[no-any-return]
+                return self._adapter.unsubscribe(topic)
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_unsubscribe(c.Unsubscribe(pid, [topic]), 4)
@@ -561,7 +562,7 @@ class Connection(NativeResource):
             return _failed(e), 0
         return d.submit(k.UNSUBSCRIBE, data, pid, 0, [topic], lambda _r: {"packet_id": pid}), pid
 
-    def resubscribe_existing_topics(self) -> tuple[Future, int | None]:
+    def resubscribe_existing_topics(self) -> tuple[Future[dict[str, Any]], int | None]:
         """Subscribe again, in one SUBSCRIBE, to every topic filter of this connection
         (useful after resuming without a session).
 
@@ -577,7 +578,7 @@ class Connection(NativeResource):
         try:
             self._check_fork()
             if self._adapter is not None:
-                return self._adapter.resubscribe(QoS)  # type: ignore[no-any-return]
+                return self._adapter.resubscribe(QoS)
             d = self._driver
             subs = d.subscriptions()
             if not subs:
@@ -594,7 +595,7 @@ class Connection(NativeResource):
         return d.submit(k.SUBSCRIBE, data, pid, 1, subs, convert), pid
 
     def publish(self, topic: str, payload: str | bytes | bytearray, qos: QoS,
-                retain: bool = False) -> tuple[Future, int]:
+                retain: bool = False) -> tuple[Future[dict[str, Any]], int]:
         """Publish a message.
 
         QoS 0 completes once written (and fails with ``AWS_ERROR_MQTT_NOT_CONNECTED``
@@ -615,7 +616,7 @@ class Connection(NativeResource):
                 raise ValueError("publishing at QoS 2 (EXACTLY_ONCE) is not supported")
             body = _payload_bytes(payload)
             if self._adapter is not None:
-                return self._adapter.publish(topic, body, int(q), bool(retain))  # type: ignore[no-any-return]
+                return self._adapter.publish(topic, body, int(q), bool(retain))
             d = self._driver
             pid = d.core.allocate_pid()
             data = c.encode_publish(c.Publish(topic, body, int(q), bool(retain), False, pid if q else 0), 4)
@@ -642,7 +643,7 @@ class Connection(NativeResource):
     def _loop_thread(self) -> Any:
         return self._adapter.d.loop_thread if self._adapter is not None else self._driver.loop_thread
 
-    def _subscribe_untracked(self, topic: str, qos: QoS) -> Future:
+    def _subscribe_untracked(self, topic: str, qos: QoS) -> Future[None]:
         """SUBSCRIBE without registering a message callback or touching the
         connection's subscription table (the user's callback on the same filter stays).
         Completes with ``None`` or fails with :class:`SubscribeError`."""
@@ -674,7 +675,7 @@ class Connection(NativeResource):
 
         return d.submit(k.SUBSCRIBE, data, pid, q, [(topic, q)], convert)
 
-    def _unsubscribe_untracked(self, topic: str) -> Future:
+    def _unsubscribe_untracked(self, topic: str) -> Future[None]:
         """UNSUBSCRIBE without touching the connection's subscription table."""
         from ._mqtt import codec as c
         from ._mqtt311 import core as k
@@ -711,7 +712,7 @@ def _terminate(driver_ref: Any) -> None:
         driver.terminate()
 
 
-def _publish_result(pid: int) -> Callable[[Any], dict]:
+def _publish_result(pid: int) -> Callable[[Any], dict[str, int]]:
     return lambda _r: {"packet_id": pid}
 
 
@@ -739,7 +740,7 @@ class WebsocketHandshakeTransformArgs:
         http_request (HttpRequest): the upgrade request (``GET /mqtt``, subprotocol ``mqtt``).
     """
 
-    def __init__(self, mqtt_connection: Connection, http_request: HttpRequest, done_future: Future) -> None:
+    def __init__(self, mqtt_connection: Connection, http_request: HttpRequest, done_future: Future[None]) -> None:
         self.mqtt_connection = mqtt_connection
         self.http_request = http_request
         self._done_future = done_future

@@ -350,7 +350,7 @@ class ConnackPacket:
 
     @server_keep_alive.setter
     def server_keep_alive(self, value: int | None) -> None:
-        self.server_keep_alive_sec = value  # type: ignore[assignment]
+        self.server_keep_alive_sec = value
 
 
 @dataclass
@@ -479,7 +479,7 @@ class WebsocketHandshakeTransformArgs:
     later, from any thread.
     """
 
-    def __init__(self, client: Client, http_request: HttpRequest, done_future: Future) -> None:
+    def __init__(self, client: Client, http_request: HttpRequest, done_future: Future[None]) -> None:
         self.client = client
         self.http_request = http_request
         self._done_future = done_future
@@ -510,7 +510,7 @@ class PublishReceivedData:
     """
 
     publish_packet: PublishPacket | None = None
-    acquire_publish_acknowledgement_control: Callable | None = None
+    acquire_publish_acknowledgement_control: Callable[[], PublishAcknowledgementControlHandle] | None = None
 
 
 @dataclass
@@ -707,7 +707,8 @@ class Client(NativeResource):
 
         a = self.adapter_options
         return Connection(
-            self, a.host_name, a.port, a.client_id, clean_session=a.clean_session,
+            self, a.host_name, a.port if a.port is not None else self._driver.port, a.client_id,
+            clean_session=a.clean_session,
             on_connection_interrupted=on_connection_interrupted, on_connection_resumed=on_connection_resumed,
             on_connection_success=on_connection_success, on_connection_failure=on_connection_failure,
             on_connection_closed=on_connection_closed,

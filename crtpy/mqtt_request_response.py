@@ -277,7 +277,11 @@ class Client(NativeResource):
         from ._request_response.adapters import Mqtt5Adapter, Mqtt311Adapter
         from ._request_response.engine import Engine
 
-        adapter = Mqtt5Adapter(protocol_client) if is5 else Mqtt311Adapter(protocol_client)
+        adapter: Mqtt5Adapter | Mqtt311Adapter
+        if isinstance(protocol_client, mqtt5.Client):
+            adapter = Mqtt5Adapter(protocol_client)
+        else:
+            adapter = Mqtt311Adapter(protocol_client)
         self._engine = Engine(adapter, max_rr, max_streaming, float(timeout))
         weakref.finalize(self, self._engine.close)
 

@@ -162,7 +162,7 @@ def test_outbound_packet_too_large_fails_only_that_operation():
     core = make()
     connect(core, props={c.P_MAXIMUM_PACKET_SIZE: 100})
     big, big_done = publish_op(payload=b"x" * 200)
-    small, small_done = publish_op(payload=b"x")
+    small, _small_done = publish_op(payload=b"x")
     core.submit(big, 0.0)
     core.submit(small, 0.0)
     assert big_done.calls[0][1].name == "AWS_ERROR_MQTT5_PACKET_VALIDATION"

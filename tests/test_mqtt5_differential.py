@@ -131,22 +131,22 @@ def _connect_cases():
             payload_format_indicator=m.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,
             message_expiry_interval_sec=8, response_topic="rt", correlation_data_bytes=b"cd",
             content_type="ct", user_properties=[m.UserProperty("a", "b")])
-        return dict(
-            connect_options=m.ConnectPacket(
+        return {
+            "connect_options": m.ConnectPacket(
                 keep_alive_interval_sec=33, client_id="cid", username="u", password="pw",
                 session_expiry_interval_sec=99, request_response_information=True,
                 request_problem_information=False, receive_maximum=7, maximum_packet_size=5000,
                 will_delay_interval_sec=4, will=will, user_properties=[m.UserProperty("x", "y")]),
-            topic_aliasing_options=m.TopicAliasingOptions(
+            "topic_aliasing_options": m.TopicAliasingOptions(
                 inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED, inbound_cache_max_size=9),
-            disable_metrics=True)
+            "disable_metrics": True}
 
     return {
         "default": lambda m: {},
         "full": full,
-        "inbound_alias_default": lambda m: dict(topic_aliasing_options=m.TopicAliasingOptions(
-            inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED)),
-        "rejoin_always": lambda m: dict(session_behavior=m.ClientSessionBehaviorType.REJOIN_ALWAYS),
+        "inbound_alias_default": lambda m: {"topic_aliasing_options": m.TopicAliasingOptions(
+            inbound_behavior=m.InboundTopicAliasBehaviorType.ENABLED)},
+        "rejoin_always": lambda m: {"session_behavior": m.ClientSessionBehaviorType.REJOIN_ALWAYS},
     }
 
 

@@ -428,7 +428,8 @@ class Core:
         pr = p.props
         n = Negotiated()
         n.maximum_qos = pr.get(c.P_MAXIMUM_QOS, 1)
-        n.session_expiry = pr.get(c.P_SESSION_EXPIRY_INTERVAL, conn.props.get(c.P_SESSION_EXPIRY_INTERVAL, 0))
+        requested: int = conn.props.get(c.P_SESSION_EXPIRY_INTERVAL, 0)
+        n.session_expiry = pr.get(c.P_SESSION_EXPIRY_INTERVAL, requested)
         n.receive_maximum = pr.get(c.P_RECEIVE_MAXIMUM, 65535)
         n.maximum_packet_size = pr.get(c.P_MAXIMUM_PACKET_SIZE, MAXIMUM_PACKET_SIZE_DEFAULT)
         n.topic_alias_maximum_to_server = pr.get(c.P_TOPIC_ALIAS_MAXIMUM, 0)

@@ -28,8 +28,8 @@ Errors (all :class:`crtpy.exceptions.AwsCrtError`, raised through ``crtpy._error
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias
 
 from .._errors import error
 
@@ -137,7 +137,7 @@ _REPEATABLE_IN_PUBLISH = frozenset({P_SUBSCRIPTION_IDENTIFIER, P_USER_PROPERTY})
 MAX_VARINT = 268_435_455
 DEFAULT_MAXIMUM_PACKET_SIZE = MAX_VARINT + 5
 
-Props = dict  # dict[int, Any]
+Props: TypeAlias = dict[int, Any]  # property id -> value (a list for repeatable ones)
 
 
 # -- packets -----------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class Ack(Packet):
     def __init__(self, kind: int = PUBACK, packet_id: int = 1, reason_code: int = 0,
                  props: Props | None = None) -> None:
         self.kind = kind
-        self.type = kind  # type: ignore[misc]  # a plain slot: read on the hot path
+        self.type = kind  # a plain slot: read on the hot path
         self.packet_id = packet_id
         self.reason_code = reason_code
         self.props = props if props is not None else {}
@@ -655,14 +655,14 @@ class _Reader:
     def u16(self) -> int:
         if self.pos + 2 > self.end:
             raise _Malformed("packet too short")
-        v = _unpack_H(self.buf, self.pos)[0]
+        v: int = _unpack_H(self.buf, self.pos)[0]
         self.pos += 2
         return v
 
     def u32(self) -> int:
         if self.pos + 4 > self.end:
             raise _Malformed("packet too short")
-        v = _unpack_I(self.buf, self.pos)[0]
+        v: int = _unpack_I(self.buf, self.pos)[0]
         self.pos += 4
         return v
 
@@ -883,7 +883,7 @@ def _decode_unsuback(r: _Reader, flags: int, version: int) -> Unsuback:
     return Unsuback(packet_id, codes, props)
 
 
-def _decode_empty(cls):  # type: ignore[no-untyped-def]
+def _decode_empty(cls: type[Packet]) -> Callable[[_Reader, int, int], Packet]:
     def decode(r: _Reader, flags: int, version: int) -> Packet:
         if r.remaining():
             raise _Malformed(f"{cls.__name__.upper()} must be empty",

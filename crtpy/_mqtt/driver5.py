@@ -238,7 +238,7 @@ def disconnect_to_codec(p: mqtt5.DisconnectPacket) -> c.Disconnect:
 
 
 # -- codec -> public ---------------------------------------------------------------------
-def _ups_out(props: dict) -> Any:
+def _ups_out(props: c.Props) -> list[mqtt5.UserProperty] | None:
     ups = props.get(c.P_USER_PROPERTY)
     if not ups:
         return None
@@ -254,7 +254,10 @@ def _enum_or_none(enum_cls: Any, value: Any) -> Any:
 
 def connack_from_codec(p: c.Connack) -> mqtt5.ConnackPacket:
     pr = p.props
-    b = (lambda k: bool(pr[k]) if k in pr else None)
+
+    def b(k: int) -> bool | None:
+        return bool(pr[k]) if k in pr else None
+
     return m.ConnackPacket(
         session_present=p.session_present,
         reason_code=_enum_or_none(m.ConnectReasonCode, p.reason_code),
@@ -480,7 +483,7 @@ class ClientDriver:
         self.on_publish = o.on_publish_callback_fn
         self.want_running = False
         self.connected_at: float | None = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.protocol: _Protocol | None = None
         self.wake: asyncio.Event | None = None
         self.stop_packet: c.Disconnect | None = None

@@ -41,7 +41,7 @@ class ProtocolListener:
     def on_disconnected(self, error: BaseException | None) -> None:
         """An established connection ended (``error`` says why, when known)."""
 
-    def on_connection_failure(self, error: BaseException | None, connack: object | None) -> None:
+    def on_connection_failure(self, exc: BaseException | None, connack: object | None) -> None:
         """A connection attempt failed (MQTT 5 driver only; ``connack`` is the refusing
         CONNACK, if any)."""
 

@@ -48,8 +48,8 @@ CONNECTING = 1   # connect() called, waiting for the first CONNACK
 CONNECTED = 2    # connected, or reconnecting after an interruption
 
 
-def _detached(exc: Any) -> Any:
-    if isinstance(exc, BaseException):
+def _detached(exc: BaseException | None) -> BaseException | None:
+    if exc is not None:
         exc.__traceback__ = None
         exc.__context__ = None
         exc.__cause__ = None
@@ -175,17 +175,17 @@ class Adapter(ProtocolListener):
         if self.listeners:
             self.listeners.emit("on_connected", sp)
 
-    def on_connection_failure(self, error: BaseException | None, connack: object | None) -> None:
-        exc = _detached(error)
+    def on_connection_failure(self, exc: BaseException | None, connack: object | None) -> None:
+        exc = _detached(exc) or error("AWS_ERROR_UNKNOWN")
         if self.state == CONNECTING:
-            if isinstance(exc, BaseException) and getattr(exc, "name", "") == \
+            if getattr(exc, "name", "") == \
                     "AWS_ERROR_MQTT_CONNECTION_RESET_FOR_ADAPTER_CONNECT":
                 return
             self.state = IDLE
             fut, self.connect_future = self.connect_future, None
             self._lifecycle("_crt_on_failure", exc)
             if fut is not None:
-                fut.try_set_exception(exc)  # type: ignore[arg-type]
+                fut.try_set_exception(exc)
             if self.started_client and self.d.want_running:
                 self.d._stop_on_loop(None)  # the driver runs after_core() after events
         elif self.state == CONNECTED:
@@ -233,7 +233,7 @@ class Adapter(ProtocolListener):
 
     # -- operations (user threads) -------------------------------------------------------
     def _submit(self, packet: c.Packet, convert: Callable[[Any], Any]) -> CrtFuture:
-        return self.d._submit(packet, convert)  # type: ignore[no-any-return]
+        return self.d._submit(packet, convert)
 
     def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
         t = self.table()

@@ -160,7 +160,7 @@ class Driver:
         self.core: k.Core = k.Core(k.Config(c.Connect(4, "probe"), 3.0, 0.0))
         self.table = weakref.ref(table)
         self.phase = IDLE
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.protocol: _Protocol | None = None
         self.transport: Any = None
         self.wake: asyncio.Event | None = None
