@@ -405,15 +405,23 @@ class S3Client(NativeResource):
             recv_filepath (Optional[str]): write the response body to this file (no
                 ``on_body`` calls).
             send_filepath (Optional[str]): read the request body from this file.
-            signing_config / credential_provider: per-request signing overrides.
+            signing_config (Optional[AwsSigningConfig]): overrides the client's signing
+                configuration for this request.
+            credential_provider (Optional[AwsCredentialsProvider]): overrides the client's
+                credentials for this request.
             checksum_config (Optional[S3ChecksumConfig]): checksums to send and validate.
-            part_size, multipart_upload_threshold, fio_options,
-            max_active_connections_override: per-request overrides of client settings.
-            on_headers: ``on_headers(status_code, headers, **kwargs)``, once.
-            on_body: ``on_body(chunk, offset, **kwargs)``, in offset order.
-            on_done: ``on_done(error, error_headers, error_body, error_operation_name,
-                status_code, did_validate_checksum, checksum_validation_algorithm, **kwargs)``.
-            on_progress: ``on_progress(progress, **kwargs)`` with bytes just transferred.
+            part_size (Optional[int]): overrides the client's part size.
+            multipart_upload_threshold (Optional[int]): overrides the client's threshold.
+            fio_options (Optional[S3FileIoOptions]): overrides the client's file I/O options.
+            max_active_connections_override (Optional[int]): caps this request's parallel
+                connections.
+            on_headers (Optional[Callable]): ``on_headers(status_code, headers, **kwargs)``, once.
+            on_body (Optional[Callable]): ``on_body(chunk, offset, **kwargs)``, in offset order.
+            on_done (Optional[Callable]): ``on_done(error, error_headers, error_body,
+                error_operation_name, status_code, did_validate_checksum,
+                checksum_validation_algorithm, **kwargs)``.
+            on_progress (Optional[Callable]): ``on_progress(progress)`` with the bytes just
+                transferred (positional, as the reference calls it).
         """
         return S3Request(client=self, type=type, request=request, operation_name=operation_name,
                          recv_filepath=recv_filepath, send_filepath=send_filepath, signing_config=signing_config,
