@@ -169,6 +169,7 @@ def test_protocol_operation_timeout():
 
 def test_suback_failure_is_subscribe_error_and_qos2_inbound():
     qos2_sent = []
+    pubcomp_seen = threading.Event()
 
     def handler(s, first):
         s.sendall(connack(0))
@@ -187,6 +188,7 @@ def test_suback_failure_is_subscribe_error_and_qos2_inbound():
                     assert read_packet(s)[:2] == b"\x50\x02"
                     s.sendall(b"\x62\x02\x00\x07")
                     assert read_packet(s) == b"\x70\x02\x00\x07"
+                    pubcomp_seen.set()
 
     with FakeBroker(handler) as broker:
         conn = make(broker.port)
@@ -199,6 +201,9 @@ def test_suback_failure_is_subscribe_error_and_qos2_inbound():
                                   lambda topic, payload, qos, **kw: (msgs.append((payload, qos)), got.set()))
         assert fut.result(T) == {"packet_id": pid, "topic": "ok/#", "qos": mqtt.QoS.EXACTLY_ONCE}
         assert got.wait(T) and msgs == [(b"q2", mqtt.QoS.EXACTLY_ONCE)]
+        # the message is delivered at PUBLISH: let the QoS 2 exchange finish before the
+        # next SUBSCRIBE, or the broker stand-in would read it where it expects PUBCOMP
+        assert pubcomp_seen.wait(T)
         assert conn.resubscribe_existing_topics()[0].result(T)["topics"] == [("ok/#", mqtt.QoS.EXACTLY_ONCE)]
         conn.disconnect().result(T)
         assert not broker.errors

@@ -149,9 +149,15 @@ def test_many_requests_within_budget_crtpy(env_factory, responder, leak_check):
 @pytest.mark.parametrize("name", IMPLS)
 def test_timeout_and_late_answer(name, env_factory, responder, leak_check):
     e = env_factory(name, timeout=2)
+    if name == "awscrt":
+        # awscrt 0.38.0 sometimes never publishes a request that joins a shared
+        # subscription a moment after the first (see above): settle the quick one first
+        quick = e.rrc.make_request(request_options(e.rr, "slow", "quick-1"))
+        assert quick.result(10).topic == "svc/slow/accepted"
     never = e.rrc.make_request(request_options(e.rr, "slow", "never-1", mode="never"))
     late = e.rrc.make_request(request_options(e.rr, "slow", "late-1", delay=4.0))
-    quick = e.rrc.make_request(request_options(e.rr, "slow", "quick-1"))
+    if name != "awscrt":
+        quick = e.rrc.make_request(request_options(e.rr, "slow", "quick-1"))
     assert quick.result(10).topic == "svc/slow/accepted"
     assert _error_name(never) == "AWS_ERROR_MQTT_REQUEST_RESPONSE_TIMEOUT"
     assert _error_name(late) == "AWS_ERROR_MQTT_REQUEST_RESPONSE_TIMEOUT"

@@ -812,7 +812,7 @@ def _decode_publish(r: _Reader, flags: int, version: int) -> Publish:
     return Publish(topic, payload, qos, bool(flags & 1), dup, packet_id, props)
 
 
-def _decode_ack(kind: int):  # type: ignore[no-untyped-def]
+def _decode_ack(kind: int) -> Callable[[_Reader, int, int], Ack]:
     def decode(r: _Reader, flags: int, version: int) -> Ack:
         packet_id = r.u16()
         if packet_id == 0:

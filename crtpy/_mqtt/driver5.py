@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from .. import mqtt5
 from .. import mqtt5 as m
@@ -408,7 +408,7 @@ class _Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection
         self.quickack = None
         sock = transport.get_extra_info("socket")
         if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from .._errors import error
 from .._runtime.futures import CrtFuture
@@ -66,7 +66,7 @@ class WsAdapter(asyncio.Protocol):
 
     # -- handshake --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection
         asyncio.get_running_loop().create_task(self._send_handshake())
 
     def _request(self) -> Any:

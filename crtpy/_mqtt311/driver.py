@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .._errors import error
 from .._mqtt import codec as c
@@ -69,7 +69,7 @@ class _Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection
         self.quickack = None
         sock = transport.get_extra_info("socket")
         if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -251,7 +251,8 @@ class Driver:
         return t.items() if t is not None else []
 
     def get_stats(self) -> tuple[int, int, int, int]:
-        return self.loop_thread.run_sync(self.core.stats, timeout=10.0)  # type: ignore[no-any-return]
+        stats: tuple[int, int, int, int] = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
+        return stats
 
     def terminate(self) -> None:
         """The Connection was garbage collected: close the connection, stop reconnecting."""
@@ -414,7 +415,8 @@ class Driver:
             return False, _detached(map_connect_error(e) if not hasattr(e, "name") else e), None
         self.protocol = proto
         if not self.want_running:
-            proto.transport.close()  # type: ignore[union-attr]
+            if proto.transport is not None:
+                proto.transport.close()
             await proto.closed
             self.protocol = None
             self.transport = None
@@ -472,7 +474,7 @@ class Driver:
                     if first:  # failed reconnect attempts are not reported (as the reference)
                         self._lifecycle("_crt_on_failure", exc)
                         if fut is not None:
-                            fut.try_set_exception(exc)  # type: ignore[arg-type]
+                            fut.try_set_exception(exc or error("AWS_ERROR_UNKNOWN"))
                         break
                 else:
                     backoff.reset()
