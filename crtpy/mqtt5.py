@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .aws_iot_metrics import AWSIoTMetrics
     from .http import HttpProxyOptions, HttpRequest
     from .io import ClientBootstrap, ClientTlsContext, ExponentialBackoffJitterMode, SocketOptions
+    from .mqtt import Connection
 
 __all__ = [
     "Client",
@@ -688,9 +689,11 @@ class Client(NativeResource):
             raise TypeError("expected a PublishAcknowledgementControlHandle")
         self._driver.invoke_puback(publish_acknowledgement_control_handle._control_id)
 
-    def new_connection(self, on_connection_interrupted=None, on_connection_resumed=None,  # type: ignore[no-untyped-def]
-                       on_connection_success=None, on_connection_failure=None,
-                       on_connection_closed=None):
+    def new_connection(self, on_connection_interrupted: Callable[..., None] | None = None,
+                       on_connection_resumed: Callable[..., None] | None = None,
+                       on_connection_success: Callable[..., None] | None = None,
+                       on_connection_failure: Callable[..., None] | None = None,
+                       on_connection_closed: Callable[..., None] | None = None) -> Connection:
         """A ``crtpy.mqtt.Connection`` (the MQTT 3.1.1 API) that runs on this client.
 
         ``connect()`` starts this client (after applying the connection's client id,
@@ -701,7 +704,7 @@ class Client(NativeResource):
         reconnect delays are always this client's.
 
         Returns:
-            crtpy.mqtt.Connection: the adapter.
+            the adapter, a :class:`crtpy.mqtt.Connection`.
         """
         from .mqtt import Connection
 
