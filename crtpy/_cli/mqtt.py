@@ -306,12 +306,14 @@ def run_sub(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     session = _Session(args, on_message)
     try:
-        session.subscribe(args.topic, args.qos)
+        # Ctrl-C may come while the SUBACK is awaited (a retained message can be printed
+        # before it): either way, stop cleanly below.
         try:
+            session.subscribe(args.topic, args.qos)
             while not done.wait(0.2):
                 pass
         except KeyboardInterrupt:
-            pass  # Ctrl-C: stop cleanly below
+            pass
     finally:
         session.close()
     return 0
