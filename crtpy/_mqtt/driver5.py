@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import socket
 import threading
 import time
 import weakref
-from typing import Any, cast
+from typing import Any
 
 from .. import mqtt5
 from .. import mqtt5 as m
@@ -40,10 +39,10 @@ from .client5 import (
     Op,
 )
 from .listeners import ListenerSet, ProtocolListener
+from .stream import MqttStreamProtocol
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 # -- validation helpers ------------------------------------------------------------------
@@ -401,38 +400,16 @@ def build_config(o: mqtt5.ClientOptions) -> Config:
 
 
 # -- the asyncio protocol ----------------------------------------------------------------
-class _Protocol(asyncio.Protocol):
+class _Protocol(MqttStreamProtocol):
     def __init__(self, driver: ClientDriver) -> None:
+        super().__init__()
         self.driver = driver
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # a stream connection
-        self.quickack = None
-        sock = transport.get_extra_info("socket")
-        if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Acknowledge at once: a broker that leaves Nagle on (Mosquitto's default)
-            # otherwise holds its next small packet for our delayed ACK (~40 ms).
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-                self.quickack = sock
-            except (OSError, AttributeError):
-                self.quickack = None
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
         d.core.data_received(data, _MONO())
         d.after_core()
-        qa = self.quickack
-        if qa is not None:
-            try:
-                qa.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)  # Linux resets it; set again
-            except OSError:
-                self.quickack = None
-
-    def eof_received(self) -> bool:
-        return False
+        self.requickack()
 
     def pause_writing(self) -> None:
         self.driver.core.write_blocked = True
@@ -442,10 +419,6 @@ class _Protocol(asyncio.Protocol):
         d.core.write_blocked = False
         d.core.service(_MONO())
         d.after_core()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(exc)
 
 
 class ClientDriver:

@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerSet, ProtocolListener
+from .._mqtt.stream import MqttStreamProtocol
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
 from . import core as k
 
 _MONO = time.monotonic
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _log = logging.getLogger("crtpy.mqtt")
 
 # connection phases seen by the public API
@@ -62,24 +61,10 @@ def _detached(exc: BaseException) -> BaseException:
     return exc
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(MqttStreamProtocol):
     def __init__(self, driver: Driver) -> None:
+        super().__init__()
         self.driver = driver
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # a stream connection
-        self.quickack = None
-        sock = transport.get_extra_info("socket")
-        if _TCP_QUICKACK is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Acknowledge at once: a broker with Nagle on (Mosquitto's default) otherwise
-            # holds its next small packet (a PUBACK) until our delayed ACK, ~40 ms later.
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-                self.quickack = sock
-            except (OSError, AttributeError):
-                self.quickack = None
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
@@ -87,19 +72,7 @@ class _Protocol(asyncio.Protocol):
             return
         d.core.data_received(data, _MONO())
         d.after_core()
-        qa = self.quickack
-        if qa is not None:
-            try:
-                qa.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)  # Linux clears it; set it again
-            except OSError:
-                self.quickack = None
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(exc)
+        self.requickack()
 
 
 class SubTable:
