@@ -115,6 +115,9 @@ class _State:
                 self.running = False
                 done, self.stop_waiters = self.stop_waiters, []
                 failed, self.first_attempt_waiters = self.first_attempt_waiters, []
+        # The event reaches the streams before any waiter wakes (both are hand-offs to
+        # the waiting loops, in order): after `await stop()` the stopped event is in them.
+        self.events.publish(data)
         for w in done:
             w.set_result(data)
         if failed:
@@ -125,7 +128,6 @@ class _State:
                             "the client stopped before it connected")
             for w in failed:
                 w.set_exception(exc)
-        self.events.publish(data)
 
 
 class AioClient:
