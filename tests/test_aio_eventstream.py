@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 from conftest import free_port
-from helpers.aio import timeout
+from helpers.aio import Ticker, on_each_event_loop, timeout
 from helpers.eventstream_server import RpcServer
 
 from crtpy.aio.eventstream import AioClientConnection, Message, connect
@@ -142,37 +142,17 @@ def test_cancellation(server):
 
 
 async def _ticking(port: int) -> int:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    t = asyncio.create_task(ticker())
-    async with await open_connection(port) as conn:
-        start = ticks
+    async with Ticker() as t, await open_connection(port) as conn:
+        start = t.ticks
         s = conn.new_stream()
         await s.activate(operation="count", message_type=MessageType.APPLICATION_MESSAGE, payload=b"200")
         assert len(await collect(s)) == 200
         for _ in range(20):
             await conn.send_protocol_message(message_type=MessageType.PING)
             await conn.protocol_messages.get()
-        assert ticks > start
-    t.cancel()
-    return ticks
+        assert t.ticks > start
+    return t.ticks
 
 
 def test_running_loop_keeps_ticking_and_uvloop(server):
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(server.port)) > 1
-    finally:
-        loop.close()
-    uvloop = pytest.importorskip("uvloop")
-    loop = uvloop.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(server.port)) > 1
-    finally:
-        loop.close()
+    assert all(ticks > 1 for ticks in on_each_event_loop(lambda: _ticking(server.port)))

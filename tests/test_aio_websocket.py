@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 from conftest import free_port
-from helpers.aio import timeout
+from helpers.aio import Ticker, on_each_event_loop, timeout
 from helpers.ws_server import WsServer
 
 from crtpy.aio.websocket import AioWebSocket, Frame, Opcode, connect
@@ -126,34 +126,14 @@ def test_cancellation(server):
 
 
 async def _with_ticker(port: int) -> int:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    t = asyncio.create_task(ticker())
-    async with await connect(host="127.0.0.1", port=port) as ws:
-        start = ticks
+    async with Ticker() as t, await connect(host="127.0.0.1", port=port) as ws:
+        start = t.ticks
         for i in range(100):
             await ws.send(f"m{i}")
             assert (await next_data(ws)).text == f"m{i}"
-        assert ticks > start
-    t.cancel()
-    return ticks
+        assert t.ticks > start
+    return t.ticks
 
 
 def test_running_loop_keeps_ticking_and_uvloop(server):
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(_with_ticker(server.port)) > 1
-    finally:
-        loop.close()
-    uvloop = pytest.importorskip("uvloop")
-    loop = uvloop.new_event_loop()
-    try:
-        assert loop.run_until_complete(_with_ticker(server.port)) > 1
-    finally:
-        loop.close()
+    assert all(ticks > 1 for ticks in on_each_event_loop(lambda: _with_ticker(server.port)))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-__all__ = ["timeout"]
+__all__ = ["Ticker", "on_each_event_loop", "timeout"]
 
 
 if sys.version_info >= (3, 11):
@@ -34,3 +35,45 @@ else:
             raise
         finally:
             handle.cancel()
+
+
+class Ticker:
+    """``async with Ticker() as t:`` counts, in ``t.ticks``, how often a 1 ms timer task got
+    to run on the caller's loop: a crtpy await that blocked the loop would stop the count."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.001)
+
+    async def __aenter__(self) -> Ticker:  # noqa: PYI034 - Python 3.10 has no typing.Self
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def on_each_event_loop(make: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run ``make()`` to completion on a new asyncio loop, then on a new uvloop loop when
+    uvloop is installed; return the results."""
+    import importlib.util
+
+    factories: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop]
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        factories.append(uvloop.new_event_loop)
+    results = []
+    for factory in factories:
+        loop = factory()
+        try:
+            results.append(loop.run_until_complete(make()))
+        finally:
+            loop.close()
+    return results
