@@ -306,25 +306,6 @@ def _canonical_param_cached(raw: str) -> str:
     return enc
 
 
-def _signed_entries(headers: Sequence[tuple[str, str]], params: SigningParams) -> list[tuple[str, str, str]]:
-    """Entries of the signed headers, in request order (not sorted yet)."""
-    forbidden = _FORBIDDEN_HEADERS_S3EXPRESS if params.algorithm == V4_S3EXPRESS else _FORBIDDEN_HEADERS
-    user_filter = params.should_sign_header
-    out = []
-    for pair in headers:
-        entry = _header_entry(pair)
-        lname = entry[0]
-        if not lname:
-            continue
-        if lname in forbidden:
-            raise error("AWS_AUTH_SIGNING_ILLEGAL_REQUEST_HEADER",
-                        f"The request already has a {pair[0]} header, which signing adds.")
-        if user_filter is not None and not user_filter(name=pair[0]):
-            continue
-        out.append(entry)
-    return out
-
-
 def _header_block(entries: list[tuple[str, str, str]]) -> tuple[str, str]:
     """(canonical headers text, signed header names) from entries sorted by name."""
     if not entries:
