@@ -12,23 +12,10 @@ from typing import Any
 import pytest
 from conftest import free_port, leak_check  # noqa: F401 - fixture
 from helpers.certs import pki  # noqa: F401 - fixture
+from helpers.cli import one_line_error, run
 from helpers.http_servers import H2Server, h1_server  # noqa: F401 - fixture
 
 from crtpy._cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("*", ">", "<"))]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("crtpy http: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -118,13 +105,13 @@ def test_fail_on_http_error(capsys: pytest.CaptureFixture[str], h1_server: Any) 
     assert rc == 0 and out == "not found"  # like curl: an HTTP error status is still a response
     rc, _, err = run(capsys, "http", "--fail", f"http://127.0.0.1:{h1_server.port}/missing")
     assert rc == 22
-    assert "HTTP 404" in one_line_error(err)
+    assert "HTTP 404" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
 
 
 def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "http", f"http://127.0.0.1:{free_port()}/")
     assert rc == 1 and out == ""
-    assert "AWS_IO_SOCKET_CONNECTION_REFUSED" in one_line_error(err)
+    assert "AWS_IO_SOCKET_CONNECTION_REFUSED" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -137,7 +124,7 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
     rc, _, err = run(capsys, "http", *argv)
     assert rc == 2
-    assert needle in one_line_error(err)
+    assert needle in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
 
 
 def test_https_http2_alpn_with_cacert(capsys: pytest.CaptureFixture[str], h2_tls: H2Server,
@@ -153,7 +140,7 @@ def test_https_http2_alpn_with_cacert(capsys: pytest.CaptureFixture[str], h2_tls
 def test_https_untrusted_certificate_fails(capsys: pytest.CaptureFixture[str], h2_tls: H2Server) -> None:
     rc, out, err = run(capsys, "http", "--http2", f"https://localhost:{h2_tls.port}/size/1")
     assert rc == 1 and out == ""
-    assert "AWS_IO_TLS" in one_line_error(err)
+    assert "AWS_IO_TLS" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
 
 
 def test_https_insecure(capsys: pytest.CaptureFixture[str], h1_tls: int) -> None:
@@ -208,7 +195,7 @@ def test_proxy_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch:
     assert h1_server.requests[-1][1] == "http://example.invalid/echo"
     monkeypatch.setenv("no_proxy", "example.invalid")
     rc, _, err = run(capsys, "http", "http://example.invalid/echo")
-    assert rc == 1 and "example.invalid" in one_line_error(err)
+    assert rc == 1 and "example.invalid" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
 
 
 def test_sigv4_without_credentials_fails_before_connecting(capsys: pytest.CaptureFixture[str], tmp_path,
@@ -225,7 +212,7 @@ def test_sigv4_without_credentials_fails_before_connecting(capsys: pytest.Captur
     before = len(h1_server.requests)
     rc, out, err = run(capsys, "http", "--sigv4", "s3", f"http://127.0.0.1:{h1_server.port}/echo")
     assert rc == 1 and out == ""
-    assert "no AWS credentials" in one_line_error(err)
+    assert "no AWS credentials" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))
     assert len(h1_server.requests) == before
 
 
@@ -283,4 +270,4 @@ def test_tls_through_a_connect_tunnel(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_output_write_error_is_reported(capsys: pytest.CaptureFixture[str], h1_server: Any) -> None:  # noqa: F811
     rc, _, err = run(capsys, "http", "-o", "/dev/full", f"http://127.0.0.1:{h1_server.port}/size/2000000")
     assert rc == 1
-    assert "cannot write /dev/full" in one_line_error(err)
+    assert "cannot write /dev/full" in one_line_error(err, "crtpy http", ignore=("*", ">", "<"))

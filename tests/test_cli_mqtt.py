@@ -9,24 +9,10 @@ from typing import Any
 import pytest
 from conftest import free_port, leak_check  # noqa: F401 - fixture
 from helpers.certs import pki  # noqa: F401 - fixture
+from helpers.cli import one_line_error, run
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 from crtpy._cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(err: str, prog: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{prog}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
 
 # every client a command made is stopped and released when it returns
 pytestmark = pytest.mark.usefixtures("leak_check")
