@@ -307,7 +307,14 @@ class S3Client(NativeResource):
             multipart (default: the part size).
         throughput_target_gbps (Optional[float]): drives the number of parallel connections
             (default 10).
-        enable_s3express (bool): accept S3 Express signing.
+        enable_s3express (bool): allow requests signed with
+            ``AwsSigningAlgorithm.V4_S3EXPRESS`` (directory buckets).  For those the client
+            calls CreateSession on the request's endpoint with the config's credentials,
+            caches the session per endpoint and credentials (refreshed in the background
+            during its last minute) and signs with the session credentials and the
+            ``x-amz-s3session-token`` header.  Without it such requests are refused with
+            AWS_ERROR_INVALID_ARGUMENT; a failed CreateSession fails the request with
+            AWS_ERROR_S3EXPRESS_CREATE_SESSION_FAILED.
         memory_limit (Optional[int]): bound, in bytes, of part data buffered at once.
         network_interface_names (Optional[Sequence[str]]): interfaces to spread
             connections over (SO_BINDTODEVICE).

@@ -13,6 +13,7 @@ from .._errors import error
 from .._net.connect import pick_loop
 from .._runtime.backoff import Backoff
 from .conn import ConnectionPool
+from .express import ExpressSessions
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
@@ -48,6 +49,7 @@ class ClientImpl:
         self.multipart_upload_threshold = multipart_upload_threshold
         self.throughput_target_gbps = throughput_target_gbps or DEFAULT_THROUGHPUT_GBPS
         self.enable_s3express = enable_s3express
+        self.express = ExpressSessions()  # S3 Express sessions (loop thread only)
         self.memory_limit = memory_limit or None
         self.network_interface_names = network_interface_names
         self.fio_options = fio_options
@@ -100,6 +102,7 @@ class ClientImpl:
                 self._pools.clear()
             for pool in pools:
                 pool.close()
+            self.express.clear()
             self.shutdown_event.set()
 
         try:

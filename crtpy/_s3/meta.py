@@ -29,10 +29,12 @@ from . import checksums as C
 from . import xml as X
 from .client import MAX_PARTS, MIN_UPLOAD_PART, ClientImpl, sign
 from .conn import ExchangeError, Response
+from .express import SESSION_TARGET, USER_AGENT, SessionFailure
 
 _log = logging.getLogger("crtpy.s3")
 
 GET_OBJECT, PUT_OBJECT = 1, 2
+V4, V4_S3EXPRESS = 0, 2
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -283,6 +285,11 @@ class MetaRequest:
                 self.signing = self.signing.replace(credentials_provider=client.signing_config.credentials_provider)
             else:
                 self.signing = None
+        # S3 Express: sign with session credentials made by CreateSession
+        self.express = self.signing is not None and int(self.signing.algorithm) == V4_S3EXPRESS
+        if self.express and not client.enable_s3express:
+            raise RuntimeError(f"{code_of('AWS_ERROR_INVALID_ARGUMENT')} (AWS_ERROR_INVALID_ARGUMENT): "
+                               "signing with V4_S3EXPRESS needs a client made with enable_s3express=True")
         cc = checksum_config
         self.algorithm: int | None = int(cc.algorithm) if cc is not None and cc.algorithm is not None else None
         self.trailer = cc is not None and cc.location is not None and int(cc.location) == 2
@@ -464,7 +471,8 @@ class MetaRequest:
                         body_value: str = UNSIGNED_PAYLOAD,
                         check: Callable[[Response, Any], Any] | None = None,
                         retries: int | None = None,
-                        on_sent: Callable[[int], None] | None = None) -> tuple[Response, Any]:
+                        on_sent: Callable[[int], None] | None = None,
+                        signing: Any = None) -> tuple[Response, Any]:
         """Send one request, retrying retryable failures.  ``sink_factory`` gives a fresh
         (sink, state) per attempt; ``check(response, state)`` may raise Failure (retryable
         or not) for 2xx responses.  Returns (response, state)."""
@@ -474,10 +482,13 @@ class MetaRequest:
         is_head = method.upper() == "HEAD"
         while True:
             hdrs = [("Host", self.host_header)] + [(n, v) for n, v in headers if n.lower() != "host"]
-            if self.signing is not None:
-                cfg = ClientImpl.signing_config_for(self.signing, self.region,
+            base = signing if signing is not None else self.signing
+            if base is not None:
+                cfg = ClientImpl.signing_config_for(base, self.region,
                                                     body_value if body_value != UNSIGNED_PAYLOAD
-                                                    else (self.signing.signed_body_value or UNSIGNED_PAYLOAD))
+                                                    else (base.signed_body_value or UNSIGNED_PAYLOAD))
+                if signing is None and self.express:
+                    cfg = await self._express_signing(cfg)
                 hdrs = await sign(cfg, method, target, hdrs)
             elif body_value != UNSIGNED_PAYLOAD or _first(hdrs, "x-amz-content-sha256") is None:
                 hdrs.append(("x-amz-content-sha256", body_value))
@@ -513,6 +524,34 @@ class MetaRequest:
             delay = backoff.next_delay()
             _log.debug("%s attempt %d failed (%s); retrying in %.3fs", operation, attempt, failure.name, delay)
             await asyncio.sleep(delay)
+
+    # -- S3 Express ------------------------------------------------------------------------------
+    async def _express_signing(self, cfg: Any) -> Any:
+        """``cfg`` with the credentials of an S3 Express session for this endpoint."""
+        try:
+            provider = await self.client.express.provider_for(self.host_header, cfg, self._create_session)
+        except SessionFailure as f:
+            raise Failure(f.name, f.message, operation="CreateSession") from None
+        return cfg.replace(credentials_provider=provider)
+
+    async def _create_session(self, host_header: str, cfg: Any) -> tuple[int, bytes]:
+        """One CreateSession call, signed with the account credentials for s3express."""
+        account = cfg.replace(algorithm=V4, service="s3express")
+
+        def sink_factory() -> tuple[Callable[[bytes], None], list[bytes]]:
+            parts: list[bytes] = []
+            return parts.append, parts
+
+        try:
+            resp, parts = await self._exchange("CreateSession", "GET", SESSION_TARGET, [("User-Agent", USER_AGENT)],
+                                               sink_factory=sink_factory, signing=account)
+        except Failure as f:
+            if f.response is not None and f.response.error_body:
+                raise SessionFailure("AWS_ERROR_S3EXPRESS_CREATE_SESSION_FAILED",
+                                     f"CreateSession failed with HTTP {f.response.status}"
+                                     f" ({X.error_code(f.response.error_body) or 'no error code'})") from None
+            raise
+        return resp.status, b"".join(parts)
 
     @staticmethod
     def _status_failure(resp: Response, operation: str) -> Failure:
