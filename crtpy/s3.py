@@ -316,8 +316,10 @@ class S3Client(NativeResource):
             AWS_ERROR_INVALID_ARGUMENT; a failed CreateSession fails the request with
             AWS_ERROR_S3EXPRESS_CREATE_SESSION_FAILED.
         memory_limit (Optional[int]): bound, in bytes, of part data buffered at once.
-        network_interface_names (Optional[Sequence[str]]): interfaces to spread
-            connections over (SO_BINDTODEVICE).
+        network_interface_names (Optional[Sequence[str]]): network interfaces to spread
+            the connections over, taken in turn; each socket is bound to its interface
+            (Linux SO_BINDTODEVICE).  A name that is not an interface of this machine is
+            refused with AWS_ERROR_INVALID_ARGUMENT.  Empty or None: no binding.
         fio_options (Optional[S3FileIoOptions]): how files are read.
         max_active_connections_override (Optional[int]): caps parallel connections.
         retry_config (Optional[S3RetryConfig]): retry settings.

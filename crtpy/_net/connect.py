@@ -68,13 +68,23 @@ def _apply_socket_options(sock: socket.socket, opts: SocketOptions | None) -> No
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, attr), int(value))
 
 
+def bind_to_interface(sock: socket.socket, name: str) -> None:
+    """Send and receive only through network interface ``name`` (Linux SO_BINDTODEVICE)."""
+    option = getattr(socket, "SO_BINDTODEVICE", None)
+    if option is None:
+        raise error("AWS_ERROR_PLATFORM_NOT_SUPPORTED", "binding a socket to an interface needs Linux")
+    sock.setsockopt(socket.SOL_SOCKET, option, name.encode() + b"\0")
+
+
 async def _connect_socket(addr: ResolvedAddress, port: int, timeout: float,
-                          opts: SocketOptions | None) -> socket.socket:
+                          opts: SocketOptions | None, interface_name: str | None = None) -> socket.socket:
     loop = asyncio.get_running_loop()
     sock = socket.socket(addr.family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         _apply_socket_options(sock, opts)
+        if interface_name:
+            bind_to_interface(sock, interface_name)
         await asyncio.wait_for(loop.sock_connect(sock, addr.with_port(port)), timeout)
         return sock
     except BaseException:
@@ -94,8 +104,13 @@ async def open_connection(
     bootstrap: ClientBootstrap | None = None,
     socket_options: SocketOptions | None = None,
     tls_connection_options: TlsConnectionOptions | None = None,
+    interface_name: str | None = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Resolve ``host``, connect to ``port`` and (with TLS options) negotiate TLS.
+
+    ``interface_name`` (or, when it is None, a ``_interface_name`` attribute of
+    ``socket_options``, which lets pools that only pass socket options choose one) binds
+    the TCP socket to that network interface.
 
     Returns ``(transport, protocol)``.  Raises AwsCrtError with the reference's names
     (AWS_IO_DNS_INVALID_NAME, AWS_IO_SOCKET_CONNECTION_REFUSED, AWS_IO_SOCKET_TIMEOUT,
@@ -131,7 +146,8 @@ async def open_connection(
         last_exc: BaseException | None = None
         for addr in addresses:
             try:
-                sock = await _connect_socket(addr, port, connect_timeout, socket_options)
+                sock = await _connect_socket(addr, port, connect_timeout, socket_options,
+                                             interface_name or getattr(socket_options, "_interface_name", None))
                 break
             except (OSError, asyncio.TimeoutError) as exc:
                 last_exc = exc

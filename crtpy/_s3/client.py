@@ -9,10 +9,11 @@ import os
 import threading
 from typing import Any
 
-from .._errors import error
+from .._errors import code_of, error
 from .._net.connect import pick_loop
 from .._runtime.backoff import Backoff
-from .conn import ConnectionPool
+from ..io import SocketOptions
+from .conn import ConnectionPool, S3Connection
 from .express import ExpressSessions
 
 MIB = 1024 * 1024
@@ -29,6 +30,70 @@ def connections_for(gbps: float) -> int:
     """Parallel connections for a throughput target: about 1.25 Gbps per connection
     (measured on loopback: more connections than this only add buffered memory), 2 to 64."""
     return max(2, min(64, math.ceil(gbps / 1.25)))
+
+
+_IFNAMSIZ = 16  # Linux interface names are at most 15 bytes
+
+
+def check_interface_names(names: list[str] | None) -> list[str] | None:
+    """The interfaces to spread connections over (None for no binding).  An unknown or
+    malformed name is refused the way the reference does (RuntimeError with
+    AWS_ERROR_INVALID_ARGUMENT), as is a platform without SO_BINDTODEVICE."""
+    import socket
+
+    if not names:
+        return None
+    if not hasattr(socket, "SO_BINDTODEVICE"):
+        raise RuntimeError(f"{code_of('AWS_ERROR_PLATFORM_NOT_SUPPORTED')} (AWS_ERROR_PLATFORM_NOT_SUPPORTED): "
+                           "network_interface_names needs SO_BINDTODEVICE (Linux)")
+    for name in names:
+        try:
+            ok = 0 < len(name.encode()) < _IFNAMSIZ and socket.if_nametoindex(name) > 0
+        except (OSError, UnicodeError, ValueError):
+            ok = False
+        if not ok:
+            raise RuntimeError(f"{code_of('AWS_ERROR_INVALID_ARGUMENT')} (AWS_ERROR_INVALID_ARGUMENT): "
+                               f"no network interface named {name!r}")
+    return list(names)
+
+
+class _BoundSocketOptions(SocketOptions):
+    """Socket options whose connections are bound to one network interface (read by
+    ``crtpy._net.connect.open_connection``)."""
+
+    __slots__ = ("_interface_name",)
+
+    def __init__(self, interface_name: str) -> None:
+        super().__init__()
+        self._interface_name = interface_name
+
+
+class SpreadPool:
+    """Connections to one endpoint spread over several network interfaces: one
+    ConnectionPool per interface, taken in turn."""
+
+    def __init__(self, pools: list[ConnectionPool]) -> None:
+        self.pools = pools
+        self._turn = 0
+        self._owner: dict[S3Connection, ConnectionPool] = {}
+
+    async def acquire(self) -> S3Connection:
+        pool = self.pools[self._turn % len(self.pools)]
+        self._turn += 1
+        conn = await pool.acquire()
+        self._owner[conn] = pool
+        return conn
+
+    def release(self, conn: S3Connection) -> None:
+        pool = self._owner.pop(conn, None)
+        if pool is not None:
+            pool.release(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
 
 
 class ClientImpl:
@@ -51,7 +116,7 @@ class ClientImpl:
         self.enable_s3express = enable_s3express
         self.express = ExpressSessions()  # S3 Express sessions (loop thread only)
         self.memory_limit = memory_limit or None
-        self.network_interface_names = network_interface_names
+        self.network_interface_names = check_interface_names(network_interface_names)
         self.fio_options = fio_options
         self.max_connections = max_active_connections_override or connections_for(self.throughput_target_gbps)
         rc = retry_config
@@ -69,7 +134,7 @@ class ClientImpl:
         except ValueError:
             self.progress_step = 0
         self.shutdown_event = shutdown_event
-        self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
+        self._pools: dict[tuple[str, int, bool], ConnectionPool | SpreadPool] = {}
         self._lock = threading.Lock()
         self._active = 0
         self._released = False
@@ -116,7 +181,7 @@ class ClientImpl:
             self._slots = asyncio.Semaphore(max(self.max_connections, 1) * 2)
         return self._slots
 
-    def pool_for(self, host: str, port: int, tls: bool) -> ConnectionPool:
+    def pool_for(self, host: str, port: int, tls: bool) -> ConnectionPool | SpreadPool:
         key = (host, port, tls)
         with self._lock:
             pool = self._pools.get(key)
@@ -125,8 +190,19 @@ class ClientImpl:
                 self._pools[key] = pool
         return pool
 
-    def _new_pool(self, host: str, port: int, tls: bool) -> ConnectionPool:
+    def _new_pool(self, host: str, port: int, tls: bool) -> ConnectionPool | SpreadPool:
         tls_options = self._tls_options_for(host) if tls else None
+        names = self.network_interface_names
+        if names:
+            # one pool per interface; its sockets are bound to it (SO_BINDTODEVICE)
+            pools = []
+            for name in names:
+                opts = _BoundSocketOptions(name)
+                if self.connect_timeout_ms:
+                    opts.connect_timeout_ms = self.connect_timeout_ms
+                pools.append(ConnectionPool(host, port, tls_options=tls_options, bootstrap=self.bootstrap,
+                                            socket_options=opts))
+            return SpreadPool(pools)
         socket_options = None
         if self.connect_timeout_ms:
             from ..io import SocketOptions
