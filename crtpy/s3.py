@@ -184,12 +184,22 @@ class S3ChecksumConfig:
 
 @dataclass
 class S3FileIoOptions:
-    """How requests with ``send_filepath`` read the file.
+    """How uploads with ``send_filepath`` read the file (experimental in the reference
+    too; downloads to ``recv_filepath`` are not affected).
 
     Attributes:
-        should_stream (bool): read parts just before sending them instead of ahead.
-        disk_throughput_gbps (Optional[float]): expected disk throughput, used to pace reads.
-        direct_io (bool): ask for O_DIRECT reads where the platform allows it.
+        should_stream (bool): treat the file as a stream read once: each part's pages
+            are dropped from the page cache after it has been read
+            (``posix_fadvise(DONTNEED)``).  A part is still read whole into its
+            connection's buffer before it is sent (the connection layer sends buffers),
+            so memory stays bounded by connections x part size.
+        disk_throughput_gbps (Optional[float]): with ``should_stream``, the disk's
+            expected throughput: parts in flight are limited to about one per 1.25 Gbps
+            so that connections are not left waiting on the disk.  Ignored otherwise.
+        direct_io (bool): read through ``O_DIRECT`` (bypassing the page cache) into
+            page-aligned buffers, for parts at 4 KiB-aligned offsets.  Where the
+            platform or filesystem refuses O_DIRECT (e.g. not Linux, some tmpfs), or a
+            read fails, the file is read normally (logged at debug level).
     """
 
     should_stream: bool = False
@@ -320,7 +330,7 @@ class S3Client(NativeResource):
             the connections over, taken in turn; each socket is bound to its interface
             (Linux SO_BINDTODEVICE).  A name that is not an interface of this machine is
             refused with AWS_ERROR_INVALID_ARGUMENT.  Empty or None: no binding.
-        fio_options (Optional[S3FileIoOptions]): how files are read.
+        fio_options (Optional[S3FileIoOptions]): how uploads read ``send_filepath``.
         max_active_connections_override (Optional[int]): caps parallel connections.
         retry_config (Optional[S3RetryConfig]): retry settings.
         connect_timeout_ms (Optional[int]): connection timeout.

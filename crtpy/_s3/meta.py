@@ -27,7 +27,7 @@ from .._runtime.blocking import run_blocking as _run_blocking
 from .._runtime.callbacks import CallbackQueue
 from . import checksums as C
 from . import xml as X
-from .client import MAX_PARTS, MIN_UPLOAD_PART, ClientImpl, sign
+from .client import MAX_PARTS, MIN_UPLOAD_PART, ClientImpl, connections_for, sign
 from .conn import ExchangeError, Response
 from .express import SESSION_TARGET, USER_AGENT, SessionFailure
 
@@ -117,9 +117,66 @@ def _pread_full(fd: int, view: memoryview, offset: int) -> int:
     return got
 
 
-def _read_and_hash(fd: int, view: memoryview, offset: int, algorithm: int | None) -> tuple[int, Any]:
-    n = _pread_full(fd, view, offset)
-    return n, _hash(algorithm, view[:n])
+_DIRECT_ALIGN = 4096
+
+
+def _open_direct(path: str) -> int | None:
+    """A second, O_DIRECT descriptor of ``path`` for reads that bypass the page cache,
+    or None where the platform or filesystem refuses it (tmpfs, for one)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        _log.debug("direct_io: O_DIRECT is not available here; reading through the page cache")
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | flag)
+    except OSError as exc:
+        _log.debug("direct_io: %s refuses O_DIRECT (%s); reading through the page cache", path, exc)
+        return None
+
+
+class _FileSource:
+    """How an upload reads ``send_filepath``: the plain descriptor, plus (direct_io) an
+    O_DIRECT one used for aligned reads into page-aligned buffers, and (should_stream)
+    page-cache pages dropped once a part has been read."""
+
+    def __init__(self, fd: int, direct_fd: int | None, drop_cache: bool) -> None:
+        self.fd = fd
+        self.direct_fd = direct_fd
+        self.drop_cache = drop_cache and hasattr(os, "posix_fadvise")
+        self.direct_ok = direct_fd is not None
+        self.direct_reads = 0
+
+    def new_buffer(self, size: int) -> memoryview:
+        if self.direct_fd is None:
+            return memoryview(bytearray(size))
+        import mmap
+
+        # anonymous mappings are page aligned, as O_DIRECT needs
+        return memoryview(mmap.mmap(-1, -(-max(size, 1) // _DIRECT_ALIGN) * _DIRECT_ALIGN))
+
+    def read(self, buf: memoryview, want: int, offset: int, algorithm: int | None) -> tuple[int, Any]:
+        """Read ``want`` bytes at ``offset`` into the start of ``buf`` (a buffer from
+        ``new_buffer``); returns (bytes read, checksum state)."""
+        n = -1
+        if self.direct_ok and offset % _DIRECT_ALIGN == 0 and self.direct_fd is not None:
+            aligned = -(-want // _DIRECT_ALIGN) * _DIRECT_ALIGN
+            if len(buf) >= aligned:
+                try:
+                    n = min(_pread_full(self.direct_fd, buf[:aligned], offset), want)
+                    self.direct_reads += 1
+                except OSError as exc:
+                    _log.debug("direct_io read failed (%s); reading through the page cache", exc)
+                    self.direct_ok = False
+        if n < 0:
+            n = _pread_full(self.fd, buf[:want], offset)
+        if self.drop_cache and n:
+            os.posix_fadvise(self.fd, offset, n, os.POSIX_FADV_DONTNEED)
+        return n, _hash(algorithm, buf[:n])
+
+    def close(self) -> None:
+        if self.direct_fd is not None:
+            os.close(self.direct_fd)
+            self.direct_fd = None
 
 
 def _hash(algorithm: int | None, data: Any) -> Any:
@@ -208,6 +265,18 @@ async def _open(path: str, flags: int, mode: int = 0o666, *, remove: bool = Fals
         except BaseException:  # noqa: BLE001 - the open failed: nothing to undo
             raise asyncio.CancelledError from None
         await _wait_out(asyncio.ensure_future(run_blocking(_close_and_unlink, fd, path if remove else None)))
+        raise
+
+
+async def _open_or_none(path: str) -> int | None:
+    """``_open_direct`` on an I/O worker; a cancel waits for it and closes what it opened."""
+    task = asyncio.ensure_future(run_blocking(_open_direct, path))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        fd = await _wait_out(task)
+        if fd is not None:
+            await _wait_out(asyncio.ensure_future(run_blocking(os.close, fd)))
         raise
 
 
@@ -304,6 +373,8 @@ class MetaRequest:
                 if found is not None:
                     self.header_checksum = (found, v.strip())
                     break
+        # file I/O options of uploads from send_filepath (request-level over client-level)
+        self.fio = fio_options if fio_options is not None else client.fio_options
         self.part_size = part_size or client.part_size
         self.threshold = multipart_upload_threshold or client.multipart_upload_threshold
         self.max_connections = max_active_connections_override or client.max_connections
@@ -333,6 +404,7 @@ class MetaRequest:
         self.did_validate = False
         self.validation_algorithm: int | None = None
         self.final_status: int | None = None
+        self._src: _FileSource | None = None  # send_filepath reader of a PUT
 
     @staticmethod
     def _split_host(host: str, tls: bool) -> tuple[str, int]:
@@ -933,10 +1005,17 @@ class MetaRequest:
     async def _put(self) -> None:
         size: int | None = None
         fd: int | None = None
-        if self.send_filepath is not None:
-            fd = await _open(self.send_filepath, os.O_RDONLY)
+        src: _FileSource | None = None
+        path = self.send_filepath
+        if path is not None:
+            fd = await _open(path, os.O_RDONLY)
         try:
-            if fd is not None:
+            if fd is not None and path is not None:
+                fio = self.fio
+                direct_fd = None
+                if fio is not None and fio.direct_io:
+                    direct_fd = await _open_or_none(path)
+                src = self._src = _FileSource(fd, direct_fd, bool(fio is not None and fio.should_stream))
                 size = (await run_blocking(os.fstat, fd)).st_size
             else:
                 cl = _first(self.headers, "content-length")
@@ -955,6 +1034,8 @@ class MetaRequest:
         finally:
             if fd is not None:
                 await _to_the_end(self._close_fd(fd))
+            if src is not None and src.direct_fd is not None:
+                await _to_the_end(run_blocking(src.close))
 
     def _body_pieces(self, view: memoryview, h: Any) -> Callable[[], Sequence[Any]]:
         if self.algorithm is None or not self.trailer:
@@ -987,11 +1068,12 @@ class MetaRequest:
         return base_value
 
     async def _put_single(self, fd: int | None, size: int) -> None:
-        buf = bytearray(size)
-        view = memoryview(buf)
         algo = self.algorithm
-        if fd is not None:
-            n, h = await self._file_op(_read_and_hash, fd, view, 0, algo)
+        src = self._src
+        whole = src.new_buffer(size) if src is not None else memoryview(bytearray(size))
+        view = whole[:size]
+        if src is not None:
+            n, h = await self._file_op(src.read, whole, size, 0, algo)
         elif self.body_stream is not None and size:
             stream = self.body_stream
             n = await run_blocking(_stream_fill, stream, view)
@@ -1108,6 +1190,11 @@ class MetaRequest:
         workers = self.max_connections if nparts is None else min(self.max_connections, nparts)
         if self.memory_limit_parts is not None:
             workers = max(1, min(workers, self.memory_limit_parts))
+        fio = self.fio
+        if fd is not None and fio is not None and fio.should_stream and fio.disk_throughput_gbps:
+            # streaming from disk: no more parts in flight than the disk can feed
+            workers = max(1, min(workers, connections_for(float(fio.disk_throughput_gbps))))
+        src = self._src
         part_headers = [(n, v) for n, v in self.headers if n.lower().startswith(_FOR_PART)]
         stream = self.body_stream
 
@@ -1118,7 +1205,8 @@ class MetaRequest:
                     return None
                 state["next"] = idx + 1
                 want = min(part, size - idx * part) if size is not None else part
-                n, h = await self._file_op(_read_and_hash, fd, view[:want], idx * part, algo)
+                assert src is not None
+                n, h = await self._file_op(src.read, view, want, idx * part, algo)
                 if n != want:
                     raise Failure("AWS_ERROR_S3_FILE_MODIFIED", "the file got shorter during the upload")
                 return idx, n, h
@@ -1139,8 +1227,7 @@ class MetaRequest:
             return idx, n, h
 
         async def worker() -> None:
-            buf = bytearray(part)
-            whole = memoryview(buf)
+            whole = src.new_buffer(part) if src is not None else memoryview(bytearray(part))
             while True:
                 item = await read_next(whole)
                 if item is None:

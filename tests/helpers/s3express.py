@@ -89,6 +89,8 @@ class FakeS3Express:
         self.uploads: dict[str, dict[int, bytes]] = {}
         self.log: list[tuple[str, str, dict[str, str]]] = []
         self.errors: list[str] = []
+        self.inflight = 0  # requests being handled now, and the most at once
+        self.max_inflight = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -105,7 +107,14 @@ class FakeS3Express:
                 pass
 
             def _any(self) -> None:
-                owner._handle(self)
+                with owner._lock:
+                    owner.inflight += 1
+                    owner.max_inflight = max(owner.max_inflight, owner.inflight)
+                try:
+                    owner._handle(self)
+                finally:
+                    with owner._lock:
+                        owner.inflight -= 1
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
