@@ -398,7 +398,10 @@ class HttpClientStreamBase(HttpStreamBase):
             raise TypeError("on_response must be callable")
         if on_body is not None and not callable(on_body):
             raise TypeError("on_body must be callable")
-        HttpStreamBase.__init__(self, connection, on_body)
+        # HttpStreamBase.__init__, except that the completion future comes from the engine
+        NativeResource.__init__(self)
+        self._connection = connection
+        self._on_body_cb = on_body
         self._on_response_cb = on_response
         self._response_status_code: int | None = None
         self._request: HttpRequest | None = request
@@ -413,6 +416,8 @@ class HttpClientStreamBase(HttpStreamBase):
             self._completion_future = make_future()
             if isinstance(self, Http2ClientStream):
                 self._remote_end_stream_future = make_future()
+        else:
+            self._completion_future = CrtFuture()
 
     @property
     def version(self) -> HttpVersion:

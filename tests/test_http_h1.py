@@ -314,3 +314,53 @@ def test_same_outcome_as_reference(script_bytes, leak_check):
         assert outcome(ours) == outcome(ref)
     finally:
         srv.stop()
+
+
+def test_requests_from_many_threads_share_one_connection(h1_server, leak_check):
+    # Bodiless requests on an idle plain-TCP connection are written by the calling
+    # thread itself; requests with bodies go through the loop.  Mixed, from several
+    # threads at once, every exchange must still get its own response.
+    conn = connect(h1_server.port)
+    assert conn._impl._direct is not None  # the direct-send path is in use here
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(10):
+                size = (k * 10 + i) % 7 * 1000
+                if i % 5 == 0:
+                    _, status, rec = run(conn, req("PUT", "/echo", body=io.BytesIO(b"x" * size)))
+                    assert status == 200 and rec.body == b"x" * size
+                else:
+                    _, status, rec = run(conn, req(path=f"/size/{size}"))
+                    assert status == 200 and rec.body == b"a" * size
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len({r[3] for r in h1_server.requests}) == 1
+    conn.close().result(TIMEOUT)
+    assert conn._impl._direct is None
+
+
+def test_request_after_server_dropped_idle_connection_fails(leak_check):
+    # the server answers once, then closes the keep-alive connection: the next request
+    # (sent before or after the client notices) fails, it never hangs
+    srv = RawServer(lambda c, h: c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    try:
+        conn = connect(srv.port)
+        _, status, rec = run(conn, req())
+        assert status == 200 and rec.body == b"ok"
+        with pytest.raises(AwsCrtError):
+            stream = conn.request(req())
+            stream.activate()
+            stream.completion_future.result(TIMEOUT)
+        conn.shutdown_future.exception(TIMEOUT)
+        assert not conn.is_open()
+    finally:
+        srv.stop()

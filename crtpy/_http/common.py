@@ -28,7 +28,7 @@ class CallbackRunner:
     waiting for a pool worker to wake up and run them: one thread hand-off per response
     instead of two.  With nobody waiting, callbacks go to the shared callback pool."""
 
-    __slots__ = ("_cond", "_draining", "_items", "_lock", "_scheduled", "_waiters")
+    __slots__ = ("_cond", "_draining", "_held", "_hold", "_items", "_lock", "_scheduled", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -37,8 +37,35 @@ class CallbackRunner:
         self._draining = False
         self._scheduled = False
         self._waiters = 0
+        self._hold = 0
+        self._held: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+
+    def hold(self) -> None:
+        """Keep posts back until the matching :meth:`release`, which hands them over in
+        one go: every callback of one read (say a response's head, body and completion)
+        costs one lock round and at most one thread wake-up.  Only the posting thread
+        (the connection's loop) calls these."""
+        self._hold += 1
+
+    def release(self) -> None:
+        self._hold -= 1
+        if self._hold or not self._held:
+            return
+        held, self._held = self._held, []
+        with self._lock:
+            self._items.extend(held)
+            if self._waiters:
+                self._cond.notify()
+                return
+            if self._draining or self._scheduled:
+                return
+            self._scheduled = True
+        _callbacks._callback_pool.submit(self._pool_drain)
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self._hold:
+            self._held.append((fn, args, kwargs))
+            return
         with self._lock:
             self._items.append((fn, args, kwargs))
             if self._waiters:
@@ -148,15 +175,23 @@ class Dispatcher:
     on the loop thread).  aio connections on the caller's loop deliver them inline: the
     receivers there only feed asyncio futures and queues."""
 
-    __slots__ = ("post", "runner")
+    __slots__ = ("hold", "post", "release", "runner")
 
     def __init__(self, inline: bool = False) -> None:
         self.runner: CallbackRunner | None = None
         if inline:
             self.post: Callable[..., None] = _call_inline
+            self.hold: Callable[[], None] = _nothing
+            self.release: Callable[[], None] = _nothing
         else:
             self.runner = CallbackRunner()
             self.post = self.runner.post
+            self.hold = self.runner.hold
+            self.release = self.runner.release
+
+
+def _nothing() -> None:
+    pass
 
 
 def _call_inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

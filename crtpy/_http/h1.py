@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import socket
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +25,9 @@ from .body import known_length
 from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_future, read_chunk
 from .transport import ConnProtocol
 
+_get_running_loop = asyncio._get_running_loop
+_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+
 CONTINUE_TIMEOUT_SEC = 1.0
 # the rest of a body with at least this many bytes still to come skips the parser: the
 # transport's own bytes objects become the chunks handed to on_body (no copy)
@@ -32,18 +38,32 @@ _NO_BODY_STATUS = (204, 304)
 def encode_head(method: str, target: str, headers: list[tuple[str, str]],
                 extra: list[tuple[str, str]] | None = None) -> bytes:
     """Serialize a request line and header block."""
+    pairs = headers if extra is None else [*headers, *extra]
+    text = f"{method} {target} HTTP/1.1\r\n" + "".join([f"{n}: {v}\r\n" for n, v in pairs]) + "\r\n"
+    # one scan of the whole head: exactly the line breaks put there above, and no others
+    if text.count("\n") != len(pairs) + 2 or text.count("\r") != len(pairs) + 2 or \
+            not method or not target or " " in method or " " in target:
+        _check_head(method, target, pairs)
+    for n, _ in pairs:
+        if not n or ":" in n:
+            raise error("AWS_ERROR_HTTP_INVALID_HEADER_NAME")
+    return text.encode("latin-1")
+
+
+def _decode(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+
+
+def _check_head(method: str, target: str, pairs: list[tuple[str, str]]) -> None:
+    """Raise the error that fits the first bad part of a request head."""
     for text in (method, target):
         if not text or any(c in text for c in " \r\n"):
             raise error("AWS_ERROR_HTTP_INVALID_PATH" if text is target else "AWS_ERROR_HTTP_INVALID_METHOD")
-    parts = [f"{method} {target} HTTP/1.1\r\n"]
-    for name, value in headers if extra is None else [*headers, *extra]:
+    for name, value in pairs:
         if not name or "\r" in name or "\n" in name or ":" in name:
             raise error("AWS_ERROR_HTTP_INVALID_HEADER_NAME")
         if "\r" in value or "\n" in value:
             raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE")
-        parts.append(f"{name}: {value}\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode("latin-1")
 
 
 class H1Stream:
@@ -61,7 +81,6 @@ class H1Stream:
         "got_final",
         "has_cbs",
         "head_method",
-        "headers",
         "public",
         "request",
         "saw_100",
@@ -76,9 +95,8 @@ class H1Stream:
         self.activated = False
         self.done = False
         self.status: int | None = None
-        self.headers: list[tuple[str, str]] = []
         self.head_method = request.method.upper() == "HEAD"
-        self._raw_headers: list[tuple[str, str]] = []
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self.got_final = False
         self.saw_100 = False
         self.continue_event: asyncio.Event | None = None
@@ -96,7 +114,10 @@ class H1Stream:
         if self.activated:
             return
         self.activated = True
-        call_on_loop(self.conn.loop, self.conn._enqueue, self)
+        conn = self.conn
+        if conn._direct is not None and _get_running_loop() is not conn.loop and conn.send_direct(self):
+            return
+        call_on_loop(conn.loop, conn._enqueue, self)
 
     def update_window(self, increment: int) -> None:
         self.conn.update_window(increment)
@@ -133,7 +154,21 @@ class H1Connection:
         self._read_paused = False
         self._forward = forward_proxy  # (scheme://authority, extra headers) when forwarding
         self._public_ref: weakref.ref[Any] | None = None
+        # Direct sends (plain TCP only): a request without a body, activated on an idle
+        # connection from another thread, is written by that thread straight to the
+        # socket instead of hopping to the loop first (one thread hand-off per request
+        # instead of two).  ``_idle`` says the loop has nothing in flight and nothing to
+        # write; whoever clears it (under ``_idle_lock``) owns the next exchange.  The
+        # socket is a duplicate of the transport's, so that it stays valid even when the
+        # transport closes its own descriptor; it is closed when the connection closes.
+        self._idle_lock = threading.Lock()
+        self._idle = False
+        self._direct: socket.socket | None = None
+        if _SEND_FLAGS and not self._manual:
+            self._direct = _dup_socket(self.transport)
         protocol.set_handler(self)
+        if self._direct is not None:
+            self._set_idle()
 
     # -- public side (any thread) -----------------------------------------------------
     def is_open(self) -> bool:
@@ -160,6 +195,35 @@ class H1Connection:
             return
         call_on_loop(self.loop, self._grow_window, increment)
 
+    def send_direct(self, s: H1Stream) -> bool:
+        """Claim the idle connection for ``s`` and write its head from this thread.
+        False (nothing done) when the loop must handle ``s`` (see ``_direct``)."""
+        if not self._idle or s.request.body_stream is not None or self.loop.is_closed():
+            return False
+        try:
+            head, _, chunked, length, expect = self._prepare_head(s)
+        except BaseException:  # noqa: BLE001 - the loop fails the stream with this error
+            return False
+        if chunked or length or expect:
+            return False
+        with self._idle_lock:
+            sock = self._direct
+            if not self._idle or sock is None or not self._open:
+                return False
+            self._idle = False
+            self._current = s
+            try:
+                n = sock.send(head, _SEND_FLAGS)
+            except OSError:  # full (or broken): the loop writes the rest (or sees the error)
+                n = 0
+        if n < len(head):
+            try:
+                self.loop.call_soon_threadsafe(self._write_rest, s, head[n:])
+            except RuntimeError:  # the loop is gone
+                self._current = None
+                raise error("AWS_IO_EVENT_LOOP_SHUTDOWN") from None
+        return True
+
     def update_connection_window(self, increment: int) -> None:
         self.update_window(increment)
 
@@ -172,7 +236,33 @@ class H1Connection:
             self._read_paused = False
             self.transport.resume_reading()
 
+    def _set_idle(self) -> None:
+        """(loop) Let other threads send the next request directly, if all is quiet."""
+        if (self._current is None and not self._queue and self._open and not self._closing
+                and self._direct is not None and not self.protocol.lost
+                and self.transport is not None and not self.transport.get_write_buffer_size()):
+            with self._idle_lock:
+                self._idle = True
+
+    def _take_over(self) -> None:
+        """(loop) Stop direct sends: the loop takes over the connection."""
+        if self._idle:
+            with self._idle_lock:
+                self._idle = False
+
+    def _write_rest(self, s: H1Stream, rest: bytes) -> None:
+        if self._current is s and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(rest)
+
+    def _drop_direct(self) -> None:
+        with self._idle_lock:
+            self._idle = False
+            sock, self._direct = self._direct, None
+        if sock is not None:
+            sock.close()
+
     def _enqueue(self, s: H1Stream) -> None:
+        self._take_over()
         if not self._open or self._closing:
             self._finish(s, closed_error(self._error))
             return
@@ -189,8 +279,12 @@ class H1Connection:
             except BaseException as exc:  # noqa: BLE001 - bad request: fail just this stream
                 self._current = None
                 self._finish(s, exc)
+        if self._current is None and self._direct is not None:
+            self._set_idle()
 
-    def _send_head(self, s: H1Stream) -> None:
+    def _prepare_head(self, s: H1Stream) -> tuple[bytes, Any, bool, int | None, bool]:
+        """The request head of ``s`` and how its body goes: ``(head, body, chunked,
+        length, expect_100)``.  Any thread (reads only the request and fixed settings)."""
         req = s.request
         headers = list(req.headers)
         body = req.body_stream
@@ -201,12 +295,24 @@ class H1Connection:
             if not target.startswith(("http://", "https://")):
                 target = base + (target if target.startswith("/") else "/" + target)
             extra.extend(proxy_headers)
-        lower = {n.lower(): v for n, v in headers}
-        chunked = "chunked" in lower.get("transfer-encoding", "").lower()
+        chunked = False
         length: int | None = None
-        if "content-length" in lower:
+        expect = False
+        te = cl = None
+        for name, value in headers:
+            if len(name) in (6, 14, 17):
+                key = name.lower()
+                if key == "content-length":
+                    cl = value
+                elif key == "transfer-encoding":
+                    te = value
+                elif key == "expect":
+                    expect = value.lower() == "100-continue"
+        if te is not None:
+            chunked = "chunked" in te.lower()
+        if cl is not None:
             try:
-                length = int(lower["content-length"])
+                length = int(cl)
             except ValueError:
                 raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE", "bad Content-Length") from None
         elif body is not None and not chunked:
@@ -216,8 +322,11 @@ class H1Connection:
                 extra.append(("Transfer-Encoding", "chunked"))
             else:
                 extra.append(("Content-Length", str(length)))
-        head = encode_head(req.method, target, headers, extra)
-        expect = lower.get("expect", "").lower() == "100-continue"
+        head = encode_head(req.method, target, headers, extra or None)
+        return head, body, chunked, length, expect
+
+    def _send_head(self, s: H1Stream) -> None:
+        head, body, chunked, length, expect = self._prepare_head(s)
         self.transport.write(head)  # type: ignore[union-attr]
         if body is not None and (chunked or (length or 0) > 0):
             if expect:
@@ -288,14 +397,14 @@ class H1Connection:
     def on_header(self, name: bytes, value: bytes) -> None:
         s = self._current
         if s is not None:
-            s._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            s._raw_headers.append((name, value))  # decoded only if on_response wants them
 
     def on_headers_complete(self) -> None:
         s = self._current
         if s is None:
             raise error("AWS_ERROR_HTTP_PROTOCOL_ERROR", "response without a request")
         status = self._parser.get_status_code()
-        headers = s._raw_headers
+        raw = s._raw_headers
         if 100 <= status < 200:
             if status == 100:
                 s.saw_100 = True
@@ -308,21 +417,26 @@ class H1Connection:
         s.status = status
         if s.continue_event is not None:
             s.continue_event.set()
-        lower = {n.lower() for n, _ in headers}
-        te = ",".join(v for n, v in headers if n.lower() == "transfer-encoding").lower()
-        s.until_eof = ("content-length" not in lower and "chunked" not in te
-                       and status not in _NO_BODY_STATUS and not s.head_method)
+        length: bytes | None = None
+        te = b""
+        for n, v in raw:
+            size = len(n)
+            if size == 14:
+                if length is None and n.lower() == b"content-length":
+                    length = v
+            elif size == 17 and n.lower() == b"transfer-encoding":
+                te = te + b"," + v if te else v
+        chunked = b"chunked" in te.lower()
+        no_body = s.head_method or status in _NO_BODY_STATUS
+        s.until_eof = length is None and not chunked and not no_body
         if not self._parser.should_keep_alive():
             self._closing = True
-        if not s.until_eof and "chunked" not in te and not s.head_method and status not in _NO_BODY_STATUS:
-            for n, v in headers:
-                if n.lower() == "content-length":
-                    if v.isdigit() and int(v) >= RAW_BODY_MIN:
-                        self._raw_length = int(v)
-                    break
+        if length is not None and not chunked and not no_body and len(length) > 5 and \
+                length.isdigit() and int(length) >= RAW_BODY_MIN:
+            self._raw_length = int(length)
         s.public._response_status_code = status
         if s.public._on_response_cb is not None:
-            self.dispatch.post(s.public._on_response, status, headers)
+            self.dispatch.post(s.public._on_response, status, _decode(raw))
 
     def on_body(self, body: Any) -> None:
         s = self._current
@@ -345,6 +459,14 @@ class H1Connection:
 
     # -- handler interface for ConnProtocol -------------------------------------------------
     def data_received(self, data: memoryview) -> None:
+        dispatch = self.dispatch
+        dispatch.hold()
+        try:
+            self._data_received(data)
+        finally:
+            dispatch.release()
+
+    def _data_received(self, data: memoryview) -> None:
         s = self._current
         if s is not None and s.head_method and not s.got_final:
             self._head_buf += data
@@ -363,7 +485,7 @@ class H1Connection:
                 self._complete_current(None)
             self._parser = httptools.HttpResponseParser(self)
             if rest:
-                self.data_received(memoryview(rest))
+                self._data_received(memoryview(rest))
             return
         try:
             self._parser.feed_data(data)
@@ -420,6 +542,7 @@ class H1Connection:
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open = False
+        self._drop_direct()
         s = self._current
         if s is not None and not s.done and s.got_final and s.until_eof:
             self._complete_current(None)
@@ -489,6 +612,7 @@ class H1Connection:
         if self._error is None:
             self._error = exc
         self._open = False
+        self._drop_direct()
         self._fail_all(exc)
         if self.transport is not None:
             self.transport.close()
@@ -496,7 +620,22 @@ class H1Connection:
     def _close(self, exc: BaseException | None) -> None:
         self._open = False
         self._closing = True
+        self._drop_direct()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         elif self.protocol.lost:
             self.connection_lost(None)
+
+
+def _dup_socket(transport: Any) -> socket.socket | None:
+    """A duplicate of a plain TCP transport's socket (None under TLS or without one)."""
+    if transport is None or transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.type != socket.SOCK_STREAM:
+        return None
+    try:
+        fd = os.dup(sock.fileno())
+    except (OSError, ValueError):
+        return None
+    return socket.socket(sock.family, socket.SOCK_STREAM, 0, fd)
