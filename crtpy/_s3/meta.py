@@ -314,6 +314,15 @@ def _covers_object(resp: Response, value: str) -> bool:
     return re.search(r"-\d+$", etag) is None
 
 
+def _is_ranged(resp: Response) -> bool:
+    """A reply to a ranged GET that holds a range: 206, or a 200 carrying a byte
+    Content-Range (rclone's ``serve s3`` answers ranges so); a 200 without one holds the
+    whole object."""
+    if resp.status == 206:
+        return True
+    return resp.status == 200 and _CONTENT_RANGE.match(resp.header("content-range") or "") is not None
+
+
 class _Gate:
     """Counts progress of in-order delivery; workers wait until their part may proceed."""
 
@@ -800,8 +809,8 @@ class MetaRequest:
                 return
             if not _covers_object(resp, value):
                 return
-            whole = resp.status == 200
-            if resp.status == 206:
+            whole = not _is_ranged(resp)
+            if not whole:
                 m = _CONTENT_RANGE.match(resp.header("content-range") or "")
                 whole = bool(m and m.group(1) == "0" and m.group(3) != "*" and int(m.group(2)) + 1 == int(m.group(3)))
             if whole:
@@ -824,7 +833,8 @@ class MetaRequest:
             # an empty object has no byte 0: fetch it whole
             resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, part_sink(0),
                                                 check=check_first)
-        if resp.status == 206:
+        ranged = _is_ranged(resp)
+        if ranged:
             m = _CONTENT_RANGE.match(resp.header("content-range") or "")
             if m is None or m.group(3) == "*":
                 raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER", "bad Content-Range in the response",
@@ -833,15 +843,15 @@ class MetaRequest:
         else:
             total = sum(len(p) for p in pieces)
         got0 = sum(len(p) for p in pieces)
-        if resp.status == 206 and got0 != min(part, total):
+        if ranged and got0 != min(part, total):
             raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", "the first part has the wrong length",
                           operation="GetObject")
         if "done" in validate_whole:
             self.did_validate = True
             self.validation_algorithm = validate_whole["done"]
-        combine = validate_whole.get("combine") if resp.status == 206 and total > part else None
+        combine = validate_whole.get("combine") if ranged and total > part else None
         etag = resp.header("etag")
-        if (self.validate and combine is None and resp.status == 206 and total > part
+        if (self.validate and combine is None and ranged and total > part
                 and self._response_checksum(resp)[0] is None):
             # ranged replies carry no checksum: ask for the full object's (same version)
             head_headers = [(n, v) for n, v in base if n.lower() != "range"]
@@ -855,7 +865,7 @@ class MetaRequest:
         hdrs = [(n, v) for n, v in resp.headers if n.lower() not in ("content-range", "content-length")]
         hdrs.append(("Content-Length", str(total)))
         self._post_headers(self.final_status, hdrs)
-        nparts = 1 if resp.status != 206 else max(1, -(-total // part))
+        nparts = 1 if not ranged else max(1, -(-total // part))
         crcs: list[tuple[int, int] | None] = [None] * nparts
         crc_algo = combine[0] if combine else None
         gate = _Gate()
@@ -922,9 +932,15 @@ class MetaRequest:
             end = min(total, start + part) - 1
 
             def check(r: Response, got: list[bytes]) -> None:
-                if r.status != 206:
+                if not _is_ranged(r):
                     raise Failure("AWS_ERROR_S3_INVALID_RESPONSE_STATUS", f"expected 206 for a range, got {r.status}",
                                   response=r, operation="GetObject")
+                if r.status != 206:  # a 200 with Content-Range: it must be the range asked for
+                    m = _CONTENT_RANGE.match(r.header("content-range") or "")
+                    if m is None or (int(m.group(1)), int(m.group(2))) != (start, end):
+                        raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
+                                      f"part {idx}: Content-Range {r.header('content-range')!r} is not the range asked",
+                                      operation="GetObject")
                 n = sum(len(p) for p in got)
                 if n != end - start + 1:
                     raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"part {idx} has {n} bytes",
