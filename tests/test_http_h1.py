@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
+import socket
+import struct
 import threading
 import time
 
@@ -360,6 +362,44 @@ def test_request_after_server_dropped_idle_connection_fails(leak_check):
             stream = conn.request(req())
             stream.activate()
             stream.completion_future.result(TIMEOUT)
+        conn.shutdown_future.exception(TIMEOUT)
+        assert not conn.is_open()
+    finally:
+        srv.stop()
+
+
+def test_large_bodies_then_small_on_one_connection(h1_server, leak_check):
+    # large bodies are read straight from the socket; the connection is parsed normally
+    # again right after each one
+    conn = connect(h1_server.port)
+    for size in (3_000_000, 10, 700_000, 0, 2_500_001, 5):
+        _, status, rec = run(conn, req(path=f"/size/{size}"))
+        assert status == 200 and rec.body == b"a" * size
+    assert len({r[3] for r in h1_server.requests}) == 1
+    conn.close().result(TIMEOUT)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_server_closing_mid_large_body_is_an_error(reset, leak_check):
+    part = os.urandom(700_000)
+
+    def script(c, head):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n" + part)
+        if reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    srv = RawServer(script)
+    try:
+        conn = connect(srv.port)
+        rec = Recorder()
+        stream = conn.request(req(), rec.on_response, rec.on_body)
+        stream.activate()
+        with pytest.raises(AwsCrtError) as ei:
+            stream.completion_future.result(TIMEOUT)
+        assert ei.value.name == "AWS_IO_SOCKET_CLOSED"
+        assert part.startswith(rec.body)
+        if not reset:
+            assert rec.body == part
         conn.shutdown_future.exception(TIMEOUT)
         assert not conn.is_open()
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 import httptools
 
 from .._errors import error
+from .._net import errors as _net_errors
 from .._runtime.futures import CrtFuture
 from .body import known_length
 from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_future, read_chunk
@@ -33,6 +34,9 @@ CONTINUE_TIMEOUT_SEC = 1.0
 # transport's own bytes objects become the chunks handed to on_body (no copy)
 RAW_BODY_MIN = 256 * 1024
 _NO_BODY_STATUS = (204, 304)
+# reading a large body straight from the socket: bytes per recv(), and per wake-up
+RAW_READ = 1024 * 1024
+RAW_BURST = 4 * 1024 * 1024
 
 
 def encode_head(method: str, target: str, headers: list[tuple[str, str]],
@@ -129,6 +133,8 @@ class H1Stream:
 class H1Connection:
     """The engine of one HTTP/1.1 connection."""
 
+    raw_reads = True  # large plain-TCP bodies are read from the socket by the engine
+
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
                  shutdown_future: CrtFuture, dispatcher: Dispatcher,
                  manual_window_management: bool = False, initial_window_size: int | None = None,
@@ -164,6 +170,7 @@ class H1Connection:
         self._idle_lock = threading.Lock()
         self._idle = False
         self._direct: socket.socket | None = None
+        self._raw_reader = False
         if _SEND_FLAGS and not self._manual:
             self._direct = _dup_socket(self.transport)
         protocol.set_handler(self)
@@ -255,6 +262,7 @@ class H1Connection:
             self.transport.write(rest)
 
     def _drop_direct(self) -> None:
+        self._stop_raw_reader()
         with self._idle_lock:
             self._idle = False
             sock, self._direct = self._direct, None
@@ -498,7 +506,61 @@ class H1Connection:
             left = length - self._body_seen
             if left >= RAW_BODY_MIN // 2 and self._window is None:
                 self.raw_body_left = left
-                self.protocol.enter_raw()
+                if self.raw_reads and self._direct is not None and self.transport is not None:
+                    # plain TCP: read the body ourselves, each recv() straight into the
+                    # bytes object handed to on_body (one copy, not two), and a whole
+                    # burst of reads per wake-up of the callback thread
+                    self.transport.pause_reading()
+                    self.loop.add_reader(self._direct.fileno(), self._raw_readable)
+                    self._raw_reader = True
+                else:
+                    self.protocol.enter_raw()
+
+    def _raw_readable(self) -> None:
+        sock = self._direct
+        if sock is None:
+            return
+        left = self.raw_body_left
+        got = 0
+        dispatch = self.dispatch
+        dispatch.hold()
+        try:
+            while left > 0 and got < RAW_BURST:
+                try:
+                    data = sock.recv(min(left, RAW_READ))
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self._stop_raw_reader()
+                    self._fail_connection(_net_errors._ERRNO_NAMES.get(exc.errno or 0) and
+                                          error(_net_errors._ERRNO_NAMES[exc.errno or 0], str(exc))
+                                          or error("AWS_IO_SOCKET_CLOSED", str(exc)))
+                    return
+                if not data:
+                    # the peer closed mid-body: the transport reads the end and reports it
+                    self._stop_raw_reader()
+                    return
+                n = len(data)
+                left -= n
+                got += n
+                self.raw_body_left = left
+                self.on_body(data)
+            if left > 0:
+                return
+            self._stop_raw_reader()
+            self._raw_finished(b"")
+        finally:
+            dispatch.release()
+
+    def _stop_raw_reader(self) -> None:
+        """(loop) Give reading back to the transport."""
+        if not self._raw_reader:
+            return
+        self._raw_reader = False
+        if self._direct is not None:
+            self.loop.remove_reader(self._direct.fileno())
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def raw_data(self, data: bytes) -> None:
         """Bytes that arrived while the rest of a large body streams (see enter_raw)."""
@@ -517,8 +579,11 @@ class H1Connection:
             self.raw_body_left = 0
             self.on_body(data[:left])
             rest = data[left:]
-        # the body is complete: back to parsing, with a parser for the next message
         self.protocol.leave_raw()
+        self._raw_finished(rest)
+
+    def _raw_finished(self, rest: bytes) -> None:
+        # the body is complete: back to parsing, with a parser for the next message
         self._parser = httptools.HttpResponseParser(self)
         s = self._current
         if s is not None and s.got_final and not s.done:
@@ -639,3 +704,4 @@ def _dup_socket(transport: Any) -> socket.socket | None:
     except (OSError, ValueError):
         return None
     return socket.socket(sock.family, socket.SOCK_STREAM, 0, fd)
+
