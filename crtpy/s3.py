@@ -185,7 +185,7 @@ class S3ChecksumConfig:
 @dataclass
 class S3FileIoOptions:
     """How uploads with ``send_filepath`` read the file (experimental in the reference
-    too; downloads to ``recv_filepath`` are not affected).
+    too).  crtpy also applies ``direct_io`` to downloads to ``recv_filepath``.
 
     Attributes:
         should_stream (bool): treat the file as a stream read once: each part's pages
@@ -199,7 +199,11 @@ class S3FileIoOptions:
         direct_io (bool): read through ``O_DIRECT`` (bypassing the page cache) into
             page-aligned buffers, for parts at 4 KiB-aligned offsets.  Where the
             platform or filesystem refuses O_DIRECT (e.g. not Linux, some tmpfs), or a
-            read fails, the file is read normally (logged at debug level).
+            read fails, the file is read normally (logged at debug level).  A
+            multipart download to ``recv_filepath`` then writes its parts through
+            O_DIRECT as well (gathered into page-aligned buffers; the unaligned tail
+            goes through the page cache), so a huge download does not fill the page
+            cache with dirty pages.
     """
 
     should_stream: bool = False

@@ -105,3 +105,52 @@ def test_fio_defaults_change_nothing(server, tmp_path, sources):
     path, data = _file(tmp_path, 100_000)
     assert _upload(_client(fio_options=s3.S3FileIoOptions()), server, path) == data
     assert sources[0].direct_fd is None and not sources[0].drop_cache
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="needs O_DIRECT")
+@pytest.mark.parametrize("size, part", [(3 * MIB + 5, MIB), (4 * MIB, MIB), (2 * MIB + 100, MIB + 1)])
+def test_direct_io_download(server, tmp_path, monkeypatch, size, part):
+    """crtpy's extension: direct_io also writes recv_filepath through O_DIRECT."""
+    probe = meta._open_direct(str(tmp_path / "probe"), os.O_WRONLY | os.O_CREAT)
+    if probe is None:
+        pytest.skip("this filesystem refuses O_DIRECT")
+    os.close(probe)
+    writers: list[meta._DirectWriter] = []
+    direct_writes: list[int] = []
+    real_init, real_write = meta._DirectWriter.__init__, meta._DirectWriter.write
+
+    def init(self, *args):
+        real_init(self, *args)
+        writers.append(self)
+
+    def write(self, pieces, offset, algorithm):
+        if self.ok and offset % 4096 == 0:
+            direct_writes.append(offset)
+        return real_write(self, pieces, offset, algorithm)
+
+    monkeypatch.setattr(meta._DirectWriter, "__init__", init)
+    monkeypatch.setattr(meta._DirectWriter, "write", write)
+    data = os.urandom(size)
+    server.objects[f"/{BUCKET}/k"] = data
+    dst = tmp_path / "dst"
+    client = _client(part_size=part, fio_options=s3.S3FileIoOptions(direct_io=True))
+    client.make_request(type=s3.S3RequestType.GET_OBJECT, recv_filepath=str(dst),
+                        request=_request(server, "GET", "k")).finished_future.result(TIMEOUT)
+    assert dst.read_bytes() == data
+    (writer,) = writers
+    assert writer.direct_fd is None  # closed
+    if part % 4096 == 0:
+        assert sorted(direct_writes) == [i * part for i in range(-(-size // part))]
+    else:
+        assert not writer.ok  # unaligned parts: all through the page cache
+
+
+def test_direct_io_download_refused_falls_back(server, tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    data = os.urandom(3 * MIB + 1)
+    server.objects[f"/{BUCKET}/k"] = data
+    dst = tmp_path / "dst"
+    client = _client(part_size=MIB, fio_options=s3.S3FileIoOptions(direct_io=True))
+    client.make_request(type=s3.S3RequestType.GET_OBJECT, recv_filepath=str(dst),
+                        request=_request(server, "GET", "k")).finished_future.result(TIMEOUT)
+    assert dst.read_bytes() == data
