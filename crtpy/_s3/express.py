@@ -137,8 +137,7 @@ class ExpressSessions:
             self._cache.move_to_end(key)
             if session.usable(now):
                 if session.ageing(now) and key not in self._pending:
-                    fut = self._start(key, host_header, config, fetch)
-                    fut.add_done_callback(_consume)  # nobody waits for a background refresh
+                    self._start(key, host_header, config, fetch)  # refreshed in the background
                 return session.provider
             del self._cache[key]
         fut = self._pending.get(key) or self._start(key, host_header, config, fetch)
@@ -148,6 +147,7 @@ class ExpressSessions:
                fetch: Fetch) -> asyncio.Future[_Session]:
         # its own task: a cancelled request must not cancel a session others wait for
         fut = asyncio.ensure_future(self._create(key, host_header, config, fetch))
+        fut.add_done_callback(_consume)  # its failure is seen even if every waiter went away
         self._pending[key] = fut
         return fut
 
@@ -183,4 +183,4 @@ class ExpressSessions:
 
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        _log.debug("S3 Express background session refresh failed: %s", fut.exception())
+        _log.debug("S3 Express CreateSession failed: %s", fut.exception())

@@ -120,6 +120,8 @@ def _pread_full(fd: int, view: memoryview, offset: int) -> int:
 _DIRECT_ALIGN = 4096
 #: downloads to a file at least this large write through O_DIRECT unless fio_options say otherwise
 DIRECT_DOWNLOAD_MIN = 64 * 1024 * 1024
+#: page-aligned part buffers of one download's direct writes (writers beyond wait for one)
+DIRECT_WRITE_BUFFERS = 2
 
 
 def _open_direct(path: str, flags: int = os.O_RDONLY) -> int | None:
@@ -251,18 +253,27 @@ class _DirectWriter:
         self.ok = part % _DIRECT_ALIGN == 0
         self._free: list[Any] = []
         self._lock = threading.Lock()
+        # a direct write of a part takes milliseconds: a few buffers keep the disk busy
+        # without adding a part-sized buffer per connection to the peak memory
+        self._buffers = threading.BoundedSemaphore(DIRECT_WRITE_BUFFERS)
 
     def _take(self) -> Any:
+        self._buffers.acquire()
         with self._lock:
             if self._free:
                 return self._free.pop()
         import mmap
 
-        return mmap.mmap(-1, self.part)
+        try:
+            return mmap.mmap(-1, self.part)
+        except BaseException:
+            self._buffers.release()
+            raise
 
     def _give(self, buf: Any) -> None:
         with self._lock:
             self._free.append(buf)
+        self._buffers.release()
 
     def write(self, pieces: list[bytes], offset: int, algorithm: int | None) -> Any:
         total = sum(len(p) for p in pieces)
