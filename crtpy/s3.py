@@ -320,7 +320,10 @@ class S3Client(NativeResource):
         multipart_upload_threshold (Optional[int]): uploads larger than this use
             multipart (default: the part size).
         throughput_target_gbps (Optional[float]): drives the number of parallel connections
-            (default 10).
+            (default 10: about one connection per 1.25 Gbps, 2 to 64).  To an endpoint on
+            this machine (loopback address or localhost), where connections are limited
+            by CPU rather than latency, no more connections than CPUs (at least 2) are
+            used unless ``max_active_connections_override`` is given.
         enable_s3express (bool): allow requests signed with
             ``AwsSigningAlgorithm.V4_S3EXPRESS`` (directory buckets).  For those the client
             calls CreateSession on the request's endpoint with the config's credentials,

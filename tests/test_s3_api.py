@@ -193,3 +193,29 @@ def test_xml_is_lenient_where_servers_differ():
     assert X.upload_id(b"<Nothing/>") is None
     assert X.error_in_ok_body([b'<?xml version="1.0"?>\n<Error><Code>SlowDown</Code></Error>']) == "SlowDown"
     assert X.error_in_ok_body([b"<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"]) is None
+
+
+@pytest.mark.parametrize("host, loop", [("127.0.0.1", True), ("127.8.0.3", True), ("::1", True), ("[::1]", True),
+                                        ("localhost", True), ("b.localhost", True), ("10.0.0.1", False),
+                                        ("s3.amazonaws.com", False), ("bucket.s3.us-east-1.amazonaws.com", False)])
+def test_loopback_hosts(host, loop):
+    from crtpy._s3.client import is_loopback_host
+
+    assert is_loopback_host(host) is loop
+
+
+def test_loopback_endpoint_uses_about_one_connection_per_cpu():
+    """To a loopback endpoint connections are CPU-bound: no more than the CPUs (at least
+    2), unless max_active_connections_override says otherwise."""
+    from crtpy._s3.client import loopback_connections
+
+    def conns(host: str, **kwargs) -> int:
+        client = s3.S3Client(region="us-east-1", throughput_target_gbps=100.0, **kwargs)
+        req = HttpRequest("GET", "/b/k", HttpHeaders([("Host", host)]))
+        request = client.make_request(type=s3.S3RequestType.DEFAULT, operation_name="X", request=req)
+        request.cancel()
+        return request._meta.max_connections
+
+    assert conns("127.0.0.1:1") == min(64, loopback_connections())
+    assert conns("s3.example.invalid") == 64  # 100 Gbps, capped at 64
+    assert conns("127.0.0.1:1", max_active_connections_override=12) == 12

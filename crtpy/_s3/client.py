@@ -32,6 +32,27 @@ def connections_for(gbps: float) -> int:
     return max(2, min(64, math.ceil(gbps / 1.25)))
 
 
+def is_loopback_host(host: str) -> bool:
+    """An endpoint on this machine: a loopback address or ``localhost``."""
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_connections() -> int:
+    """Parallel connections worth opening to an endpoint on this machine: there a
+    connection is limited by CPU (copies), not by latency, so connections beyond the
+    number of CPUs only add buffered memory and context switches (measured on 2 CPUs,
+    1 GiB from nginx: 2 connections 2.3 GB/s through on_body, 8 connections 1.8 GB/s)."""
+    return max(2, os.cpu_count() or 2)
+
+
 _IFNAMSIZ = 16  # Linux interface names are at most 15 bytes
 
 
@@ -119,6 +140,7 @@ class ClientImpl:
         self.network_interface_names = check_interface_names(network_interface_names)
         self.fio_options = fio_options
         self.max_connections = max_active_connections_override or connections_for(self.throughput_target_gbps)
+        self.connections_overridden = bool(max_active_connections_override)
         rc = retry_config
         self.max_retries = (rc.max_retries if rc is not None and rc.max_retries else DEFAULT_MAX_RETRIES)
         self.backoff_ms = (rc.backoff_scale_factor_ms if rc is not None and rc.backoff_scale_factor_ms

@@ -27,7 +27,15 @@ from .._runtime.blocking import run_blocking as _run_blocking
 from .._runtime.callbacks import CallbackQueue
 from . import checksums as C
 from . import xml as X
-from .client import MAX_PARTS, MIN_UPLOAD_PART, ClientImpl, connections_for, sign
+from .client import (
+    MAX_PARTS,
+    MIN_UPLOAD_PART,
+    ClientImpl,
+    connections_for,
+    is_loopback_host,
+    loopback_connections,
+    sign,
+)
 from .conn import ExchangeError, Response
 from .express import SESSION_TARGET, USER_AGENT, SessionFailure
 
@@ -486,6 +494,9 @@ class MetaRequest:
             raise ValueError("the request needs a Host header (the S3 endpoint)")
         self.host_header = host
         self.host, self.port = self._split_host(host, client.tls)
+        if not max_active_connections_override and not client.connections_overridden \
+                and is_loopback_host(self.host):
+            self.max_connections = min(self.max_connections, loopback_connections())
         self.pool = client.pool_for(self.host, self.port, client.tls)
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
