@@ -1,10 +1,20 @@
-"""HTTP/1.1 client engine.
+"""HTTP/1.1 client engine, shared by ``crtpy.http`` and the S3 client (``crtpy._s3.conn``).
 
 Response framing is parsed by ``httptools`` (llhttp) straight from the protocol's read
 buffer; body pieces reach the stream as the ``bytes`` objects the parser makes, with no
-further copy.  Requests are sent one at a time on a connection (keep-alive, no
-pipelining).  All methods run on the connection's event loop, except those marked
-"any thread", which hop onto it.
+further copy.  The rest of a large body skips the parser: on plain TCP the engine
+``recv()``s it itself, straight into the ``bytes`` handed on (one copy out of the kernel);
+under TLS the transport's own ``bytes`` are handed on.  Requests are sent one at a time
+on a connection (keep-alive, no pipelining).
+
+All methods run on the connection's event loop, except those marked "any thread",
+which hop onto it -- with one exception: a bodiless request activated on an idle
+plain-TCP connection is written by the activating thread itself (see
+``H1Connection.send_direct``), which saves a thread hand-off per request.
+
+Public streams (``H1Stream`` made for an ``HttpClientStream``) deliver their events
+through the connection's Dispatcher; :meth:`H1Connection.exchange` runs an exchange
+given as wire bytes (:class:`WireRequest`) from a coroutine on the loop (the S3 client).
 """
 from __future__ import annotations
 
@@ -12,9 +22,10 @@ import asyncio
 import collections
 import os
 import socket
+import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httptools
@@ -27,15 +38,30 @@ from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_
 from .transport import ConnProtocol
 
 _get_running_loop = asyncio._get_running_loop
+_INT_ZERO = bytes(4)
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not POSIX: no direct socket use at all (_SEND_FLAGS)
+    _FIONREAD = 0
+
+    def _ioctl(fd: int, request: int, arg: bytes) -> bytes:
+        return _INT_ZERO
+else:
+    _FIONREAD = termios.FIONREAD
+    _ioctl = fcntl.ioctl  # type: ignore[assignment]
+_BYTEORDER = sys.byteorder
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 
 CONTINUE_TIMEOUT_SEC = 1.0
-# the rest of a body with at least this many bytes still to come skips the parser: the
-# transport's own bytes objects become the chunks handed to on_body (no copy)
+# the rest of a body with at least this many bytes still to come skips the parser (see
+# the module docstring)
 RAW_BODY_MIN = 256 * 1024
 _NO_BODY_STATUS = (204, 304)
+# wire request bodies (see WireRequest) are written in slices of this size
+WRITE_SLICE = 1024 * 1024
 # reading a large body straight from the socket: bytes per recv(), and per wake-up
-RAW_READ = 1024 * 1024
+RAW_READ = 256 * 1024  # larger reads measured slower (allocator: mmap and page faults)
 RAW_BURST = 4 * 1024 * 1024
 
 
@@ -70,6 +96,43 @@ def _check_head(method: str, target: str, pairs: list[tuple[str, str]]) -> None:
             raise error("AWS_ERROR_HTTP_INVALID_HEADER_VALUE")
 
 
+class WireRequest:
+    """A request given as bytes ready for the wire (see :meth:`H1Connection.exchange`):
+    an encoded head and body pieces (buffers), written in slices as the transport takes
+    them."""
+
+    __slots__ = ("finish_after_success", "head", "idle_timeout", "on_sent", "pieces")
+
+    def __init__(self, head: bytes, pieces: Sequence[Any] | None, *, idle_timeout: float,
+                 on_sent: Callable[[int], None] | None = None,
+                 finish_after_success: bool = True) -> None:
+        self.head = head
+        self.pieces = pieces
+        self.idle_timeout = idle_timeout
+        self.on_sent = on_sent
+        # a server may answer (2xx) before it has read the whole body (nginx does, then
+        # drains): the rest is still sent and the connection stays reusable
+        self.finish_after_success = finish_after_success
+
+
+class _Outcome:
+    """Stands between an engine stream and the receiver of :meth:`H1Connection.exchange`:
+    forwards the events and resolves the exchange's asyncio future at completion."""
+
+    __slots__ = ("_done", "_on_body", "_on_body_cb", "_on_response", "_on_response_cb", "_response_status_code")
+
+    def __init__(self, public: Any, done: asyncio.Future[BaseException | None]) -> None:
+        self._on_response = public._on_response
+        self._on_body = public._on_body
+        self._on_response_cb = self._on_body_cb = True
+        self._response_status_code: int | None = None
+        self._done = done
+
+    def _on_complete(self, exc: BaseException | None) -> None:
+        if not self._done.done():
+            self._done.set_result(exc)
+
+
 class H1Stream:
     """Engine side of one request/response exchange."""
 
@@ -82,6 +145,7 @@ class H1Stream:
         "conn",
         "continue_event",
         "done",
+        "failed",
         "got_final",
         "has_cbs",
         "head_method",
@@ -90,6 +154,7 @@ class H1Stream:
         "saw_100",
         "status",
         "until_eof",
+        "wire",
     )
 
     def __init__(self, conn: H1Connection, public: Any, request: Any) -> None:
@@ -99,7 +164,9 @@ class H1Stream:
         self.activated = False
         self.done = False
         self.status: int | None = None
-        self.head_method = request.method.upper() == "HEAD"
+        self.head_method = request is not None and request.method.upper() == "HEAD"
+        self.failed = False
+        self.wire: WireRequest | None = None
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self.got_final = False
         self.saw_100 = False
@@ -134,6 +201,7 @@ class H1Connection:
     """The engine of one HTTP/1.1 connection."""
 
     raw_reads = True  # large plain-TCP bodies are read from the socket by the engine
+    raw_burst = RAW_BURST  # bytes read per readiness of the socket, at most
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
                  shutdown_future: CrtFuture, dispatcher: Dispatcher,
@@ -171,6 +239,7 @@ class H1Connection:
         self._idle = False
         self._direct: socket.socket | None = None
         self._raw_reader = False
+        self.activity = 0  # bumped by reads and writes: idle timeouts look at it
         if _SEND_FLAGS and not self._manual:
             self._direct = _dup_socket(self.transport)
         protocol.set_handler(self)
@@ -233,6 +302,52 @@ class H1Connection:
 
     def update_connection_window(self, increment: int) -> None:
         self.update_window(increment)
+
+    # -- exchanges driven from the loop (the S3 client) ----------------------------------
+    async def exchange(self, public: Any, wire: WireRequest, *, head_method: bool = False) -> None:
+        """(loop; an inline dispatcher) Send ``wire`` and receive its response: events go
+        to ``public`` as for a stream (``_on_response``, ``_on_body``, ``_on_complete``).
+        Returns when the response is complete and the body written; raises the error
+        that ended the exchange, ``AWS_IO_SOCKET_TIMEOUT`` when nothing moved on the
+        connection for ``wire.idle_timeout`` seconds."""
+        done: asyncio.Future[BaseException | None] = self.loop.create_future()
+        outcome = _Outcome(public, done)
+        s = H1Stream(self, outcome, None)
+        s.wire = wire
+        s.head_method = head_method
+        s.activated = True
+        self._enqueue(s)
+        task = s.body_task
+        if task is not None:
+            await asyncio.wait([task])
+        while True:
+            last = self.activity
+            try:
+                exc = await asyncio.wait_for(asyncio.shield(done), wire.idle_timeout)
+                break
+            except asyncio.TimeoutError:
+                if done.done():
+                    exc = done.result()
+                    break
+                if self.activity == last:
+                    raise error("AWS_IO_SOCKET_TIMEOUT", "no response from the server") from None
+        if exc is not None:
+            raise exc
+
+    @property
+    def reusable(self) -> bool:
+        """(loop) Open, idle and allowed to carry another exchange."""
+        return self._open and not self._closing and self._current is None and not self._queue
+
+    def abort(self) -> None:
+        """(loop) Drop the connection at once (nothing more is written)."""
+        self._open = False
+        self._closing = True
+        self._drop_direct()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+        elif self.protocol.lost:
+            self.connection_lost(None)
 
     # -- loop side ------------------------------------------------------------------------
     def _grow_window(self, increment: int) -> None:
@@ -334,6 +449,13 @@ class H1Connection:
         return head, body, chunked, length, expect
 
     def _send_head(self, s: H1Stream) -> None:
+        wire = s.wire
+        if wire is not None:
+            self.transport.write(wire.head)  # type: ignore[union-attr]
+            self.activity += 1
+            if wire.pieces:
+                s.body_task = self.loop.create_task(self._send_pieces(s, wire))
+            return
         head, body, chunked, length, expect = self._prepare_head(s)
         self.transport.write(head)  # type: ignore[union-attr]
         if body is not None and (chunked or (length or 0) > 0):
@@ -393,6 +515,52 @@ class H1Connection:
             s.body_task = None
             if s.done and self._current is None:
                 self._after_stream()
+
+    async def _send_pieces(self, s: H1Stream, wire: WireRequest) -> None:
+        proto = self.protocol
+        transport = self.transport
+        assert transport is not None and wire.pieces is not None
+        sent = 0
+        try:
+            for piece in wire.pieces:
+                view = memoryview(piece).cast("B")
+                # large pieces go out in slices, each when the transport has room: the
+                # kernel takes them straight from the caller's buffer, no big copy queued
+                for start in range(0, len(view), WRITE_SLICE):
+                    if proto.write_paused:
+                        await self._drain(wire.idle_timeout)
+                    if s.done and (s.failed or not 200 <= (s.status or 0) < 300):
+                        self._closing = True  # the rest of the body is abandoned
+                        return
+                    if proto.lost or transport.is_closing():
+                        return
+                    chunk = view[start:start + WRITE_SLICE]
+                    transport.write(chunk)
+                    self.activity += 1
+                    if wire.on_sent is not None:
+                        sent += len(chunk)
+                        wire.on_sent(sent)
+            s.body_written = True
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the body failed: the stream fails
+            self._fail_connection(exc if getattr(exc, "name", None) else
+                                  error("AWS_ERROR_HTTP_INVALID_BODY_STREAM", str(exc)))
+        finally:
+            s.body_task = None
+            if s.done and self._current is None:
+                self._after_stream()
+
+    async def _drain(self, idle_timeout: float) -> None:
+        """Wait for room in the transport; fail if nothing moves for ``idle_timeout``."""
+        proto = self.protocol
+        while proto.write_paused and not proto.lost:
+            last = self.activity
+            try:
+                await asyncio.wait_for(proto.drain(), idle_timeout)
+            except asyncio.TimeoutError:
+                if self.activity == last:
+                    raise error("AWS_IO_SOCKET_TIMEOUT", "the server stopped reading") from None
 
     # -- parser callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -475,6 +643,7 @@ class H1Connection:
             dispatch.release()
 
     def _data_received(self, data: memoryview) -> None:
+        self.activity += 1
         s = self._current
         if s is not None and s.head_method and not s.got_final:
             self._head_buf += data
@@ -525,9 +694,13 @@ class H1Connection:
         dispatch = self.dispatch
         dispatch.hold()
         try:
-            while left > 0 and got < RAW_BURST:
+            while left > 0 and got < self.raw_burst:
                 try:
-                    data = sock.recv(min(left, RAW_READ))
+                    # ask for what is there (exactly-sized bytes objects: no oversized
+                    # allocation shrunk afterwards, which fragments the heap)
+                    ready = _ioctl(sock.fileno(), _FIONREAD, _INT_ZERO)
+                    want = int.from_bytes(ready, _BYTEORDER) or RAW_READ
+                    data = sock.recv(min(left, want, RAW_READ))
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as exc:
@@ -543,6 +716,7 @@ class H1Connection:
                 n = len(data)
                 left -= n
                 got += n
+                self.activity += 1
                 self.raw_body_left = left
                 self.on_body(data)
             if left > 0:
@@ -569,6 +743,7 @@ class H1Connection:
             self.data_received(memoryview(data))
             return
         n = len(data)
+        self.activity += 1
         if n <= left:
             self.raw_body_left = left - n
             self.on_body(data)
@@ -636,8 +811,11 @@ class H1Connection:
         self._current = None
         self._finish(s, exc)
         if s.body_task is not None and not s.body_task.done():
-            if exc is None and (s.body_written or (s.continue_event is not None and not s.saw_100)):
-                pass  # the body task is about to end (or sees got_final and stops)
+            if exc is None and (s.body_written or (s.continue_event is not None and not s.saw_100)
+                                or (s.wire is not None and s.wire.finish_after_success
+                                    and 200 <= (s.status or 0) < 300)):
+                pass  # the body task is about to end (or sees got_final and stops, or
+                # finishes a body the server answered early)
             else:
                 self._closing = True
                 s.body_task.cancel()
@@ -656,6 +834,7 @@ class H1Connection:
         if s.done:
             return
         s.done = True
+        s.failed = exc is not None
         public = s.public
         if exc is None and s.has_cbs:
             self.dispatch.post(public._on_complete, None)
