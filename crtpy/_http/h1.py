@@ -363,8 +363,9 @@ class H1Connection:
         if (self._current is None and not self._queue and self._open and not self._closing
                 and self._direct is not None and not self.protocol.lost
                 and self.transport is not None and not self.transport.get_write_buffer_size()):
-            with self._idle_lock:
-                self._idle = True
+            # no lock needed to open the connection up: nobody else writes ``_idle`` while
+            # it is False (the lock orders claims, see send_direct and _take_over)
+            self._idle = True
 
     def _take_over(self) -> None:
         """(loop) Stop direct sends: the loop takes over the connection."""
