@@ -146,8 +146,22 @@ def worker(a: Any) -> None:
     if a.op == "get_file" and os.path.getsize(a.dst) != a.size:
         raise RuntimeError("downloaded file has the wrong size")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": elapsed, "rss_mib": usage.ru_maxrss / 1024,
+    print(json.dumps({"seconds": elapsed, "rss_mib": peak_rss_mib(),
                       "cpu_s": usage.ru_utime + usage.ru_stime - cpu0}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS.  VmHWM belongs to the address space, which exec
+    replaces; ru_maxrss would carry over the peak of the parent it was forked from (the
+    orchestrator, which may hold boto3 and more)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- orchestration ----------------------------------------------------------------------------------------
