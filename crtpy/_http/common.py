@@ -18,6 +18,8 @@ from .._runtime.futures import CrtFuture
 from .body import _raw, read_into
 
 BODY_CHUNK = 256 * 1024
+_DONE_STATES = frozenset((concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED,
+                          concurrent.futures._base.FINISHED))
 
 
 class CallbackRunner:
@@ -139,6 +141,10 @@ class HelpingFuture(CrtFuture):
     in the waiting thread (see :class:`CallbackRunner`)."""
 
     _runner: CallbackRunner | None = None
+
+    def done(self) -> bool:
+        # the state is one attribute, replaced whole: readable without the condition's lock
+        return self._state in _DONE_STATES
 
     def result(self, timeout: float | None = None) -> Any:
         runner = self._runner

@@ -410,7 +410,9 @@ class H1Connection:
         """The request head of ``s`` and how its body goes: ``(head, body, chunked,
         length, expect_100)``.  Any thread (reads only the request and fixed settings)."""
         req = s.request
-        headers = list(req.headers)
+        hdrs = req.headers
+        # the pairs themselves (no copy): only read here
+        headers: list[tuple[str, str]] = getattr(hdrs, "_pairs", None) or list(hdrs)
         body = req.body_stream
         target = req.path
         extra: list[tuple[str, str]] = []
