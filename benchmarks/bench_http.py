@@ -7,6 +7,9 @@ files, and measures in one process:
 2. 1 KiB GETs per second, one after another on one keep-alive connection;
 3. HTTP/2: 1,000 small GETs multiplexed on one TLS connection (total seconds).
 
+Beside each figure: CPU seconds of this process and of nginx (from /proc, Linux) spent in
+the round that gave it, per GiB (bulk) or per request (GETs), to show which side limits.
+
 Usage: .venv/bin/python benchmarks/bench_http.py [--size-mib 256] [--count 4]
        [--gets 3000] [--h2-requests 1000] [--rounds 3]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -55,6 +59,28 @@ def start_nginx(tmp: str, root: str, cert: str, key: str):
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("nginx did not start")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (0.0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measured(fn, nginx_pid: int, *args):
+    """(result, own CPU seconds, nginx CPU seconds) of ``fn(*args)``."""
+    own0, ng0 = self_cpu(), proc_cpu(nginx_pid)
+    result = fn(*args)
+    return result, self_cpu() - own0, proc_cpu(nginx_pid) - ng0
 
 
 def bench_bulk(lib, port: int, size: int, count: int) -> float:
@@ -170,25 +196,34 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for name, lib in libs:
-                results[name]["bulk"].append(bench_bulk(lib, port, size, args.count))
-                results[name]["gets"].append(bench_gets(lib, port, args.gets))
-                results[name]["h2"].append(bench_h2(lib, tls_port, str(pki.ca_cert), args.h2_requests))
+                results[name]["bulk"].append(measured(bench_bulk, proc.pid, lib, port, size, args.count))
+                results[name]["gets"].append(measured(bench_gets, proc.pid, lib, port, args.gets))
+                results[name]["h2"].append(measured(bench_h2, proc.pid, lib, tls_port, str(pki.ca_cert),
+                                                    args.h2_requests))
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
     ref, ours = results["reference"], results["crtpy"]
+    gib = size * args.count / 2**30
     bulk_r, bulk_o = max(ref["bulk"]), max(ours["bulk"])
     gets_r, gets_o = max(ref["gets"]), max(ours["gets"])
     h2_r, h2_o = min(ref["h2"]), min(ours["h2"])
     print(f"bulk download {args.count} x {args.size_mib} MiB, one HTTP/1.1 connection:")
-    print(f"  reference {bulk_r:9.1f} MB/s   crtpy {bulk_o:9.1f} MB/s   ratio crtpy/reference {bulk_o / bulk_r:5.2f}")
+    print(f"  reference {bulk_r[0]:9.1f} MB/s   crtpy {bulk_o[0]:9.1f} MB/s   ratio crtpy/reference "
+          f"{bulk_o[0] / bulk_r[0]:5.2f}")
+    print(f"  CPU s/GiB: reference {bulk_r[1] / gib:.2f} (nginx {bulk_r[2] / gib:.2f})   "
+          f"crtpy {bulk_o[1] / gib:.2f} (nginx {bulk_o[2] / gib:.2f})")
     print(f"1 KiB GETs, one keep-alive connection ({args.gets} requests):")
-    print(f"  reference {gets_r:9.1f} req/s  crtpy {gets_o:9.1f} req/s  ratio crtpy/reference {gets_o / gets_r:5.2f}")
+    print(f"  reference {gets_r[0]:9.1f} req/s  crtpy {gets_o[0]:9.1f} req/s  ratio crtpy/reference "
+          f"{gets_o[0] / gets_r[0]:5.2f}")
+    n = args.gets + 50  # with the warm-up requests
+    print(f"  CPU us/request: reference {gets_r[1] / n * 1e6:.0f} (nginx {gets_r[2] / n * 1e6:.0f})   "
+          f"crtpy {gets_o[1] / n * 1e6:.0f} (nginx {gets_o[2] / n * 1e6:.0f})")
     print(f"HTTP/2, {args.h2_requests} x 1 KiB GETs multiplexed on one TLS connection:")
-    print(f"  reference {h2_r:9.3f} s      crtpy {h2_o:9.3f} s      ratio crtpy/reference "
-          f"(speed) {h2_r / h2_o:5.2f}")
+    print(f"  reference {h2_r[0]:9.3f} s      crtpy {h2_o[0]:9.3f} s      ratio crtpy/reference "
+          f"(speed) {h2_r[0] / h2_o[0]:5.2f}")
 
 
 if __name__ == "__main__":
