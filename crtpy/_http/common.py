@@ -18,6 +18,7 @@ from .._runtime.futures import CrtFuture
 from .body import _raw, read_into
 
 BODY_CHUNK = 256 * 1024
+_FINISHED = concurrent.futures._base.FINISHED
 _DONE_STATES = frozenset((concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED,
                           concurrent.futures._base.FINISHED))
 
@@ -153,6 +154,8 @@ class HelpingFuture(CrtFuture):
             if not self.done():
                 # leftover work was handed to the pool; keep the normal timeout contract
                 return super().result(0)
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # the common case, without the condition's lock
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
