@@ -154,3 +154,48 @@ def test_direct_io_download_refused_falls_back(server, tmp_path, monkeypatch):
     client.make_request(type=s3.S3RequestType.GET_OBJECT, recv_filepath=str(dst),
                         request=_request(server, "GET", "k")).finished_future.result(TIMEOUT)
     assert dst.read_bytes() == data
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="needs O_DIRECT")
+@pytest.mark.parametrize("memory_limit", [None, 4 * MIB])  # writes in the background / inline
+def test_direct_io_download_cancelled(server, tmp_path, monkeypatch, memory_limit):
+    """A cancel during direct writes: the request fails as cancelled, the partial file is
+    removed and no descriptor is left open."""
+    import threading
+
+    from crtpy.exceptions import AwsCrtError
+
+    started, release = threading.Event(), threading.Event()
+    real_write = meta._DirectWriter.write
+
+    def slow_write(self, pieces, offset, algorithm):
+        started.set()
+        release.wait(TIMEOUT)
+        return real_write(self, pieces, offset, algorithm)
+
+    monkeypatch.setattr(meta._DirectWriter, "write", slow_write)
+    server.objects[f"/{BUCKET}/k"] = os.urandom(6 * MIB)
+    dst = tmp_path / "dst"
+    client = _client(part_size=MIB, fio_options=s3.S3FileIoOptions(direct_io=True), memory_limit=memory_limit)
+    req = client.make_request(type=s3.S3RequestType.GET_OBJECT, recv_filepath=str(dst),
+                              request=_request(server, "GET", "k"))
+    assert started.wait(TIMEOUT)
+    req.cancel()
+    release.set()
+    with pytest.raises(AwsCrtError) as info:
+        req.finished_future.result(TIMEOUT)
+    assert info.value.name == "AWS_ERROR_S3_CANCELED"
+    assert not dst.exists()
+
+    def open_on_dst() -> list[str]:
+        found = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith(str(dst)):
+                found.append(target)
+        return found
+
+    assert open_on_dst() == []  # neither the plain nor the O_DIRECT descriptor

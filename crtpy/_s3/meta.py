@@ -637,6 +637,11 @@ class MetaRequest:
         fut.add_done_callback(self._file_io.discard)
         return await asyncio.shield(fut)
 
+    async def _close_after_io(self, close: Callable[[], None]) -> None:
+        while self._file_io:
+            await asyncio.gather(*list(self._file_io), return_exceptions=True)
+        await run_blocking(close)
+
     async def _close_fd(self, fd: int) -> None:
         while self._file_io:
             await asyncio.gather(*list(self._file_io), return_exceptions=True)
@@ -1030,8 +1035,6 @@ class MetaRequest:
                 state["next_deliver"] = i + 1
                 self.cbq.post(loop.call_soon_threadsafe, gate.advance, i + 1)
 
-        await deliver(0, pieces)
-
         def part_check(idx: int) -> Callable[[Response, list[bytes]], None]:
             start = idx * part
             end = min(total, start + part) - 1
@@ -1076,6 +1079,7 @@ class MetaRequest:
                 await deliver(idx, got)
 
         try:
+            await deliver(0, pieces)
             if nparts > 1:
                 n = min(self.max_connections, nparts - 1)
                 if self.memory_limit_parts is not None:
@@ -1085,7 +1089,9 @@ class MetaRequest:
             while writes:
                 await asyncio.gather(*list(writes), return_exceptions=True)
             if direct is not None:
-                await _to_the_end(self._file_op(direct.close))
+                # after every write job is over (a cancelled request stops waiting for
+                # them), so that a reused descriptor number never receives our writes
+                await _to_the_end(self._close_after_io(direct.close))
         if write_errors:
             raise write_errors[0]
         if combine is not None:
