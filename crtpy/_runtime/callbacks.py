@@ -28,25 +28,29 @@ def invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 class WorkerPool:
-    """A growable pool of daemon threads.  Idle workers exit after ``idle_timeout``."""
+    """A growable pool of daemon threads.  Idle workers exit after ``idle_timeout``.
+
+    Each idle worker parks on a lock of its own; :meth:`submit` hands the work to the
+    most recently parked one by releasing that lock (one wake-up, no condition variable).
+    """
 
     def __init__(self, name: str, max_workers: int, idle_timeout: float = 5.0) -> None:
         self._name = name
         self._max = max_workers
         self._idle_timeout = idle_timeout
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: collections.deque[Callable[[], None]] = collections.deque()
-        self._idle = 0
+        self._parked: list[Any] = []  # the wake-up locks of idle workers, held (acquired)
         self._workers = 0
         self._serial = 0
         self._retire = False
 
     def submit(self, work: Callable[[], None]) -> None:
-        with self._cond:
+        with self._lock:
             self._queue.append(work)
             self._retire = False
-            if self._idle >= len(self._queue):
-                self._cond.notify()
+            if self._parked:
+                self._parked.pop().release()
                 return
             if self._workers >= self._max:
                 return  # a busy worker will pick it up when it finishes
@@ -57,24 +61,42 @@ class WorkerPool:
 
     def retire_idle(self) -> None:
         """Ask idle workers to exit now (used by leak checks and at exit)."""
-        with self._cond:
+        with self._lock:
             self._retire = True
-            self._cond.notify_all()
+            parked, self._parked = self._parked, []
+            for wake in parked:
+                wake.release()
 
     def _work(self) -> None:
+        wake = threading.Lock()
+        wake.acquire()
+        lock = self._lock
+        queue = self._queue
         while True:
-            with self._cond:
-                while not self._queue:
-                    if self._retire:
+            with lock:
+                if queue:
+                    work = queue.popleft()
+                elif self._retire:
+                    self._workers -= 1
+                    return
+                else:
+                    self._parked.append(wake)
+                    work = None
+            if work is None:
+                if wake.acquire(True, self._idle_timeout):
+                    continue  # woken by submit() or retire_idle()
+                with lock:
+                    try:
+                        self._parked.remove(wake)
+                    except ValueError:
+                        # submit() took this worker just as the wait timed out; its
+                        # release() happened under the lock, so this does not block.
+                        wake.acquire()
+                        continue
+                    if not queue:
                         self._workers -= 1
                         return
-                    self._idle += 1
-                    woken = self._cond.wait(self._idle_timeout)
-                    self._idle -= 1
-                    if not woken and not self._queue:
-                        self._workers -= 1
-                        return
-                work = self._queue.popleft()
+                continue
             try:
                 work()
             except BaseException:  # noqa: BLE001 - work items handle their own errors
