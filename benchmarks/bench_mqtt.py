@@ -19,7 +19,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
@@ -40,7 +43,7 @@ class Measure:
     def __init__(self, broker: Mosquitto) -> None:
         self.pid = broker.proc.pid  # type: ignore[union-attr]
 
-    def __enter__(self) -> Measure:
+    def __enter__(self) -> Self:
         self.t0 = time.perf_counter()
         self.c0 = _cpu_seconds(self.pid)
         self.p0 = time.process_time()
@@ -99,16 +102,19 @@ class Mqtt5Runner:
 
 # -- paho-mqtt ---------------------------------------------------------------------------
 class PahoRunner:
+    """paho-mqtt speaking MQTT 5 (or 3.1.1 with ``v311``)."""
+
     name = "paho-mqtt"
 
-    def __init__(self, broker: Mosquitto) -> None:
+    def __init__(self, broker: Mosquitto, v311: bool = False) -> None:
         import paho.mqtt.client as paho
 
         self.paho = paho
         self.connected = threading.Event()
         self.on_message: Callable[[Any], None] | None = None
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        self.client.max_inflight_messages_set(100)  # larger windows make paho O(n) per PUBACK
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311 if v311 else paho.MQTTv5)
+        # MQTT 5: larger windows make paho O(n) per PUBACK
+        self.client.max_inflight_messages_set(65535 if v311 else 100)
         self.client.max_queued_messages_set(0)
         self.client.on_connect = lambda *a: self.connected.set()
         self.client.on_message = lambda c, u, msg: self.on_message and self.on_message(msg)
@@ -166,39 +172,55 @@ def latency(runner: Any, broker: Mosquitto, n: int) -> tuple[float, float]:
     return statistics.median(samples) * 1e3, samples[int(len(samples) * 0.99) - 1] * 1e3
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--qos0", type=int, default=100_000)
     ap.add_argument("--qos1", type=int, default=20_000)
     ap.add_argument("--rtt", type=int, default=2000)
     ap.add_argument("--no-paho", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def start_broker(prefix: str) -> Mosquitto:
+    return Mosquitto(tempfile.mkdtemp(prefix=prefix),
+                     extra={"max_inflight_messages": 0, "max_queued_messages": 0}).start()
+
+
+def measure_all(makers: list[tuple[str, Callable[[], Any]]], broker: Mosquitto,
+                args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Run the three measurements for each runner in turn; print a line per runner."""
+    results: dict[str, dict[str, float]] = {}
+    for name, make in makers:
+        r = make()
+        try:
+            q0, c0, u0 = rate(r, broker, args.qos0, 0)
+            q1, c1, u1 = rate(r, broker, args.qos1, 1)
+            p50, p99 = latency(r, broker, args.rtt)
+        finally:
+            r.close()
+        results[name] = {"qos0": q0, "qos0_cpu": c0, "qos1": q1, "qos1_cpu": c1, "p50": p50, "p99": p99,
+                         "qos0_us": u0, "qos1_us": u1}
+        print(f"{name:10s} QoS0 {q0:10,.0f} msg/s ({u0:5.1f} us client CPU/msg, broker CPU {c0:4.0%})   "
+              f"QoS1 {q1:9,.0f} msg/s ({u1:5.1f} us/msg, broker CPU {c1:4.0%})   "
+              f"RTT p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
+    return results
+
+
+def main() -> None:
+    args = parse_args()
 
     import awscrt.mqtt5 as ref_mqtt5
 
     from crtpy import mqtt5 as crt_mqtt5
 
-    broker = Mosquitto(tempfile.mkdtemp(prefix="bench-mqtt-"),
-                       extra={"max_inflight_messages": 0, "max_queued_messages": 0}).start()
+    broker = start_broker("bench-mqtt-")
     try:
-        makers = [("crtpy", lambda: Mqtt5Runner(crt_mqtt5, broker, "crtpy")),
-                  ("awscrt", lambda: Mqtt5Runner(ref_mqtt5, broker, "awscrt"))]
+        makers: list[tuple[str, Callable[[], Any]]] = [
+            ("crtpy", lambda: Mqtt5Runner(crt_mqtt5, broker, "crtpy")),
+            ("awscrt", lambda: Mqtt5Runner(ref_mqtt5, broker, "awscrt"))]
         if not args.no_paho:
             makers.append(("paho-mqtt", lambda: PahoRunner(broker)))
-        results: dict[str, dict[str, float]] = {}
-        for name, make in makers:
-            r = make()
-            try:
-                q0, c0, u0 = rate(r, broker, args.qos0, 0)
-                q1, c1, u1 = rate(r, broker, args.qos1, 1)
-                p50, p99 = latency(r, broker, args.rtt)
-            finally:
-                r.close()
-            results[name] = {"qos0": q0, "qos0_cpu": c0, "qos1": q1, "qos1_cpu": c1, "p50": p50, "p99": p99,
-                             "qos0_us": u0, "qos1_us": u1}
-            print(f"{name:10s} QoS0 {q0:10,.0f} msg/s ({u0:5.1f} us client CPU/msg, broker CPU {c0:4.0%})   "
-                  f"QoS1 {q1:9,.0f} msg/s ({u1:5.1f} us/msg, broker CPU {c1:4.0%})   "
-                  f"RTT p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
+        results = measure_all(makers, broker, args)
         ours, ref = results["crtpy"], results["awscrt"]
         print(f"ratio crtpy/awscrt: QoS0 {ours['qos0'] / ref['qos0']:.2f}  QoS1 {ours['qos1'] / ref['qos1']:.2f}  "
               f"RTT p50 {ours['p50'] / ref['p50']:.2f} (lower is better)  p99 {ours['p99'] / ref['p99']:.2f}")

@@ -9,11 +9,8 @@ QoS 1 round trip to the client's own subscription p50/p99, broker CPU share.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +19,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from bench_mqtt import PAYLOAD, latency, rate
+from bench_mqtt import PAYLOAD, PahoRunner, measure_all, parse_args, start_broker
 from helpers.mosquitto import Mosquitto
 
 
@@ -63,78 +60,21 @@ class Mqtt311Runner:
         self.conn.disconnect().result(10)
 
 
-class Paho311Runner:
-    name = "paho-mqtt"
-
-    def __init__(self, broker: Mosquitto) -> None:
-        import paho.mqtt.client as paho
-
-        self.connected = threading.Event()
-        self.on_message: Callable[[Any], None] | None = None
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-        self.client.max_inflight_messages_set(65535)
-        self.client.max_queued_messages_set(0)
-        self.client.on_connect = lambda *a: self.connected.set()
-        self.client.on_message = lambda c, u, msg: self.on_message and self.on_message(msg)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        if not self.connected.wait(10):
-            raise RuntimeError("paho: no connection")
-
-    def publish_many(self, topic: str, n: int, qos: int) -> None:
-        pub = self.client.publish
-        last = None
-        for _ in range(n):
-            last = pub(topic, PAYLOAD, qos)
-        last.wait_for_publish(120)  # type: ignore[union-attr]
-
-    def subscribe(self, topic: str) -> None:
-        done = threading.Event()
-        self.client.on_subscribe = lambda *a: done.set()
-        self.client.subscribe(topic, 1)
-        done.wait(10)
-
-    def publish_one(self, topic: str) -> None:
-        self.client.publish(topic, PAYLOAD, 1)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--qos0", type=int, default=100_000)
-    ap.add_argument("--qos1", type=int, default=20_000)
-    ap.add_argument("--rtt", type=int, default=2000)
-    ap.add_argument("--no-paho", action="store_true")
-    args = ap.parse_args()
+    args = parse_args()
 
     import awscrt.mqtt as ref_mqtt
 
     from crtpy import mqtt as crt_mqtt
 
-    broker = Mosquitto(tempfile.mkdtemp(prefix="bench-mqtt311-"),
-                       extra={"max_inflight_messages": 0, "max_queued_messages": 0}).start()
+    broker = start_broker("bench-mqtt311-")
     try:
         makers: list[tuple[str, Callable[[], Any]]] = [
             ("crtpy", lambda: Mqtt311Runner(crt_mqtt, broker, "crtpy")),
             ("awscrt", lambda: Mqtt311Runner(ref_mqtt, broker, "awscrt"))]
         if not args.no_paho:
-            makers.append(("paho-mqtt", lambda: Paho311Runner(broker)))
-        results: dict[str, dict[str, float]] = {}
-        for name, make in makers:
-            r = make()
-            try:
-                q0, c0, u0 = rate(r, broker, args.qos0, 0)
-                q1, c1, u1 = rate(r, broker, args.qos1, 1)
-                p50, p99 = latency(r, broker, args.rtt)
-            finally:
-                r.close()
-            results[name] = {"qos0": q0, "qos1": q1, "p50": p50, "p99": p99}
-            print(f"{name:10s} QoS0 {q0:10,.0f} msg/s ({u0:5.1f} us client CPU/msg, broker CPU {c0:4.0%})   "
-                  f"QoS1 {q1:9,.0f} msg/s ({u1:5.1f} us/msg, broker CPU {c1:4.0%})   "
-                  f"RTT p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
+            makers.append(("paho-mqtt", lambda: PahoRunner(broker, v311=True)))
+        results = measure_all(makers, broker, args)
         a, b = results["crtpy"], results["awscrt"]
         print(f"crtpy/reference: QoS0 rate x{a['qos0'] / b['qos0']:.2f}, QoS1 rate x{a['qos1'] / b['qos1']:.2f}, "
               f"latency p50 x{a['p50'] / b['p50']:.2f}, p99 x{a['p99'] / b['p99']:.2f}")

@@ -9,11 +9,15 @@ packets.  Everything a handler records goes in ``broker.log`` (thread-safe list)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crtpy._mqtt import codec as c
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Conn", "FakeBroker", "accept"]
 
@@ -123,10 +127,8 @@ class FakeBroker:
         except BaseException as e:  # noqa: BLE001 - reported to the test
             self.errors.append(e)
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 writer.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     def start(self) -> FakeBroker:
         self._thread.start()
@@ -139,8 +141,9 @@ class FakeBroker:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
 
-    def __enter__(self) -> FakeBroker:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

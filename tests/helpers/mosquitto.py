@@ -19,10 +19,13 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import free_port, require_binary
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Mosquitto", "Recorder", "mosquitto", "mosquitto_factory", "wait_port"]
 
@@ -151,8 +154,9 @@ class Mosquitto:
         except OSError:
             return ""
 
-    def __enter__(self) -> Mosquitto:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -200,13 +204,13 @@ class Recorder:
 
     def options(self, **kwargs: Any) -> dict[str, Any]:
         """ClientOptions keyword arguments wiring every callback to this recorder."""
-        opts = dict(
-            on_publish_callback_fn=lambda d: self._add("publish", d),
-            on_lifecycle_event_stopped_fn=lambda d: self._add("stopped", d),
-            on_lifecycle_event_attempting_connect_fn=lambda d: self._add("attempting", d),
-            on_lifecycle_event_connection_success_fn=lambda d: self._add("success", d),
-            on_lifecycle_event_connection_failure_fn=lambda d: self._add("failure", d),
-            on_lifecycle_event_disconnection_fn=lambda d: self._add("disconnection", d))
+        opts: dict[str, Any] = {
+            "on_publish_callback_fn": lambda d: self._add("publish", d),
+            "on_lifecycle_event_stopped_fn": lambda d: self._add("stopped", d),
+            "on_lifecycle_event_attempting_connect_fn": lambda d: self._add("attempting", d),
+            "on_lifecycle_event_connection_success_fn": lambda d: self._add("success", d),
+            "on_lifecycle_event_connection_failure_fn": lambda d: self._add("failure", d),
+            "on_lifecycle_event_disconnection_fn": lambda d: self._add("disconnection", d)}
         opts.update(kwargs)
         return opts
 
