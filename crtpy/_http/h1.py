@@ -22,7 +22,6 @@ import asyncio
 import collections
 import os
 import socket
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -38,19 +37,6 @@ from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_
 from .transport import ConnProtocol
 
 _get_running_loop = asyncio._get_running_loop
-_INT_ZERO = bytes(4)
-try:
-    import fcntl
-    import termios
-except ImportError:  # pragma: no cover - not POSIX: no direct socket use at all (_SEND_FLAGS)
-    _FIONREAD = 0
-
-    def _ioctl(fd: int, request: int, arg: bytes) -> bytes:
-        return _INT_ZERO
-else:
-    _FIONREAD = termios.FIONREAD
-    _ioctl = fcntl.ioctl  # type: ignore[assignment]
-_BYTEORDER = sys.byteorder
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 
 CONTINUE_TIMEOUT_SEC = 1.0
@@ -61,7 +47,9 @@ _NO_BODY_STATUS = (204, 304)
 # wire request bodies (see WireRequest) are written in slices of this size
 WRITE_SLICE = 1024 * 1024
 # reading a large body straight from the socket: bytes per recv(), and per wake-up
-RAW_READ = 256 * 1024  # larger reads measured slower (allocator: mmap and page faults)
+# (measured: larger reads, and reads sized by FIONREAD, cost more in page faults -- the
+# allocator maps and unmaps their buffers -- than they save)
+RAW_READ = 256 * 1024
 RAW_BURST = 4 * 1024 * 1024
 
 
@@ -699,11 +687,7 @@ class H1Connection:
         try:
             while left > 0 and got < self.raw_burst:
                 try:
-                    # ask for what is there (exactly-sized bytes objects: no oversized
-                    # allocation shrunk afterwards, which fragments the heap)
-                    ready = _ioctl(sock.fileno(), _FIONREAD, _INT_ZERO)
-                    want = int.from_bytes(ready, _BYTEORDER) or RAW_READ
-                    data = sock.recv(min(left, want, RAW_READ))
+                    data = sock.recv(min(left, RAW_READ))
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as exc:
