@@ -6,13 +6,15 @@ import concurrent.futures
 import io
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
 
 import pytest
 from conftest import free_port
-from helpers.http_servers import RawServer, h1_server, leak_check  # noqa: F401
+from helpers.certs import pki  # noqa: F401
+from helpers.http_servers import RawServer, h1_server, leak_check, tls_options  # noqa: F401
 
 from crtpy.exceptions import AwsCrtError
 from crtpy.http import HttpClientConnection, HttpClientStream, HttpHeaders, HttpRequest, HttpVersion
@@ -404,3 +406,49 @@ def test_server_closing_mid_large_body_is_an_error(reset, leak_check):
         assert not conn.is_open()
     finally:
         srv.stop()
+
+
+def test_tls_connection_never_writes_around_tls(pki, leak_check):
+    # direct writes from the calling thread are for plain TCP only: under TLS every
+    # request goes through the loop (and the TLS layer), also on a reused connection
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        raw, _ = lsock.accept()
+        with ctx.wrap_socket(raw, server_side=True) as c:
+            c.settimeout(TIMEOUT)
+            buf = b""
+            for i in range(3):
+                while b"\r\n\r\n" not in buf:
+                    data = c.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                heads.append(head)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + str(i).encode())
+            try:
+                while c.recv(65536):  # until the client closes
+                    pass
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        conn = HttpClientConnection.new("localhost", port,
+                                        tls_connection_options=tls_options(pki, ["http/1.1"])).result(TIMEOUT)
+        assert conn._impl._direct is None
+        for i in range(3):
+            _, status, rec = run(conn, req(path=f"/tls/{i}"))
+            assert status == 200 and rec.body == str(i).encode()
+        assert [h.split(b"\r\n")[0] for h in heads] == [f"GET /tls/{i} HTTP/1.1".encode() for i in range(3)]
+        conn.close().result(TIMEOUT)
+    finally:
+        lsock.close()
+        t.join(TIMEOUT)
