@@ -274,8 +274,10 @@ class H1Connection:
             sock = self._direct
             if not self._idle or sock is None or not self._open:
                 return False
-            self._idle = False
+            # ``_current`` first: the loop reads ``_idle`` without the lock, and once it
+            # sees False it must also see the stream that owns the connection
             self._current = s
+            self._idle = False
             try:
                 n = sock.send(head, _SEND_FLAGS)
             except OSError:  # full (or broken): the loop writes the rest (or sees the error)
