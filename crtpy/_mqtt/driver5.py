@@ -39,7 +39,7 @@ from .client5 import (
     Op,
 )
 from .listeners import ListenerSet, ProtocolListener
-from .stream import MqttStreamProtocol
+from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
@@ -421,7 +421,7 @@ class _Protocol(MqttStreamProtocol):
         d.after_core()
 
 
-class ClientDriver:
+class ClientDriver(LoopInbox):
     def __init__(self, client: mqtt5.Client, o: mqtt5.ClientOptions) -> None:
         from .._net.connect import pick_loop
 
@@ -460,8 +460,7 @@ class ClientDriver:
         self.protocol: _Protocol | None = None
         self.wake: asyncio.Event | None = None
         self.stop_packet: c.Disconnect | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
+        self.timer = CoreTimer(self.loop, self._on_timer)
         self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_lock = threading.Lock()
         self.incoming_scheduled = False
@@ -483,19 +482,6 @@ class ClientDriver:
         return bool(self.core.state == CONNECTED)
 
     # -- user thread side -------------------------------------------------------------
-    def _post(self, item: Any) -> None:
-        if self.loop_thread.in_thread():
-            self._handle_item(item)
-            self.after_core()
-            return
-        # Lock-free hand-off: append, then schedule a drain unless one is pending.  The
-        # drain clears the flag *before* it empties the deque, so an item appended while
-        # the flag still read True is always seen by that drain.
-        self.incoming.append(item)
-        if not self.incoming_scheduled:
-            self.incoming_scheduled = True
-            self.loop_thread.call_soon(self._drain)
-
     def _drain(self) -> None:
         self.incoming_scheduled = False
         pop = self.incoming.popleft
@@ -635,15 +621,9 @@ class ClientDriver:
         if (core.close_error is not None and proto is not None and proto.transport is not None
                 and not proto.transport.is_closing()):
             proto.transport.close()
-        deadline = core.next_deadline()
-        if deadline is not None and (self.timer is None or deadline < self.timer_at - 0.001):
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(self.loop.time() + max(0.0, deadline - _MONO()), self._on_timer)
+        self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
-        self.timer = None
         self.core.tick(_MONO())
         self.after_core()
 
@@ -723,14 +703,9 @@ class ClientDriver:
         self.callbacks.post(run)
 
     async def _run(self) -> None:
-        from .._net.connect import open_connection
-
         o = self.opts
         fn: Any
         backoff = Backoff(self.min_delay, self.max_delay, self.jitter)
-        tls_options = None
-        if self.tls_ctx is not None:
-            tls_options = self.tls_ctx.new_connection_options()
         try:
             while self.want_running:
                 fn = o.on_lifecycle_event_attempting_connect_fn
@@ -739,53 +714,30 @@ class ClientDriver:
                 self.connected_at = None
                 try:
                     factory = self._ws_factory if self.websocket else (lambda: _Protocol(self))
-                    if self.proxy is not None:
-                        from .._http.proxy import open_tunnel
-
-                        transport, proto = await open_tunnel(
-                            self.host, self.port, self.proxy, protocol_factory=factory,
-                            bootstrap=self.bootstrap, socket_options=self.socket_options,
-                            tls_connection_options=tls_options)
-                    else:
-                        transport, proto = await open_connection(
-                            self.host, self.port, protocol_factory=factory,
-                            bootstrap=self.bootstrap, socket_options=self.socket_options,
-                            tls_connection_options=tls_options)
-                    if self.websocket:
-                        try:
-                            await proto.handshake_done  # type: ignore[attr-defined]
-                        except BaseException:
-                            transport.close()
-                            raise
-                        proto = proto.inner  # type: ignore[attr-defined]
+                    _transport, proto = await open_stream(
+                        self.host, self.port, factory, proxy=self.proxy, bootstrap=self.bootstrap,
+                        socket_options=self.socket_options, tls_ctx=self.tls_ctx, websocket=self.websocket)
                 except Exception as e:  # noqa: BLE001 - reported through the lifecycle
                     self.core.connection_lost(e)
                     self.after_core()
                 else:
-                    self.protocol = proto  # type: ignore[assignment]
+                    self.protocol = proto
                     if not self.want_running:
                         self.core.request_disconnect(None)
                     else:
                         self.core.connection_opened(_MONO())
                     self.after_core()
-                    exc = await proto.closed  # type: ignore[attr-defined]
+                    exc = await proto.closed
                     self.protocol = None
-                    if self.timer is not None:
-                        self.timer.cancel()
-                        self.timer = None
+                    self.timer.cancel()
                     self.core.connection_lost(exc)
                     self.after_core()
                 if not self.want_running:
                     break
                 if self.connected_at is not None and _MONO() - self.connected_at >= self.reset_after:
                     backoff.reset()
-                delay = backoff.next_delay()
                 assert self.wake is not None
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_or_timeout(self.wake, backoff.next_delay())
         finally:
             self.core.stopping = False
             if self.listeners:

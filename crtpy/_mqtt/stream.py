@@ -1,12 +1,16 @@
 """The asyncio side of an MQTT connection that both drivers (MQTT 5 and 3.1.1) share:
-the transport, TCP_QUICKACK, the ``closed`` future.  Each driver's subclass feeds the
-received bytes to its own protocol core."""
+opening the connection, the stream protocol (transport, TCP_QUICKACK, the ``closed``
+future; each driver's subclass feeds the received bytes to its own protocol core), the
+core's deadline timer and the reconnect wait."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import socket
-from typing import cast
+import time
+from collections.abc import Callable
+from typing import Any, cast
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -61,3 +65,108 @@ class MqttStreamProtocol(asyncio.Protocol):
         self._close_quickack()
         if not self.closed.done():
             self.closed.set_result(exc)
+
+
+class CoreTimer:
+    """One loop timer that follows a protocol core's next deadline: re-armed only when
+    the deadline moves earlier, so a steady stream of packets does not re-arm it."""
+
+    __slots__ = ("at", "fire", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fire: Callable[[], None]) -> None:
+        self.loop = loop
+        self.fire = fire
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = 0.0
+
+    def follow(self, deadline: float | None) -> None:
+        """``deadline`` on the ``time.monotonic`` clock, or None for none."""
+        if deadline is not None and (self.handle is None or deadline < self.at - 0.001):
+            if self.handle is not None:
+                self.handle.cancel()
+            self.at = deadline
+            self.handle = self.loop.call_at(self.loop.time() + max(0.0, deadline - time.monotonic()), self._fired)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fired(self) -> None:
+        self.handle = None
+        self.fire()
+
+
+async def open_stream(host: str, port: int, factory: Callable[[], asyncio.BaseProtocol], *, proxy: Any,
+                      bootstrap: Any, socket_options: Any, tls_ctx: Any, websocket: bool,
+                      on_transport: Callable[[asyncio.BaseTransport], None] | None = None,
+                      ) -> tuple[asyncio.BaseTransport, Any]:
+    """Open one MQTT connection (directly or through an HTTP proxy tunnel, with TLS when
+    ``tls_ctx`` is set).  With ``websocket``, ``factory`` makes a WebSocket adapter whose
+    handshake is awaited; the adapter's inner protocol is returned.  ``on_transport``
+    sees the transport as soon as it exists (to close it during the handshake)."""
+    from .._net.connect import open_connection
+
+    tls_options = tls_ctx.new_connection_options() if tls_ctx is not None else None
+    if proxy is not None:
+        from .._http.proxy import open_tunnel
+
+        transport, proto = await open_tunnel(
+            host, port, proxy, protocol_factory=factory, bootstrap=bootstrap,
+            socket_options=socket_options, tls_connection_options=tls_options)
+    else:
+        transport, proto = await open_connection(
+            host, port, protocol_factory=factory, bootstrap=bootstrap,
+            socket_options=socket_options, tls_connection_options=tls_options)
+    if on_transport is not None:
+        on_transport(transport)
+    if websocket:
+        try:
+            await proto.handshake_done  # type: ignore[attr-defined]
+        except BaseException:
+            transport.close()
+            raise
+        proto = proto.inner  # type: ignore[attr-defined]
+    return transport, proto
+
+
+async def wait_or_timeout(wake: asyncio.Event, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less if ``wake`` is set (it is cleared first)."""
+    wake.clear()
+    try:
+        await asyncio.wait_for(wake.wait(), delay)
+    except asyncio.TimeoutError:
+        pass
+
+
+class LoopInbox:
+    """Mixin of both drivers: items (operations, control tuples) handed from any thread
+    to the loop thread through a lock-free deque, several per loop wake-up.
+
+    The class provides ``loop_thread``, ``incoming``, ``incoming_scheduled`` and the
+    methods ``_handle_item(item)``, ``after_core()`` and ``_drain()`` (which must clear
+    ``incoming_scheduled`` *before* emptying ``incoming``: an item appended while the flag
+    still read True is then always seen by that drain)."""
+
+    loop_thread: Any
+    incoming: collections.deque[Any]
+    incoming_scheduled: bool
+
+    def _handle_item(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def after_core(self) -> None:
+        raise NotImplementedError
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+    def _post(self, item: Any) -> None:
+        if self.loop_thread.in_thread():
+            self._handle_item(item)
+            self.after_core()
+            return
+        self.incoming.append(item)
+        if not self.incoming_scheduled:
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)

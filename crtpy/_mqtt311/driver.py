@@ -21,7 +21,7 @@ from typing import Any
 from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerSet, ProtocolListener
-from .._mqtt.stream import MqttStreamProtocol
+from .._mqtt.stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
@@ -121,7 +121,7 @@ class SubTable:
             post(any_cb, topic, payload, p.dup, p.qos, p.retain)
 
 
-class Driver:
+class Driver(LoopInbox):
     def __init__(self, conn: Any, bootstrap: Any, table: SubTable) -> None:
         from .._net.connect import pick_loop
 
@@ -138,8 +138,7 @@ class Driver:
         self.transport: Any = None
         self.wake: asyncio.Event | None = None
         self.want_running = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
+        self.timer = CoreTimer(self.loop, self._on_timer)
         self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_scheduled = False
         self.connect_future: CrtFuture | None = None
@@ -163,27 +162,17 @@ class Driver:
         return self._connected is not None and self.protocol is not None
 
     # -- user thread side -------------------------------------------------------------
-    def post(self, item: Any) -> None:
-        if self.loop_thread.in_thread():
-            self._handle(item)
-            self.after_core()
-            return
-        self.incoming.append(item)
-        if not self.incoming_scheduled:
-            self.incoming_scheduled = True
-            self.loop_thread.call_soon(self._drain)
-
     def _drain(self) -> None:
         self.incoming_scheduled = False
         pop = self.incoming.popleft
         try:
             while True:
-                self._handle(pop())
+                self._handle_item(pop())
         except IndexError:
             pass
         self.after_core()
 
-    def _handle(self, item: Any) -> None:
+    def _handle_item(self, item: Any) -> None:
         if type(item) is k.Op:
             self.core.submit(item, _MONO())
             return
@@ -206,7 +195,7 @@ class Driver:
                 except BaseException as e:  # noqa: BLE001
                     fut.try_set_exception(e)
 
-        self.post(k.Op(kind, pid, data, done, qos, topics))
+        self._post(k.Op(kind, pid, data, done, qos, topics))
         return fut
 
     def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
@@ -230,15 +219,15 @@ class Driver:
     def terminate(self) -> None:
         """The Connection was garbage collected: close the connection, stop reconnecting."""
         try:
-            self.post(("disconnect", CrtFuture()))
+            self._post(("disconnect", CrtFuture()))
         except Exception:  # noqa: BLE001 - the loop may already be gone at interpreter exit
             _log.debug("could not stop a collected MQTT connection", exc_info=True)
 
     def connect(self, fut: CrtFuture, core: k.Core, settings: dict[str, Any]) -> None:
-        self.post(("connect", fut, core, settings))
+        self._post(("connect", fut, core, settings))
 
     def disconnect(self, fut: CrtFuture) -> None:
-        self.post(("disconnect", fut))
+        self._post(("disconnect", fut))
 
     # -- loop side --------------------------------------------------------------------
     def _connect_on_loop(self, fut: CrtFuture, new_core: k.Core, settings: dict[str, Any]) -> None:
@@ -294,15 +283,9 @@ class Driver:
         if core.close_error is not None and proto is not None and proto.transport is not None \
                 and not proto.transport.is_closing():
             proto.transport.close()
-        deadline = core.next_deadline()
-        if deadline is not None and (self.timer is None or deadline < self.timer_at - 0.001):
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(self.loop.time() + max(0.0, deadline - _MONO()), self._on_timer)
+        self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
-        self.timer = None
         self.core.tick(_MONO())
         self.after_core()
 
@@ -341,10 +324,7 @@ class Driver:
             self.callbacks.post(getattr(conn, name), *args)
 
     async def _open(self) -> tuple[Any, _Protocol]:
-        from .._net.connect import open_connection
-
         s = self.s
-        tls_options = s["tls_ctx"].new_connection_options() if s["tls_ctx"] is not None else None
         factory: Callable[[], asyncio.BaseProtocol]
         if s["websocket"]:
             from .ws import make_ws_adapter
@@ -354,25 +334,15 @@ class Driver:
         else:
             def factory() -> asyncio.BaseProtocol:
                 return _Protocol(self)
-        if s["proxy"] is not None:
-            from .._http.proxy import open_tunnel
 
-            transport, proto = await open_tunnel(
-                s["host"], s["port"], s["proxy"], protocol_factory=factory, bootstrap=s["bootstrap"],
-                socket_options=s["socket_options"], tls_connection_options=tls_options)
-        else:
-            transport, proto = await open_connection(
-                s["host"], s["port"], protocol_factory=factory, bootstrap=s["bootstrap"],
-                socket_options=s["socket_options"], tls_connection_options=tls_options)
-        self.transport = transport
-        if s["websocket"]:
-            try:
-                await proto.handshake_done  # type: ignore[attr-defined]
-            except BaseException:
-                transport.close()
-                raise
-            proto = proto.inner  # type: ignore[attr-defined]
-        return transport, proto  # type: ignore[return-value]
+        def on_transport(transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # a disconnect() during the WebSocket handshake closes it
+
+        transport, proto = await open_stream(
+            s["host"], s["port"], factory, proxy=s["proxy"], bootstrap=s["bootstrap"],
+            socket_options=s["socket_options"], tls_ctx=s["tls_ctx"], websocket=s["websocket"],
+            on_transport=on_transport)
+        return transport, proto
 
     async def _attempt(self) -> tuple[bool, BaseException | None, Any]:
         """One connection attempt.  Returns (connected, error, protocol)."""
@@ -419,9 +389,7 @@ class Driver:
         was_connected = self._connected is not None
         self.protocol = None
         self.transport = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.timer.cancel()
         self.core.connection_lost(exc)
         self.core.close_error = None  # reported; do not keep it (or its frames) alive
         self.after_core()
@@ -468,13 +436,8 @@ class Driver:
                 if not self.want_running:
                     closed_by_user = True
                     break
-                delay = backoff.next_delay()
                 assert self.wake is not None
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_or_timeout(self.wake, backoff.next_delay())
             else:
                 closed_by_user = True
         finally:
