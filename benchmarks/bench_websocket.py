@@ -1,9 +1,16 @@
 """Side-by-side WebSocket client throughput: crtpy vs reference (awscrt)."""
-import sys, threading, time, socket, os
+import os
+import socket
+import sys
+import threading
+import time
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
-import crtpy.websocket as C
 import awscrt.websocket as R
-from helpers.ws_server import accept_key, _recv_request, server_frame
+from helpers.ws_server import _recv_request, accept_key, server_frame
+
+import crtpy.websocket as C
+
 
 class Blaster:
     """After the handshake: mode 'sink' reads and discards; mode 'send' writes N frames of size S."""
@@ -20,7 +27,7 @@ class Blaster:
     def serve(self, conn):
         _, headers = _recv_request(conn)
         key = next(v for k, v in headers if k.lower() == 'sec-websocket-key')
-        conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key)).encode())
+        conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + "\r\n\r\n").encode())
         if self.mode == 'sink':
             while conn.recv(1 << 20): pass
         else:

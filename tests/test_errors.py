@@ -2,10 +2,10 @@
 import pytest
 
 awscrt_exceptions = pytest.importorskip("awscrt.exceptions")
-import _awscrt  # noqa: E402  (the reference's native module, an oracle only)
+import _awscrt
 
-from crtpy import _errors  # noqa: E402
-from crtpy.exceptions import AwsCrtError, from_code  # noqa: E402
+from crtpy import _errors
+from crtpy.exceptions import AwsCrtError, from_code
 
 
 def test_every_name_has_the_reference_code():

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """crtpy._net: resolution, TCP connect errors and timeouts, socket options, start_tls."""
 from __future__ import annotations
 

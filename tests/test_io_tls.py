@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name)
 """TLS client connections through crtpy._net.open_connection to a local TLS server."""
 from __future__ import annotations
 
@@ -252,8 +253,8 @@ def test_server_options_serve_python_client(kind, pki):
         t.start()
         client = ssl.create_default_context(cafile=pki.ca_cert)
         client.set_alpn_protocols(["h2"])
-        with socket.create_connection(ls.getsockname(), timeout=10) as raw:
-            with client.wrap_socket(raw, server_hostname="localhost") as s:
+        with socket.create_connection(ls.getsockname(), timeout=10) as raw, \
+                client.wrap_socket(raw, server_hostname="localhost") as s:
                 s.sendall(b"hi")
                 assert s.recv(10) == b"hi"
         t.join(10)
