@@ -38,6 +38,7 @@ from .client import (
 )
 from .conn import ExchangeError, Response
 from .express import SESSION_TARGET, USER_AGENT, SessionFailure
+from .filewrite import FileWriter, PartStream
 
 _log = logging.getLogger("crtpy.s3")
 
@@ -128,8 +129,6 @@ def _pread_full(fd: int, view: memoryview, offset: int) -> int:
 _DIRECT_ALIGN = 4096
 #: downloads to a file at least this large write through O_DIRECT unless fio_options say otherwise
 DIRECT_DOWNLOAD_MIN = 64 * 1024 * 1024
-#: page-aligned part buffers of one download's direct writes (writers beyond wait for one)
-DIRECT_WRITE_BUFFERS = 2
 
 
 def _open_direct(path: str, flags: int = os.O_RDONLY) -> int | None:
@@ -219,105 +218,23 @@ def _stream_fill(stream: Any, view: memoryview) -> int:
     return got
 
 
-def _write_pieces(fd: int, pieces: list[bytes], offset: int, algorithm: int | None) -> Any:
-    h = _hash_pieces(algorithm, pieces)
-    i = 0
-    while i < len(pieces):
-        batch = pieces[i:i + 512]
-        want = sum(len(p) for p in batch)
-        n = os.pwritev(fd, batch, offset)
-        if n != want:  # short write: finish the rest piece by piece
-            data = b"".join(batch)[n:]
-            pos = offset + n
-            while data:
-                k = os.pwrite(fd, data, pos)
-                data = data[k:]
-                pos += k
-        offset += want
-        i += 512
+def _hash_file(fd: int, offset: int, length: int, algorithm: int) -> Any:
+    """(worker) The checksum of ``length`` bytes of the file at ``offset`` (a part that
+    was streamed to the file before the algorithm to check it with was known)."""
+    h = C.Hasher(algorithm)
+    buf = bytearray(min(length, 1024 * 1024) or 1)
+    view = memoryview(buf)
+    try:
+        while length > 0:
+            n = _pread_full(fd, view[:min(length, len(view))], offset)
+            if n == 0:
+                break
+            h.update(view[:n])
+            offset += n
+            length -= n
+    finally:
+        view.release()
     return h
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    while len(view):
-        k = os.pwrite(fd, view, offset)
-        view = view[k:]
-        offset += k
-
-
-class _DirectWriter:
-    """Writes downloaded parts through an O_DIRECT descriptor: each part is gathered into
-    a page-aligned buffer (one copy, as into the page cache) and written straight to the
-    device, so a large download leaves no gigabyte of dirty pages for the kernel to
-    allocate, account and write back.  The unaligned tail of the object goes through the
-    plain descriptor; if the filesystem refuses a direct write, everything does."""
-
-    def __init__(self, fd: int, direct_fd: int, part: int) -> None:
-        import threading
-
-        self.fd = fd
-        self.direct_fd: int | None = direct_fd
-        self.part = -(-part // _DIRECT_ALIGN) * _DIRECT_ALIGN
-        self.ok = part % _DIRECT_ALIGN == 0
-        self._free: list[Any] = []
-        self._lock = threading.Lock()
-        # a direct write of a part takes milliseconds: a few buffers keep the disk busy
-        # without adding a part-sized buffer per connection to the peak memory
-        self._buffers = threading.BoundedSemaphore(DIRECT_WRITE_BUFFERS)
-
-    def _take(self) -> Any:
-        self._buffers.acquire()
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-        import mmap
-
-        try:
-            return mmap.mmap(-1, self.part)
-        except BaseException:
-            self._buffers.release()
-            raise
-
-    def _give(self, buf: Any) -> None:
-        with self._lock:
-            self._free.append(buf)
-        self._buffers.release()
-
-    def write(self, pieces: list[bytes], offset: int, algorithm: int | None) -> Any:
-        total = sum(len(p) for p in pieces)
-        aligned = total - total % _DIRECT_ALIGN
-        if not self.ok or self.direct_fd is None or offset % _DIRECT_ALIGN or total > self.part or not aligned:
-            return _write_pieces(self.fd, pieces, offset, algorithm)
-        h = _hash_pieces(algorithm, pieces)
-        buf = self._take()
-        try:
-            view = memoryview(buf)
-            pos = 0
-            for p in pieces:
-                view[pos:pos + len(p)] = p
-                pos += len(p)
-            try:
-                _pwrite_all(self.direct_fd, view[:aligned], offset)
-            except OSError as exc:
-                _log.debug("O_DIRECT write refused (%s); writing through the page cache", exc)
-                self.ok = False
-                _pwrite_all(self.fd, view[:total], offset)
-            else:
-                if total > aligned:
-                    _pwrite_all(self.fd, view[aligned:total], offset + aligned)
-            view.release()
-        finally:
-            self._give(buf)
-        return h
-
-    def close(self) -> None:
-        with self._lock:
-            for buf in self._free:
-                buf.close()
-            self._free.clear()
-        if self.direct_fd is not None:
-            os.close(self.direct_fd)
-            self.direct_fd = None
 
 
 async def _to_the_end(coro: Any) -> None:
@@ -637,6 +554,11 @@ class MetaRequest:
         fut.add_done_callback(self._file_io.discard)
         return await asyncio.shield(fut)
 
+    def _track_io(self, fut: asyncio.Future[Any]) -> None:
+        """Remember file I/O under way elsewhere (a writer thread) until ``fut`` is done."""
+        self._file_io.add(fut)
+        fut.add_done_callback(self._file_io.discard)
+
     async def _close_after_io(self, close: Callable[[], None]) -> None:
         while self._file_io:
             await asyncio.gather(*list(self._file_io), return_exceptions=True)
@@ -867,7 +789,11 @@ class MetaRequest:
         fd: int | None = None
         path = self.recv_filepath
         if path is not None:
-            fd = await _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, remove=True)
+            try:
+                # read access too: a part checked after it was streamed is read back
+                fd = await _open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666, remove=True)
+            except PermissionError:
+                fd = await _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, remove=True)
         ok = False
         try:
             await self._get_parts(base, part, fd)
@@ -888,6 +814,9 @@ class MetaRequest:
 
     async def _get_parts(self, base: list[tuple[str, str]], part: int, fd: int | None) -> None:
         validate_whole: dict[str, Any] = {}
+        # with a file, each part's pieces are written as they arrive (see filewrite)
+        writer = FileWriter(fd, asyncio.get_running_loop(), self._track_io) if fd is not None else None
+        streams: dict[int, PartStream] = {}  # parts whose writes are not all over yet
 
         def part_sink(idx: int) -> Callable[[], tuple[Callable[[bytes], None], list[bytes]]]:
             def factory() -> tuple[Callable[[bytes], None], list[bytes]]:
@@ -904,7 +833,28 @@ class MetaRequest:
                 return sink, pieces
             return factory
 
-        async def check_first(resp: Response, pieces: list[bytes]) -> None:
+        def file_sink(idx: int, algorithm: int | None) -> Callable[[], tuple[Callable[[bytes], None], PartStream]]:
+            assert writer is not None
+            stream = PartStream(writer, idx * part, algorithm)
+            streams[idx] = stream
+
+            def factory() -> tuple[Callable[[bytes], None], PartStream]:
+                stream.new_attempt()
+                feed = stream.feed
+                if not self._step:
+                    return feed, stream
+
+                def sink(data: bytes) -> None:
+                    feed(data)
+                    self._part_progress(idx, stream.received)
+
+                return sink, stream
+            return factory
+
+        def received(state: Any) -> int:
+            return state.received if isinstance(state, PartStream) else sum(len(p) for p in state)
+
+        async def check_first(resp: Response, pieces: Any) -> None:
             # a response that holds the whole object is checked against its checksum here
             algo, value = self._response_checksum(resp)
             if algo is None or value is None:
@@ -916,7 +866,12 @@ class MetaRequest:
                 m = _CONTENT_RANGE.match(resp.header("content-range") or "")
                 whole = bool(m and m.group(1) == "0" and m.group(3) != "*" and int(m.group(2)) + 1 == int(m.group(3)))
             if whole:
-                h = await run_blocking(_hash_pieces, algo, pieces)
+                if isinstance(pieces, PartStream):
+                    # streamed to the file: checked once written, from the file
+                    await pieces.finish()
+                    h = await self._file_op(_hash_file, fd, 0, pieces.received, algo)
+                else:
+                    h = await run_blocking(_hash_pieces, algo, pieces)
                 if h.b64() != value:
                     raise Failure("AWS_ERROR_S3_RESPONSE_CHECKSUM_MISMATCH",
                                   f"the {C.NAMES[algo]} checksum of the response does not match",
@@ -925,16 +880,36 @@ class MetaRequest:
             elif C.is_crc(algo) and _says_full_object(resp):
                 validate_whole["combine"] = (algo, value)
 
-        headers0 = base + [("Range", f"bytes=0-{part - 1}")]
         try:
-            resp, pieces = await self._exchange("GetObject", "GET", self.path, headers0, None, part_sink(0),
+            await self._get_all_parts(base, part, fd, writer, streams, validate_whole, part_sink, file_sink,
+                                      received, check_first)
+        finally:
+            for stream in list(streams.values()):
+                stream.abandon()
+            if writer is not None:
+                writer.stop()
+                # after the writer thread is over (a cancelled request stops waiting for
+                # its jobs), so that a reused descriptor number never receives our writes
+                await _to_the_end(self._close_after_io(writer.close))
+
+    async def _get_all_parts(self, base: list[tuple[str, str]], part: int, fd: int | None,
+                             writer: FileWriter | None, streams: dict[int, PartStream],
+                             validate_whole: dict[str, Any], part_sink: Any, file_sink: Any,
+                             received: Callable[[Any], int], check_first: Any) -> None:
+        headers0 = base + [("Range", f"bytes=0-{part - 1}")]
+        sink0 = file_sink(0, None) if writer is not None else part_sink(0)
+        try:
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, headers0, None, sink0,
                                                 check=check_first)
         except Failure as f:
             if f.response is None or f.response.status != 416:
                 raise
             # an empty object has no byte 0: fetch it whole
-            resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, part_sink(0),
+            resp, pieces = await self._exchange("GetObject", "GET", self.path, base, None, sink0,
                                                 check=check_first)
+        if isinstance(pieces, PartStream):
+            await pieces.finish()
+            streams.pop(0, None)
         ranged = _is_ranged(resp)
         if ranged:
             m = _CONTENT_RANGE.match(resp.header("content-range") or "")
@@ -943,8 +918,8 @@ class MetaRequest:
                               response=resp, operation="GetObject")
             total = int(m.group(3))
         else:
-            total = sum(len(p) for p in pieces)
-        got0 = sum(len(p) for p in pieces)
+            total = received(pieces)
+        got0 = received(pieces)
         if ranged and got0 != min(part, total):
             raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", "the first part has the wrong length",
                           operation="GetObject")
@@ -983,42 +958,43 @@ class MetaRequest:
         write_slots = asyncio.Semaphore(max(1, self.max_connections)) if self.memory_limit_parts is None else None
         writes: set[asyncio.Future[Any]] = set()
         write_errors: list[BaseException] = []
-        direct: _DirectWriter | None = None
-        if fd is not None and nparts > 1 and self.recv_filepath is not None and self._direct_download(total):
+        if writer is not None and nparts > 1 and self.recv_filepath is not None and self._direct_download(total):
             direct_fd = await _open_or_none(self.recv_filepath, os.O_WRONLY)
             if direct_fd is not None:
-                direct = _DirectWriter(fd, direct_fd, part)
+                writer.enable_direct(direct_fd, part)
 
-        async def write_part(idx: int, pieces: list[bytes], size: int) -> None:
+        async def complete(idx: int, stream: PartStream) -> None:
             try:
-                if direct is not None:
-                    h = await self._file_op(direct.write, pieces, idx * part, crc_algo)
-                else:
-                    h = await self._file_op(_write_pieces, fd, pieces, idx * part, crc_algo)
-                if h is not None:
-                    crcs[idx] = (h.crc, size)
+                await stream.finish()
+                size = stream.received
+                att = stream.att
+                if att is not None and att.hasher is not None:
+                    crcs[idx] = (att.hasher.crc, size)
                 self._part_done(idx, size)
             except BaseException as exc:  # noqa: BLE001 - raised by the fetching side
                 write_errors.append(exc)
             finally:
+                streams.pop(idx, None)
                 if write_slots is not None:
                     write_slots.release()
 
+        async def finish_part(idx: int, stream: PartStream) -> None:
+            # the part's last writes overlap the connection's next fetch, up to
+            # ``write_slots`` parts (waited for inline when memory_limit is set)
+            if write_errors:
+                raise write_errors[0]
+            if write_slots is None:
+                await complete(idx, stream)
+            else:
+                await write_slots.acquire()
+                task = asyncio.ensure_future(complete(idx, stream))
+                writes.add(task)
+                task.add_done_callback(writes.discard)
+            if write_errors:
+                raise write_errors[0]
+
         async def deliver(idx: int, pieces: list[bytes]) -> None:
             size = sum(len(p) for p in pieces)
-            if fd is not None:
-                if write_errors:
-                    raise write_errors[0]
-                if write_slots is None:
-                    await write_part(idx, pieces, size)
-                else:
-                    await write_slots.acquire()
-                    task = asyncio.ensure_future(write_part(idx, pieces, size))
-                    writes.add(task)
-                    task.add_done_callback(writes.discard)
-                if write_errors:
-                    raise write_errors[0]
-                return
             if crc_algo is not None:
                 h = await run_blocking(_hash_pieces, crc_algo, pieces)
                 crcs[idx] = (h.crc, size)
@@ -1039,7 +1015,7 @@ class MetaRequest:
             start = idx * part
             end = min(total, start + part) - 1
 
-            def check(r: Response, got: list[bytes]) -> None:
+            def check(r: Response, got: Any) -> None:
                 if not _is_ranged(r):
                     raise Failure("AWS_ERROR_S3_INVALID_RESPONSE_STATUS", f"expected 206 for a range, got {r.status}",
                                   response=r, operation="GetObject")
@@ -1049,7 +1025,7 @@ class MetaRequest:
                         raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
                                       f"part {idx}: Content-Range {r.header('content-range')!r} is not the range asked",
                                       operation="GetObject")
-                n = sum(len(p) for p in got)
+                n = received(got)
                 if n != end - start + 1:
                     raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"part {idx} has {n} bytes",
                                   operation="GetObject", retryable=True)
@@ -1069,29 +1045,44 @@ class MetaRequest:
                 if etag:
                     hdrs_i.append(("If-Match", etag))
                 try:
-                    _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, part_sink(idx),
+                    sink = file_sink(idx, crc_algo) if writer is not None else part_sink(idx)
+                    _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, sink,
                                                   check=part_check(idx))
                 except Failure as f:
                     if f.response is not None and f.response.status == 412:
                         f.name = "AWS_ERROR_S3_OBJECT_MODIFIED"
                         f.message = "the object changed during the download"
                     raise
-                await deliver(idx, got)
+                if writer is not None:
+                    await finish_part(idx, got)
+                else:
+                    await deliver(idx, got)
 
         try:
-            await deliver(0, pieces)
+            if writer is not None:
+                if crc_algo is not None:
+                    # part 0 was streamed before the algorithm was known: hash it from the file
+                    h = await self._file_op(_hash_file, fd, 0, got0, crc_algo)
+                    crcs[0] = (h.crc, got0)
+                self._part_done(0, got0)
+            else:
+                await deliver(0, pieces)
             if nparts > 1:
                 n = min(self.max_connections, nparts - 1)
                 if self.memory_limit_parts is not None:
                     n = max(1, min(n, self.memory_limit_parts))
                 await self._run_all([worker() for _ in range(n)])
+        except BaseException:
+            # parts still being written are dropped: the download failed
+            for stream in list(streams.values()):
+                stream.abandon()
+            raise
         finally:
+            if write_errors:
+                for stream in list(streams.values()):
+                    stream.abandon()
             while writes:
                 await asyncio.gather(*list(writes), return_exceptions=True)
-            if direct is not None:
-                # after every write job is over (a cancelled request stops waiting for
-                # them), so that a reused descriptor number never receives our writes
-                await _to_the_end(self._close_after_io(direct.close))
         if write_errors:
             raise write_errors[0]
         if combine is not None:

@@ -1,0 +1,324 @@
+"""Streaming a multipart download into the destination file.
+
+Each part's body pieces are written at their file offsets as they arrive, in runs of
+about ``RUN`` bytes, instead of being held until the part is complete: memory per
+connection is a run being written plus the run being gathered, not a part.
+
+* :class:`FileWriter` (one per request) owns the descriptors, for O_DIRECT a small pool
+  of page-aligned buffers, and a writer thread that runs the write jobs in the order
+  they were handed over.  A job is handed over the moment a run is complete (a queue
+  put, no hop through the loop), so the disk writes while the socket is read.
+* :class:`PartStream` (one per part, on the loop thread) gathers the pieces of the
+  current attempt.  A new attempt (a retry) marks the failed one dead: its jobs still
+  queued are skipped, and since jobs run in order, any write of it that is under way
+  is over before the first write of the new attempt starts, so a stale write never
+  lands after good data.  The part's checksum is computed over the pieces, run by run.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import mmap
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import checksums as C
+
+_log = logging.getLogger("crtpy.s3")
+
+ALIGN = 4096
+#: bytes gathered by a part before they are handed to the writer
+RUN = 512 * 1024
+#: size of the page-aligned buffers that O_DIRECT writes go through
+DIRECT_BUFFER = 1024 * 1024
+#: bytes handed to the writer and not written yet, at most (per download): beyond, the
+#: loop thread waits for the disk before it reads on (see FileWriter.submit)
+BACKLOG = 2 * 1024 * 1024
+#: longest wait of the loop thread for the disk; then it reads on (a stalled disk
+#: must not stall the loop for good)
+BACKLOG_WAIT = 1.0
+
+
+def pwrite_all(fd: int, view: Any, offset: int) -> None:
+    view = memoryview(view)
+    while len(view):
+        k = os.pwrite(fd, view, offset)
+        view = view[k:]
+        offset += k
+
+
+def pwrite_pieces(fd: int, pieces: Sequence[Any], offset: int) -> None:
+    i = 0
+    while i < len(pieces):
+        batch = pieces[i:i + 512]
+        want = sum(len(p) for p in batch)
+        n = os.pwritev(fd, batch, offset)
+        if n != want:  # short write: finish the rest piece by piece
+            pos = offset
+            for p in batch:
+                if n >= len(p):
+                    n -= len(p)
+                    pos += len(p)
+                    continue
+                pwrite_all(fd, memoryview(p)[n:], pos + n)
+                pos += len(p)
+                n = 0
+        offset += want
+        i += 512
+
+
+class Attempt:
+    """One attempt at one part, as the writer thread sees it."""
+
+    __slots__ = ("buf_offset", "dead", "direct", "hasher", "pos", "slot")
+
+    def __init__(self, start: int, algorithm: int | None, direct: bool, slot: list[Any]) -> None:
+        self.hasher = C.Hasher(algorithm) if algorithm is not None else None
+        self.direct = direct
+        self.slot = slot  # [buffer or None], shared by the part's attempts
+        self.buf_offset = start
+        self.pos = 0
+        self.dead = False  # set on the loop: a retry replaced it, or the download failed
+
+
+Done = Callable[[BaseException | None], None]
+
+
+class FileWriter:
+    """Writes the parts of one download: through the page cache with ``pwritev``, or
+    (after ``enable_direct``) through an O_DIRECT descriptor from page-aligned buffers,
+    the unaligned end of the object through the page cache.  If the filesystem refuses
+    a direct write, everything goes through the page cache from then on.  The first
+    failed write fails the download (``error``)."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop,
+                 track: Callable[[asyncio.Future[Any]], None]) -> None:
+        self.fd = fd
+        self.direct_fd: int | None = None
+        self.direct_ok = False
+        self.error: BaseException | None = None
+        self._loop = loop
+        self._track = track
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._free: list[mmap.mmap] = []
+        self._all: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+        self._backlog = 0  # bytes queued, not written yet
+        self._drained = threading.Condition(threading.Lock())
+
+    def enable_direct(self, direct_fd: int, part: int) -> None:
+        self.direct_fd = direct_fd
+        self.direct_ok = part % ALIGN == 0
+
+    # -- loop side -----------------------------------------------------------------------
+    def submit(self, att: Attempt, pieces: list[bytes], n: int, offset: int, done: Done | None) -> None:
+        """Queue a write of ``pieces`` (``n`` bytes) at ``offset``; ``done`` (the part's
+        last job) is called on the loop once it is over.
+
+        Backpressure: the socket reads that feed us cannot be paused from here, so when
+        more than ``BACKLOG`` bytes wait for the disk, the loop thread itself waits (for
+        the disk, at most ``BACKLOG_WAIT`` at a time) before it goes on reading.  Memory
+        is then bounded by the disk's speed, not by the network's."""
+        if self._thread is None:
+            self._stopped = self._loop.create_future()
+            self._track(self._stopped)  # the descriptors are closed only after the thread ends
+            self._thread = threading.Thread(target=self._run, name="crtpy-s3-writer", daemon=True)
+            self._thread.start()
+        with self._drained:
+            self._backlog += n
+        self._q.put((att, pieces, n, offset, done))
+        if done is None and self._backlog > BACKLOG:
+            with self._drained:
+                self._drained.wait_for(lambda: self._backlog <= BACKLOG or self.error is not None, BACKLOG_WAIT)
+
+    def stop(self) -> None:
+        """No more jobs: the thread ends after those queued (dead ones are skipped)."""
+        if self._thread is not None:
+            self._q.put(None)
+
+    # -- writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        get = self._q.get
+        while True:
+            item = get()
+            if item is None:
+                break
+            att, pieces, n, offset, done = item
+            item = None
+            exc: BaseException | None = None
+            try:
+                if not att.dead and self.error is None:
+                    self.job(att, pieces, offset, done is not None)
+            except BaseException as e:  # noqa: BLE001 - fails the download (see PartStream.finish)
+                exc = e
+                if self.error is None:
+                    self.error = e
+            pieces = []
+            with self._drained:
+                self._backlog -= n
+                if self._backlog <= BACKLOG:
+                    self._drained.notify_all()
+            if done is not None:
+                self._call(done, exc)
+        self._call(_settle, self._stopped)
+
+    def _call(self, fn: Callable[..., Any], arg: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    def _take(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        buf = mmap.mmap(-1, DIRECT_BUFFER)  # anonymous mappings are page aligned
+        with self._lock:
+            self._all.append(buf)
+        return buf
+
+    def _give(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            self._free.append(buf)
+
+    def direct_write(self, view: memoryview, offset: int) -> None:
+        """Write ``view`` (page-aligned, a multiple of ALIGN long) at ``offset``."""
+        if self.direct_ok and self.direct_fd is not None:
+            try:
+                pwrite_all(self.direct_fd, view, offset)
+                return
+            except OSError as exc:
+                _log.debug("O_DIRECT write refused (%s); writing through the page cache", exc)
+                self.direct_ok = False
+        pwrite_all(self.fd, view, offset)
+
+    def job(self, att: Attempt, pieces: list[bytes], offset: int, final: bool) -> None:
+        """(writer thread) Write ``pieces`` at ``offset``; ``final``: the part's last job."""
+        if att.hasher is not None and pieces:
+            att.hasher.update_all(pieces)
+        if not att.direct:
+            pwrite_pieces(self.fd, pieces, offset)
+            return
+        buf = att.slot[0]
+        if buf is None:
+            buf = att.slot[0] = self._take()
+        view = memoryview(buf)
+        try:
+            size = len(view)
+            for p in pieces:
+                src = memoryview(p)
+                i, n = 0, len(src)
+                while i < n:
+                    k = min(n - i, size - att.pos)
+                    view[att.pos:att.pos + k] = src[i:i + k]
+                    att.pos += k
+                    i += k
+                    if att.pos == size:
+                        self.direct_write(view, att.buf_offset)
+                        att.buf_offset += size
+                        att.pos = 0
+            if final:
+                pos = att.pos
+                aligned = pos - pos % ALIGN
+                if aligned:
+                    self.direct_write(view[:aligned], att.buf_offset)
+                if pos > aligned:
+                    pwrite_all(self.fd, view[aligned:pos], att.buf_offset + aligned)
+                att.buf_offset += pos
+                att.pos = 0
+        finally:
+            view.release()
+        if final:
+            att.slot[0] = None
+            self._give(buf)
+
+    def close(self) -> None:
+        """(worker) Once the writer thread is over: free the buffers, close the O_DIRECT fd."""
+        with self._lock:
+            for buf in self._all:
+                buf.close()
+            self._all.clear()
+            self._free.clear()
+        if self.direct_fd is not None:
+            os.close(self.direct_fd)
+            self.direct_fd = None
+
+
+def _settle(fut: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
+    if fut is None or fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+class PartStream:
+    """(loop) The writes of one part: ``new_attempt`` per exchange, ``feed`` per body
+    piece, ``finish`` once the exchange succeeded, ``abandon`` when the download fails."""
+
+    def __init__(self, writer: FileWriter, start: int, algorithm: int | None) -> None:
+        self.writer = writer
+        self.start = start
+        self.algorithm = algorithm
+        self._slot: list[Any] = [None]
+        self._run: list[bytes] = []
+        self._run_len = 0
+        self._offset = start
+        self.received = 0
+        self._done: asyncio.Future[None] | None = None
+        self.att: Attempt | None = None
+
+    def new_attempt(self) -> None:
+        """Drop the previous attempt (its queued jobs are skipped) and restart at the
+        part's first byte."""
+        if self.att is not None:
+            self.att.dead = True
+        self._run = []
+        self._run_len = 0
+        self._offset = self.start
+        self.received = 0
+        self.att = Attempt(self.start, self.algorithm, self.writer.direct_ok, self._slot)
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.writer.error is not None:
+            return  # the download fails at finish(); keep nothing meanwhile
+        self._run.append(data)
+        self._run_len += len(data)
+        if self._run_len >= RUN:
+            self._hand_on(None)
+
+    def _hand_on(self, done: Done | None) -> None:
+        assert self.att is not None
+        pieces, n = self._run, self._run_len
+        self._run, self._run_len = [], 0
+        offset = self._offset
+        self._offset += n
+        self.writer.submit(self.att, pieces, n, offset, done)
+
+    async def finish(self) -> None:
+        """Hand on the rest and wait until every byte of this attempt is written."""
+        att = self.att
+        assert att is not None
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done = fut
+        self._hand_on(lambda exc: _settle(fut, exc))
+        await fut
+        if self.writer.error is not None:
+            raise self.writer.error
+        if att.dead:
+            raise asyncio.CancelledError
+
+    def abandon(self) -> None:
+        """(failure, cancel) Skip this part's queued writes; ``finish`` gives up."""
+        if self.att is not None:
+            self.att.dead = True
+        self._run = []
+        self._run_len = 0
+        _settle(self._done)
