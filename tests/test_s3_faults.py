@@ -286,3 +286,71 @@ def test_fine_progress_counts_every_byte_once_despite_retries(moto_server, proxy
     assert req.finished_future.exception(TIMEOUT) is None
     assert rec.body() == data
     assert rec.progress == len(data) and len(calls) > 3
+
+
+# -- GET to a file: parts are written as they arrive, so a failed attempt leaves bytes
+# -- behind at the part's offsets that the retry must overwrite
+@pytest.mark.parametrize("direct", [False, True])
+def test_download_to_file_rewrites_a_part_dropped_midway(moto_server, proxy, bucket, tmp_path, direct):  # noqa: F811
+    from crtpy.s3 import S3FileIoOptions
+
+    data = os.urandom(3 * PART + 4096 + 3)
+    moto_server.boto3().put_object(Bucket=bucket, Key="down/mid", Body=data)
+    proxy.add_rule(_range_from(PART), "drop_response")  # half of part 1, then a reset
+    proxy.add_rule(_range_from(3 * PART), "drop_response")  # and of the short last part
+    c = _client(proxy, fio_options=S3FileIoOptions(direct_io=direct))
+    dst = tmp_path / "out"
+    req, rec = _get(c, proxy, bucket, "down/mid", recv=str(dst))
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert [a for _, _, a in proxy.fired] == ["drop_response", "drop_response"]
+    assert dst.read_bytes() == data
+    assert rec.progress == len(data)
+
+
+def test_corrupt_whole_object_to_file_is_retried(moto_server, proxy, bucket, tmp_path):  # noqa: F811
+    data = os.urandom(200_000)
+    moto_server.boto3().put_object(Bucket=bucket, Key="corrupt/file", Body=data, ChecksumAlgorithm="CRC32C")
+    proxy.add_rule(lambda m, p, h: m == "GET", "corrupt")
+    c = _client(proxy)
+    dst = tmp_path / "out"
+    req, rec = _get(c, proxy, bucket, "corrupt/file", validate=True, recv=str(dst))
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert proxy.fired and proxy.fired[0][2] == "corrupt"
+    assert dst.read_bytes() == data
+    assert rec.done_kwargs["did_validate_checksum"] is True
+    assert rec.done_kwargs["checksum_validation_algorithm"] == S3ChecksumAlgorithm.CRC32C
+
+
+def test_always_corrupt_to_file_fails_and_leaves_no_file(moto_server, proxy, bucket, tmp_path):  # noqa: F811
+    data = os.urandom(200_000)
+    moto_server.boto3().put_object(Bucket=bucket, Key="corrupt/file2", Body=data, ChecksumAlgorithm="SHA256")
+    proxy.add_rule(lambda m, p, h: m == "GET", "corrupt", times=100)
+    c = _client(proxy, retry_config=S3RetryConfig(max_retries=1, backoff_scale_factor_ms=1))
+    dst = tmp_path / "out"
+    req, _rec = _get(c, proxy, bucket, "corrupt/file2", validate=True, recv=str(dst))
+    exc = req.finished_future.exception(TIMEOUT)
+    assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_RESPONSE_CHECKSUM_MISMATCH"
+    assert not dst.exists()
+
+
+def test_corrupt_part_in_a_full_object_checksum_download_to_file(moto_server, proxy, bucket, tmp_path):  # noqa: F811
+    """Part CRCs are computed over the streamed pieces (part 0's from the file), combined
+    and compared with the full-object checksum; a corrupted part fails the download and
+    the file is removed rather than left behind as a success."""
+    data = os.urandom(2 * PART + 5)
+    c = _client(proxy)
+    req, _ = _put(c, proxy, bucket, "corrupt/full", data,
+                  S3ChecksumConfig(S3ChecksumAlgorithm.CRC64NVME, S3ChecksumLocation.TRAILER))
+    assert req.finished_future.exception(TIMEOUT) is None
+    dst = tmp_path / "out"
+    req, rec = _get(c, proxy, bucket, "corrupt/full", validate=True, recv=str(dst))
+    assert req.finished_future.exception(TIMEOUT) is None
+    assert dst.read_bytes() == data
+    assert rec.done_kwargs["did_validate_checksum"] is True
+    for start in (0, PART):
+        proxy.add_rule(_range_from(start), "corrupt", 10)
+        req, _rec = _get(c, proxy, bucket, "corrupt/full", validate=True, recv=str(dst))
+        exc = req.finished_future.exception(TIMEOUT)
+        assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_RESPONSE_CHECKSUM_MISMATCH"
+        assert not dst.exists()
+        proxy.clear()
