@@ -44,6 +44,13 @@ from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
 
+# The automatic PUBACK of a QoS 1 message, handed over by the callback worker, goes out
+# with the loop's next wake-up for another reason (the user's next operation, a read
+# that delivers more messages) or at the latest this long after the delivery.  A loop
+# wake-up of its own per message costs more than the message's round trip on a quiet
+# machine (each cross-thread wake-up is expensive in a VM).
+_PUBACK_FLUSH_SEC = 0.001
+
 
 # -- validation helpers ------------------------------------------------------------------
 def _bad(name: str, msg: str) -> BaseException:
@@ -407,8 +414,12 @@ class _Protocol(MqttStreamProtocol):
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
-        d.core.data_received(data, _MONO())
-        d.after_core()
+        core = d.core
+        core.data_received(data, _MONO())
+        if d.incoming and core.events:  # a read that delivers messages also sends waiting PUBACKs
+            d._drain()
+        else:
+            d.after_core()
         self.requickack()
 
     def pause_writing(self) -> None:
@@ -464,6 +475,7 @@ class ClientDriver(LoopInbox):
         self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_lock = threading.Lock()
         self.incoming_scheduled = False
+        self.puback_flush_armed = False
         self.puback_ids = 0
         self.manual_pubacks: dict[int, int] = {}
         # Internal listeners (the 3.1.1 adapter, request-response): see .listeners.
@@ -482,6 +494,21 @@ class ClientDriver(LoopInbox):
         return bool(self.core.state == CONNECTED)
 
     # -- user thread side -------------------------------------------------------------
+    def _post_puback(self, pid: int) -> None:
+        """From a callback worker: the automatic PUBACK after the user's callback.  No
+        wake-up while the flush timer armed at delivery is pending: the timer clears the
+        flag before it drains, so it sees every item appended before the flag was read
+        as set."""
+        self.incoming.append(("puback", pid))
+        if not self.incoming_scheduled and not self.puback_flush_armed:
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)
+
+    def _flush_pubacks(self) -> None:
+        self.puback_flush_armed = False
+        if self.incoming:
+            self._drain()
+
     def _drain(self) -> None:
         self.incoming_scheduled = False
         pop = self.incoming.popleft
@@ -677,6 +704,9 @@ class ClientDriver(LoopInbox):
             return
         pid = p.packet_id
         driver = self
+        if not self.puback_flush_armed:
+            self.puback_flush_armed = True
+            self.loop.call_later(_PUBACK_FLUSH_SEC, self._flush_pubacks)
 
         def run() -> None:
             state = {"taken": False, "active": True}
@@ -698,7 +728,7 @@ class ClientDriver(LoopInbox):
             finally:
                 state["active"] = False
                 if not state["taken"]:
-                    driver._post(("puback", pid))
+                    driver._post_puback(pid)
 
         self.callbacks.post(run)
 
