@@ -357,3 +357,28 @@ def test_metrics_in_username_like_reference(username, disable):
         assert seen[0] == username
     else:
         assert "SDK=" in seen[0] and seen[0].startswith(username or "?")
+
+
+def test_automatic_puback_sent_without_other_activity():
+    """The PUBACK after a QoS 1 callback is sent even when the client has nothing else to
+    write and nothing more arrives (it is flushed without a wake-up of its own), once per
+    message and in the order the messages arrived."""
+    async def handler(conn):
+        await accept(conn)
+        await conn.read()  # SUBSCRIBE is not needed: the fake broker just sends
+        conn.send(c.encode(c.Publish("t/a", b"1", 1, False, False, 7), 5)
+                  + c.encode(c.Publish("t/a", b"2", 1, False, False, 9), 5))
+        acks = [await conn.read(), await conn.read()]
+        conn.broker.log.append(acks)
+        await conn.read_until_closed()
+
+    with FakeBroker(handler) as broker:
+        rec = Recorder()
+        client = run_client(broker, rec)
+        rec.wait("success")
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription("t/#", mqtt5.QoS.AT_LEAST_ONCE)]))
+        broker.log.wait(1)
+        stop(client, rec)
+    acks = broker.log[0]
+    assert [(a.type, a.packet_id) for a in acks] == [(c.PUBACK, 7), (c.PUBACK, 9)]
+    assert [p.payload for p in rec.messages] == [b"1", b"2"]
