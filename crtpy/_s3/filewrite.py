@@ -5,14 +5,16 @@ about ``RUN`` bytes, instead of being held until the part is complete: memory pe
 connection is a run being written plus the run being gathered, not a part.
 
 * :class:`FileWriter` (one per request) owns the descriptors, for O_DIRECT a small pool
-  of page-aligned buffers, and a writer thread that runs the write jobs in the order
-  they were handed over.  A job is handed over the moment a run is complete (a queue
-  put, no hop through the loop), so the disk writes while the socket is read.
+  of page-aligned buffers, and up to ``LANES`` writer threads, each running the jobs
+  of its lane in the order they were handed over (a part always uses the same lane).
+  A job is handed over the moment a run is complete (a queue put, no hop through the
+  loop), so the disk writes while the socket is read.
 * :class:`PartStream` (one per part, on the loop thread) gathers the pieces of the
   current attempt.  A new attempt (a retry) marks the failed one dead: its jobs still
-  queued are skipped, and since jobs run in order, any write of it that is under way
-  is over before the first write of the new attempt starts, so a stale write never
-  lands after good data.  The part's checksum is computed over the pieces, run by run.
+  queued are skipped, and since a part's jobs run in order, any write of it that is
+  under way is over before the first write of the new attempt starts, so a stale
+  write never lands after good data.  The part's checksum is computed over the
+  pieces, run by run.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ DIRECT_BUFFER = 1024 * 1024
 #: bytes handed to the writer and not written yet, at most (per download): beyond, the
 #: loop thread waits for the disk before it reads on (see FileWriter.submit)
 BACKLOG = 2 * 1024 * 1024
+#: writer threads of one download: copying into aligned buffers and writing them are
+#: serial within a thread, so two keep the disk busy while one copies
+LANES = 2
 #: longest wait of the loop thread for the disk; then it reads on (a stalled disk
 #: must not stall the loop for good)
 BACKLOG_WAIT = 1.0
@@ -73,9 +78,10 @@ def pwrite_pieces(fd: int, pieces: Sequence[Any], offset: int) -> None:
 class Attempt:
     """One attempt at one part, as the writer thread sees it."""
 
-    __slots__ = ("buf_offset", "dead", "direct", "hasher", "pos", "slot")
+    __slots__ = ("buf_offset", "dead", "direct", "hasher", "lane", "pos", "slot")
 
-    def __init__(self, start: int, algorithm: int | None, direct: bool, slot: list[Any]) -> None:
+    def __init__(self, start: int, algorithm: int | None, direct: bool, slot: list[Any], lane: int = 0) -> None:
+        self.lane = lane
         self.hasher = C.Hasher(algorithm) if algorithm is not None else None
         self.direct = direct
         self.slot = slot  # [buffer or None], shared by the part's attempts
@@ -102,8 +108,10 @@ class FileWriter:
         self.error: BaseException | None = None
         self._loop = loop
         self._track = track
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        # one queue and thread per lane; a part always writes through the same lane, so
+        # its jobs run in order, while parts of different lanes are written in parallel
+        self._queues: list[queue.SimpleQueue[Any] | None] = [None] * LANES
+        self._running = 0
         self._stopped: asyncio.Future[None] | None = None
         self._free: list[mmap.mmap] = []
         self._all: list[mmap.mmap] = []
@@ -124,26 +132,31 @@ class FileWriter:
         more than ``BACKLOG`` bytes wait for the disk, the loop thread itself waits (for
         the disk, at most ``BACKLOG_WAIT`` at a time) before it goes on reading.  Memory
         is then bounded by the disk's speed, not by the network's."""
-        if self._thread is None:
-            self._stopped = self._loop.create_future()
-            self._track(self._stopped)  # the descriptors are closed only after the thread ends
-            self._thread = threading.Thread(target=self._run, name="crtpy-s3-writer", daemon=True)
-            self._thread.start()
+        lane = att.lane
+        q = self._queues[lane]
+        if q is None:
+            if self._stopped is None:
+                self._stopped = self._loop.create_future()
+                self._track(self._stopped)  # the descriptors are closed only after the threads end
+            q = self._queues[lane] = queue.SimpleQueue()
+            self._running += 1
+            threading.Thread(target=self._run, args=(q,), name="crtpy-s3-writer", daemon=True).start()
         with self._drained:
             self._backlog += n
-        self._q.put((att, pieces, n, offset, done))
+        q.put((att, pieces, n, offset, done))
         if done is None and self._backlog > BACKLOG:
             with self._drained:
                 self._drained.wait_for(lambda: self._backlog <= BACKLOG or self.error is not None, BACKLOG_WAIT)
 
     def stop(self) -> None:
-        """No more jobs: the thread ends after those queued (dead ones are skipped)."""
-        if self._thread is not None:
-            self._q.put(None)
+        """No more jobs: the threads end after those queued (dead ones are skipped)."""
+        for q in self._queues:
+            if q is not None:
+                q.put(None)
 
     # -- writer thread -------------------------------------------------------------------
-    def _run(self) -> None:
-        get = self._q.get
+    def _run(self, q: queue.SimpleQueue[Any]) -> None:
+        get = q.get
         while True:
             item = get()
             if item is None:
@@ -165,7 +178,11 @@ class FileWriter:
                     self._drained.notify_all()
             if done is not None:
                 self._call(done, exc)
-        self._call(_settle, self._stopped)
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            self._call(_settle, self._stopped)
 
     def _call(self, fn: Callable[..., Any], arg: Any) -> None:
         try:
@@ -262,8 +279,9 @@ class PartStream:
     """(loop) The writes of one part: ``new_attempt`` per exchange, ``feed`` per body
     piece, ``finish`` once the exchange succeeded, ``abandon`` when the download fails."""
 
-    def __init__(self, writer: FileWriter, start: int, algorithm: int | None) -> None:
+    def __init__(self, writer: FileWriter, start: int, algorithm: int | None, lane: int = 0) -> None:
         self.writer = writer
+        self.lane = lane % LANES
         self.start = start
         self.algorithm = algorithm
         self._slot: list[Any] = [None]
@@ -283,7 +301,7 @@ class PartStream:
         self._run_len = 0
         self._offset = self.start
         self.received = 0
-        self.att = Attempt(self.start, self.algorithm, self.writer.direct_ok, self._slot)
+        self.att = Attempt(self.start, self.algorithm, self.writer.direct_ok, self._slot, self.lane)
 
     def feed(self, data: bytes) -> None:
         self.received += len(data)

@@ -835,7 +835,7 @@ class MetaRequest:
 
         def file_sink(idx: int, algorithm: int | None) -> Callable[[], tuple[Callable[[bytes], None], PartStream]]:
             assert writer is not None
-            stream = PartStream(writer, idx * part, algorithm)
+            stream = PartStream(writer, idx * part, algorithm, idx)
             streams[idx] = stream
 
             def factory() -> tuple[Callable[[bytes], None], PartStream]:
