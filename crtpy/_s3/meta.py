@@ -1,8 +1,9 @@
 """Meta requests: one user request carried out as many HTTP exchanges.
 
 * GET_OBJECT: a first ranged GET learns the object's size and ETag; the other parts are
-  fetched in parallel with ``If-Match``; bodies go to the file at their offsets
-  (``os.pwritev`` on an I/O worker) or to ``on_body`` in offset order.
+  fetched in parallel with ``If-Match``; body pieces are written to the file at their
+  offsets as they arrive (writer threads, see ``filewrite``), or go to ``on_body`` in
+  offset order.
 * PUT_OBJECT: one PUT up to the threshold, else CreateMultipartUpload, parallel
   UploadParts from pooled part buffers, CompleteMultipartUpload; AbortMultipartUpload on
   failure or cancel.
