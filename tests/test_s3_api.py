@@ -175,8 +175,10 @@ def test_1gib_download_to_file_stays_within_memory_limit(tmp_path):
         assert res.returncode == 0, res.stderr
         m = json.loads(res.stdout.strip().splitlines()[-1])
         assert os.path.getsize(dst) == size
-        # the stated bound: peak RSS grows by less than 3x memory_limit over the idle client
-        assert m["peak_mib"] - m["base_mib"] < 3 * (limit >> 20), m
+        # the stated bound: peak RSS grows by less than memory_limit over the idle client
+        # (parts are streamed to the file: a few MiB of runs and O_DIRECT buffers, about
+        # 9 MiB measured, where whole parts held in memory took up to 3x memory_limit)
+        assert m["peak_mib"] - m["base_mib"] < (limit >> 20), m
     finally:
         server.stop()
 
