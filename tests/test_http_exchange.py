@@ -213,3 +213,52 @@ def test_cancelled_exchange_drops_the_connection():
         asyncio.run(main())
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("size", [200 * 1024, 8 * 1024 * 1024])  # parsed, and read raw from the socket
+def test_held_connection_reads_nothing_until_released(size):
+    big = bytes(range(256)) * (size // 256)
+    sent = threading.Event()
+
+    def script(c, first):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
+        c.sendall(big)
+        sent.set()
+        c.recv(65536)
+
+    srv = RawServer(script)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pool = pool_for(srv.port)
+        conn = await pool.acquire()
+        got: list[bytes] = []
+        first = asyncio.Event()
+
+        def sink(data: bytes) -> None:
+            got.append(data)
+            if not first.is_set():
+                conn.hold_reading()  # the consumer can't keep up: stop reading
+                first.set()
+
+        task = asyncio.ensure_future(conn.exchange(head(), None, sink))
+        await asyncio.wait_for(first.wait(), TIMEOUT)
+        held = sum(map(len, got))
+        # a few loop iterations with data waiting on the socket: nothing is read while held
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await loop.run_in_executor(None, sent.wait, 0.2)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sum(map(len, got)) == held and not task.done()
+        conn.release_reading()
+        resp = await asyncio.wait_for(task, TIMEOUT)
+        assert resp.status == 200 and b"".join(got) == big
+        assert conn.reusable
+        pool.release(conn)
+        pool.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        srv.stop()

@@ -1,6 +1,6 @@
 """The streaming file writer of S3 downloads (crtpy/_s3/filewrite.py), without a server:
-a retried part never lets a stale write land after good data, the backlog waiting for
-the disk stays bounded, checksums cover the streamed pieces, O_DIRECT runs stay aligned."""
+a retried part never lets a stale write land after good data, a slow disk holds the
+feeding connection (the backlog stays bounded; the loop never waits for the disk), checksums cover the streamed pieces, O_DIRECT runs stay aligned."""
 from __future__ import annotations
 
 import asyncio
@@ -96,12 +96,29 @@ def test_file_holds_exactly_the_retried_bytes(tmp_path):
         os.close(fd)
 
 
-def test_backlog_waiting_for_a_slow_disk_is_bounded(tmp_path):
+class FakeConnection:
+    """Stands in for an S3 connection: counts holds and releases; ``readable`` is set
+    while the connection may read."""
+
+    def __init__(self) -> None:
+        self.readable = asyncio.Event()
+        self.readable.set()
+        self.holds = 0
+
+    def hold_reading(self) -> None:
+        self.holds += 1
+        self.readable.clear()
+
+    def release_reading(self) -> None:
+        self.readable.set()
+
+
+def test_a_slow_disk_holds_the_connection_and_the_loop_never_waits(tmp_path):
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     piece = 256 * 1024
     total = 24 * 1024 * 1024
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         io: list[asyncio.Future[Any]] = []
         writer = F.FileWriter(fd, loop, io.append)
@@ -114,18 +131,24 @@ def test_backlog_waiting_for_a_slow_disk_is_bounded(tmp_path):
         writer.job = slow  # type: ignore[method-assign]
         stream = F.PartStream(writer, 0, None)
         stream.new_attempt()
+        conn = FakeConnection()
+        stream.attach(conn)
         block = os.urandom(piece)
         peak = 0
         for _ in range(total // piece):  # arrives much faster than it is written
+            await asyncio.wait_for(conn.readable.wait(), TIMEOUT)  # a held socket reads nothing
             stream.feed(block)
             peak = max(peak, writer._backlog)
+        stream.detach()
+        assert conn.readable.is_set()  # never left held after its exchange
         await asyncio.wait_for(stream.finish(), TIMEOUT)
         await _stop(writer, io)
-        return peak
+        return peak, conn.holds
 
     try:
-        peak = asyncio.run(main())
+        peak, holds = asyncio.run(main())
         assert os.fstat(fd).st_size == total
+        assert holds > 0
         assert peak <= F.BACKLOG + F.RUN + piece
     finally:
         os.close(fd)

@@ -227,6 +227,7 @@ class H1Connection:
         self._idle = False
         self._direct: socket.socket | None = None
         self._raw_reader = False
+        self._held = False  # hold_reading(): a consumer that can't keep up pushes back
         self.activity = 0  # bumped by reads and writes: idle timeouts look at it
         if _SEND_FLAGS and not self._manual:
             self._direct = _dup_socket(self.transport)
@@ -340,13 +341,38 @@ class H1Connection:
             self.connection_lost(None)
 
     # -- loop side ------------------------------------------------------------------------
+    def hold_reading(self) -> None:
+        """(loop) Read nothing more from the socket until :meth:`release_reading`: how a
+        consumer that cannot keep up (the S3 client's file writer) pushes back on the
+        sender, through TCP flow control, instead of buffering or blocking the loop."""
+        if self._held:
+            return
+        self._held = True
+        if self._raw_reader:
+            if self._direct is not None:
+                self.loop.remove_reader(self._direct.fileno())
+        elif not self._read_paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def release_reading(self) -> None:
+        """(loop) Undo :meth:`hold_reading`."""
+        if not self._held:
+            return
+        self._held = False
+        if self._raw_reader:
+            if self._direct is not None:
+                self.loop.add_reader(self._direct.fileno(), self._raw_readable)
+        elif not self._read_paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def _grow_window(self, increment: int) -> None:
         if self._window is None:
             return
         self._window += increment
         if self._read_paused and self._window > 0 and self.transport is not None:
             self._read_paused = False
-            self.transport.resume_reading()
+            if not self._held:
+                self.transport.resume_reading()
 
     def _set_idle(self) -> None:
         """(loop) Let other threads send the next request directly, if all is quiet."""
@@ -687,7 +713,7 @@ class H1Connection:
         dispatch = self.dispatch
         dispatch.hold()
         try:
-            while left > 0 and got < self.raw_burst:
+            while left > 0 and got < self.raw_burst and not self._held:
                 try:
                     data = sock.recv(min(left, RAW_READ))
                 except (BlockingIOError, InterruptedError):

@@ -109,6 +109,13 @@ class S3Connection:
     def close(self) -> None:
         self.engine.abort()
 
+    def hold_reading(self) -> None:
+        """(loop) Stop reading this connection's socket (a sink that cannot keep up)."""
+        self.engine.hold_reading()
+
+    def release_reading(self) -> None:
+        self.engine.release_reading()
+
     async def exchange(self, head: bytes, body: Sequence[Buffer] | None, sink: Callable[[bytes], None] | None,
                        *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC,
                        on_sent: Callable[[int], None] | None = None) -> Response:

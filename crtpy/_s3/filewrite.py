@@ -39,14 +39,11 @@ RUN = 1024 * 1024
 #: 4 MiB gained nothing more)
 DIRECT_BUFFER = 2 * 1024 * 1024
 #: bytes handed to the writer and not written yet, at most (per download): beyond, the
-#: loop thread waits for the disk before it reads on (see FileWriter.submit)
+#: connections feeding it stop reading until the disk catches up (see FileWriter.hold)
 BACKLOG = 4 * 1024 * 1024
 #: writer threads of one download: copying into aligned buffers and writing them are
 #: serial within a thread, so two keep the disk busy while one copies
 LANES = 2
-#: longest wait of the loop thread for the disk; then it reads on (a stalled disk
-#: must not stall the loop for good)
-BACKLOG_WAIT = 1.0
 
 
 def pwrite_all(fd: int, view: Any, offset: int) -> None:
@@ -119,7 +116,8 @@ class FileWriter:
         self._all: list[mmap.mmap] = []
         self._lock = threading.Lock()
         self._backlog = 0  # bytes queued, not written yet
-        self._drained = threading.Condition(threading.Lock())
+        self._drained = threading.Lock()
+        self._held: list[Any] = []  # connections told to stop reading (see hold)
 
     def enable_direct(self, direct_fd: int, part: int) -> None:
         self.direct_fd = direct_fd
@@ -130,10 +128,9 @@ class FileWriter:
         """Queue a write of ``pieces`` (``n`` bytes) at ``offset``; ``done`` (the part's
         last job) is called on the loop once it is over.
 
-        Backpressure: the socket reads that feed us cannot be paused from here, so when
-        more than ``BACKLOG`` bytes wait for the disk, the loop thread itself waits (for
-        the disk, at most ``BACKLOG_WAIT`` at a time) before it goes on reading.  Memory
-        is then bounded by the disk's speed, not by the network's."""
+        Backpressure: beyond ``BACKLOG`` bytes, :meth:`over_budget` says so and the part's
+        connection is held (:meth:`hold`) until the writer catches up; the loop thread
+        itself never waits for the disk."""
         lane = att.lane
         q = self._queues[lane]
         if q is None:
@@ -146,9 +143,30 @@ class FileWriter:
         with self._drained:
             self._backlog += n
         q.put((att, pieces, n, offset, done))
-        if done is None and self._backlog > BACKLOG:
-            with self._drained:
-                self._drained.wait_for(lambda: self._backlog <= BACKLOG or self.error is not None, BACKLOG_WAIT)
+
+    def over_budget(self) -> bool:
+        return self._backlog > BACKLOG and self.error is None
+
+    def hold(self, conn: Any) -> None:
+        """(loop) Stop reading ``conn`` until the backlog is back within ``BACKLOG``."""
+        if conn in self._held:
+            return
+        self._held.append(conn)
+        conn.hold_reading()
+        if not self.over_budget():  # the writer caught up meanwhile: its release may be gone
+            self.release_held()
+
+    def unhold(self, conn: Any) -> None:
+        """(loop) ``conn`` no longer feeds this writer: let it read again."""
+        if conn in self._held:
+            self._held.remove(conn)
+            conn.release_reading()
+
+    def release_held(self, _: Any = None) -> None:
+        """(loop) Let every held connection read again."""
+        held, self._held = self._held, []
+        for conn in held:
+            conn.release_reading()
 
     def stop(self) -> None:
         """No more jobs: the threads end after those queued (dead ones are skipped)."""
@@ -175,9 +193,10 @@ class FileWriter:
                     self.error = e
             pieces = []
             with self._drained:
-                self._backlog -= n
-                if self._backlog <= BACKLOG:
-                    self._drained.notify_all()
+                was = self._backlog
+                self._backlog = now = was - n
+            if (was > BACKLOG >= now) or exc is not None:
+                self._call(self.release_held, None)  # held connections read on
             if done is not None:
                 self._call(done, exc)
         with self._lock:
@@ -293,6 +312,7 @@ class PartStream:
         self.received = 0
         self._done: asyncio.Future[None] | None = None
         self.att: Attempt | None = None
+        self.conn: Any = None  # the connection feeding this attempt (see attach)
 
     def new_attempt(self) -> None:
         """Drop the previous attempt (its queued jobs are skipped) and restart at the
@@ -313,6 +333,18 @@ class PartStream:
         self._run_len += len(data)
         if self._run_len >= RUN:
             self._hand_on(None)
+            if self.conn is not None and self.writer.over_budget():
+                self.writer.hold(self.conn)
+
+    def attach(self, conn: Any) -> None:
+        """(loop) ``conn`` carries this attempt's body: it is held while the disk lags."""
+        self.conn = conn
+
+    def detach(self) -> None:
+        """(loop) The exchange is over: its connection must not stay held."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.writer.unhold(conn)
 
     def _hand_on(self, done: Done | None) -> None:
         assert self.att is not None

@@ -603,10 +603,15 @@ class MetaRequest:
             failure: Failure | None = None
             try:
                 conn = await self.pool.acquire()
+                fed = state if isinstance(state, PartStream) else None
+                if fed is not None:
+                    fed.attach(conn)  # held (stops reading) while the file writer lags
                 try:
                     resp = await conn.exchange(head, body() if body is not None else None, sink, is_head=is_head,
                                                on_sent=on_sent)
                 finally:
+                    if fed is not None:
+                        fed.detach()
                     self.pool.release(conn)
             except ExchangeError as e:
                 failure = Failure(getattr(e.crt_error, "name", "AWS_ERROR_HTTP_CONNECTION_CLOSED"),
