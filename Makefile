@@ -48,7 +48,7 @@ api: venv
 	$(PY) ../shared/tools/api_diff.py
 
 lint: venv
-	$(PY) -m ruff check crtpy
+	$(PY) -m ruff check crtpy tests benchmarks
 	$(PY) -m mypy --strict crtpy
 
 docs: venv
