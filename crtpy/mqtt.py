@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import NativeResource
 from ._errors import error
+from ._mqtt import codec as _codec
+from ._mqtt311 import core as _core311
 from .exceptions import AwsCrtError
 
 if TYPE_CHECKING:
@@ -215,13 +217,17 @@ def _failed(exc: BaseException) -> Future[Any]:
     return failed(exc)
 
 
-def _check_topic(topic: Any, wildcards: bool) -> str:
-    from ._mqtt import codec as c
+#: topic names that passed _check_topic (publishers reuse a few topics: checked once)
+_GOOD_TOPICS: dict[str, None] = {}
 
+
+def _check_topic(topic: Any, wildcards: bool) -> str:
+    if not wildcards and topic.__class__ is str and topic in _GOOD_TOPICS:
+        return topic
     if not isinstance(topic, str):
         raise TypeError("topic must be a str")
     b = topic.encode("utf-8", "surrogatepass")
-    if not topic or len(b) > 65535 or c.check_utf8(topic):
+    if not topic or len(b) > 65535 or _codec.check_utf8(topic):
         raise error("AWS_ERROR_MQTT_INVALID_TOPIC", f"invalid topic {topic!r}")
     if wildcards:
         from ._mqtt311.driver import topic_matches  # noqa: F401 - same rules module
@@ -232,10 +238,16 @@ def _check_topic(topic: Any, wildcards: bool) -> str:
                 raise error("AWS_ERROR_MQTT_INVALID_TOPIC", f"invalid topic filter {topic!r}")
     elif "+" in topic or "#" in topic:
         raise error("AWS_ERROR_MQTT_INVALID_TOPIC", f"wildcards are not allowed in a topic name: {topic!r}")
+    else:
+        if len(_GOOD_TOPICS) >= 1024:
+            _GOOD_TOPICS.clear()
+        _GOOD_TOPICS[topic] = None
     return topic
 
 
 def _as_qos(qos: Any) -> QoS:
+    if qos.__class__ is QoS:
+        return qos
     from .mqtt5 import QoS as Mqtt5QoS
 
     if isinstance(qos, Mqtt5QoS):
@@ -605,9 +617,7 @@ class Connection(NativeResource):
             Tuple[concurrent.futures.Future, int]: the future completes with
             ``{'packet_id': int}``.
         """
-        from ._mqtt import codec as c
-        from ._mqtt311 import core as k
-
+        c = _codec
         try:
             self._check_fork()
             _check_topic(topic, wildcards=False)
@@ -622,7 +632,7 @@ class Connection(NativeResource):
             data = c.encode_publish(c.Publish(topic, body, int(q), bool(retain), False, pid if q else 0), 4)
         except Exception as e:  # noqa: BLE001
             return _failed(e), 0
-        return d.submit(k.PUBLISH, data, pid, int(q), None, _publish_result(pid)), pid
+        return d.submit(_core311.PUBLISH, data, pid, int(q), None, _publish_result(pid)), pid
 
     def get_stats(self) -> OperationStatisticsData:
         """Counts and sizes of the operations not yet completed."""
