@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from xml.sax.saxutils import escape
 
 from . import checksums as C
 
@@ -17,6 +16,12 @@ _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _UPLOAD_ID = re.compile(rb"<(?:\w+:)?UploadId>\s*([^<]*?)\s*</(?:\w+:)?UploadId>")
 _ERROR_ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<(?:\w+:)?Error[\s>]")
 _CODE = re.compile(rb"<(?:\w+:)?Code>\s*([^<]*?)\s*</(?:\w+:)?Code>")
+
+
+def escape(text: str) -> str:
+    """XML character data: ``&``, ``<`` and ``>`` escaped (what ``xml.sax.saxutils.escape``
+    does, without importing it: it pulls in urllib.request, http.client and email)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _unescape(raw: bytes) -> str:
