@@ -171,10 +171,24 @@ def _body(data: str | None) -> tuple[BinaryIO | None, int | None]:
 
 
 def _tls_info(conn: Any) -> dict[str, Any]:
-    try:
-        from .._net.connect import tls_info
+    """TLS version, cipher and ALPN of ``conn``, read on its loop thread (the SSL object
+    is in use there; OpenSSL objects are not to be shared across threads)."""
+    import concurrent.futures
 
-        return tls_info(conn._impl.transport)
+    from .._net.connect import tls_info
+
+    try:
+        impl = conn._impl
+        fut: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+        def read() -> None:
+            try:
+                fut.set_result(tls_info(impl.transport))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
+
+        impl.loop.call_soon_threadsafe(read)
+        return fut.result(5)
     except Exception:  # noqa: BLE001 - verbose extras only
         return {}
 
