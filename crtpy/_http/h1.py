@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import httptools
@@ -473,58 +473,23 @@ class H1Connection:
             self.transport.write(wire.head)  # type: ignore[union-attr]
             self.activity += 1
             if wire.pieces:
-                s.body_task = self.loop.create_task(self._send_pieces(s, wire))
+                s.body_task = self.loop.create_task(self._body(s, self._send_pieces, wire))
             return
         head, body, chunked, length, expect = self._prepare_head(s)
         self.transport.write(head)  # type: ignore[union-attr]
         if body is not None and (chunked or (length or 0) > 0):
             if expect:
                 s.continue_event = asyncio.Event()
-            s.body_task = self.loop.create_task(self._send_body(s, body, chunked, length))
+            s.body_task = self.loop.create_task(self._body(s, self._send_body, body, chunked, length))
         elif chunked:
             self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
 
-    async def _send_body(self, s: H1Stream, body: Any, chunked: bool, length: int | None) -> None:
-        proto = self.protocol
-        transport = self.transport
+    async def _body(self, s: H1Stream, send: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        """Run ``send(s, *args)``, which writes the body of ``s``; a failure fails the
+        connection.  (The coroutine is made here, so a task cancelled before it starts
+        leaves no coroutine that was never awaited.)"""
         try:
-            if s.continue_event is not None:
-                try:
-                    await asyncio.wait_for(s.continue_event.wait(), CONTINUE_TIMEOUT_SEC)
-                except asyncio.TimeoutError:
-                    pass
-                if s.got_final or s.done:
-                    # the server answered without asking for the body: the connection's
-                    # framing is now unknown, so it cannot be reused
-                    self._closing = True
-                    return
-            remaining = length
-            size = BODY_CHUNK if remaining is None else max(1, min(BODY_CHUNK, remaining))
-            buf = memoryview(bytearray(size))
-            while True:
-                if s.done or proto.lost:
-                    return
-                if remaining == 0:
-                    break  # Content-Length bytes sent (any further stream data is ignored)
-                want = buf if remaining is None else buf[:min(size, remaining)]
-                n = await read_chunk(body, want)
-                if n == 0:
-                    if remaining:
-                        raise error("AWS_ERROR_HTTP_OUTGOING_STREAM_LENGTH_INCORRECT")
-                    break
-                data = bytes(want[:n])
-                if chunked:
-                    transport.writelines((b"%x\r\n" % n, data, b"\r\n"))  # type: ignore[union-attr]
-                else:
-                    transport.write(data)  # type: ignore[union-attr]
-                    remaining = None if remaining is None else remaining - n
-                    if remaining == 0:
-                        s.body_written = True
-                if proto.write_paused:
-                    await proto.drain()
-            if chunked:
-                transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
-            s.body_written = True
+            await send(s, *args)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the body failed: the stream fails
@@ -534,41 +499,72 @@ class H1Connection:
             s.body_task = None
             if s.done and self._current is None:
                 self._after_stream()
+
+    async def _send_body(self, s: H1Stream, body: Any, chunked: bool, length: int | None) -> None:
+        proto = self.protocol
+        transport = self.transport
+        if s.continue_event is not None:
+            try:
+                await asyncio.wait_for(s.continue_event.wait(), CONTINUE_TIMEOUT_SEC)
+            except asyncio.TimeoutError:
+                pass
+            if s.got_final or s.done:
+                # the server answered without asking for the body: the connection's
+                # framing is now unknown, so it cannot be reused
+                self._closing = True
+                return
+        remaining = length
+        size = BODY_CHUNK if remaining is None else max(1, min(BODY_CHUNK, remaining))
+        buf = memoryview(bytearray(size))
+        while True:
+            if s.done or proto.lost:
+                return
+            if remaining == 0:
+                break  # Content-Length bytes sent (any further stream data is ignored)
+            want = buf if remaining is None else buf[:min(size, remaining)]
+            n = await read_chunk(body, want)
+            if n == 0:
+                if remaining:
+                    raise error("AWS_ERROR_HTTP_OUTGOING_STREAM_LENGTH_INCORRECT")
+                break
+            data = bytes(want[:n])
+            if chunked:
+                transport.writelines((b"%x\r\n" % n, data, b"\r\n"))  # type: ignore[union-attr]
+            else:
+                transport.write(data)  # type: ignore[union-attr]
+                remaining = None if remaining is None else remaining - n
+                if remaining == 0:
+                    s.body_written = True
+            if proto.write_paused:
+                await proto.drain()
+        if chunked:
+            transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        s.body_written = True
 
     async def _send_pieces(self, s: H1Stream, wire: WireRequest) -> None:
         proto = self.protocol
         transport = self.transport
         assert transport is not None and wire.pieces is not None
         sent = 0
-        try:
-            for piece in wire.pieces:
-                view = memoryview(piece).cast("B")
-                # large pieces go out in slices, each when the transport has room: the
-                # kernel takes them straight from the caller's buffer, no big copy queued
-                for start in range(0, len(view), WRITE_SLICE):
-                    if proto.write_paused:
-                        await self._drain(wire.idle_timeout)
-                    if s.done and (s.failed or not 200 <= (s.status or 0) < 300):
-                        self._closing = True  # the rest of the body is abandoned
-                        return
-                    if proto.lost or transport.is_closing():
-                        return
-                    chunk = view[start:start + WRITE_SLICE]
-                    transport.write(chunk)
-                    self.activity += 1
-                    if wire.on_sent is not None:
-                        sent += len(chunk)
-                        wire.on_sent(sent)
-            s.body_written = True
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the body failed: the stream fails
-            self._fail_connection(exc if getattr(exc, "name", None) else
-                                  error("AWS_ERROR_HTTP_INVALID_BODY_STREAM", str(exc)))
-        finally:
-            s.body_task = None
-            if s.done and self._current is None:
-                self._after_stream()
+        for piece in wire.pieces:
+            view = memoryview(piece).cast("B")
+            # large pieces go out in slices, each when the transport has room: the
+            # kernel takes them straight from the caller's buffer, no big copy queued
+            for start in range(0, len(view), WRITE_SLICE):
+                if proto.write_paused:
+                    await self._drain(wire.idle_timeout)
+                if s.done and (s.failed or not 200 <= (s.status or 0) < 300):
+                    self._closing = True  # the rest of the body is abandoned
+                    return
+                if proto.lost or transport.is_closing():
+                    return
+                chunk = view[start:start + WRITE_SLICE]
+                transport.write(chunk)
+                self.activity += 1
+                if wire.on_sent is not None:
+                    sent += len(chunk)
+                    wire.on_sent(sent)
+        s.body_written = True
 
     async def _drain(self, idle_timeout: float) -> None:
         """Wait for room in the transport; fail if nothing moves for ``idle_timeout``."""
