@@ -57,13 +57,9 @@ class CallbackRunner:
         held, self._held = self._held, []
         with self._lock:
             self._items.extend(held)
-            if self._waiters:
-                self._cond.notify()
-                return
-            if self._draining or self._scheduled:
-                return
-            self._scheduled = True
-        _callbacks._callback_pool.submit(self._pool_drain)
+            to_pool = self._wake_locked()
+        if to_pool:
+            _callbacks._callback_pool.submit(self._pool_drain)
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if self._hold:
@@ -71,13 +67,20 @@ class CallbackRunner:
             return
         with self._lock:
             self._items.append((fn, args, kwargs))
-            if self._waiters:
-                self._cond.notify()
-                return
-            if self._draining or self._scheduled:
-                return
-            self._scheduled = True
-        _callbacks._callback_pool.submit(self._pool_drain)
+            to_pool = self._wake_locked()
+        if to_pool:
+            _callbacks._callback_pool.submit(self._pool_drain)
+
+    def _wake_locked(self) -> bool:
+        """(holding ``_lock``, after adding items) Wake a thread waiting for its stream,
+        which then runs them; else say whether a pool worker must be started."""
+        if self._waiters:
+            self._cond.notify()
+            return False
+        if self._draining or self._scheduled:
+            return False
+        self._scheduled = True
+        return True
 
     def wake(self, _f: Any = None) -> None:
         with self._lock:
