@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
-from helpers.aio import timeout
+from helpers.aio import Ticker, on_each_event_loop, take
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 from crtpy import mqtt
@@ -28,16 +28,6 @@ def topic() -> str:
 def make(port: int, **kw: Any) -> AioConnection:
     return AioConnection(mqtt.Connection(mqtt.Client(), "127.0.0.1", port, uuid.uuid4().hex[:16],
                                          reconnect_min_timeout_secs=1, reconnect_max_timeout_secs=2, **kw))
-
-
-async def take(stream: Any, n: int) -> list[Any]:
-    out: list[Any] = []
-    async with timeout(T):
-        async for item in stream:
-            out.append(item)
-            if len(out) == n:
-                break
-    return out
 
 
 def test_round_trip_streams_and_events(mosquitto):
@@ -121,37 +111,17 @@ def test_connect_failure_and_cancellation(mosquitto):
 
 
 async def _ticking(port: int) -> int:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    tt = asyncio.create_task(ticker())
     t = topic()
-    async with make(port) as conn:
+    async with Ticker() as ticker, make(port) as conn:
         messages = conn.messages()
         await conn.subscribe(t, Q1)
-        start = ticks
+        start = ticker.ticks
         for i in range(50):
             await conn.publish(t, b"%d" % i, Q1)
         assert [m.payload for m in await take(messages, 50)] == [b"%d" % i for i in range(50)]
-        assert ticks > start
-    tt.cancel()
-    return ticks
+        assert ticker.ticks > start
+    return ticker.ticks
 
 
 def test_running_loop_keeps_ticking_and_uvloop(mosquitto):
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(mosquitto.port)) > 1
-    finally:
-        loop.close()
-    uvloop = pytest.importorskip("uvloop")
-    loop = uvloop.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(mosquitto.port)) > 1
-    finally:
-        loop.close()
+    assert all(ticks > 1 for ticks in on_each_event_loop(lambda: _ticking(mosquitto.port)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
-from helpers.aio import timeout
+from helpers.aio import Ticker, take, timeout
 from helpers.mosquitto import mosquitto, mosquitto_factory  # noqa: F401 - fixtures
 
 from crtpy import mqtt5
@@ -26,16 +26,6 @@ def topic() -> str:
 
 def options(host: str, port: int, **kw: Any) -> mqtt5.ClientOptions:
     return mqtt5.ClientOptions(host, port, min_reconnect_delay_ms=100, max_reconnect_delay_ms=500, **kw)
-
-
-async def take(stream: Any, n: int) -> list[Any]:
-    out = []
-    async with timeout(T):
-        async for item in stream:
-            out.append(item)
-            if len(out) == n:
-                break
-    return out
 
 
 def test_round_trip_messages_and_lifecycle(mosquitto):
@@ -176,31 +166,19 @@ def test_first_connection_failure_raises():
 
 
 async def _ticking_round_trip(host: str, port: int, n: int) -> int:
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    tick_task = asyncio.create_task(ticker())
     t = topic()
-    async with AioClient(options(host, port)) as client:
+    async with Ticker() as ticker, AioClient(options(host, port)) as client:
         messages = client.messages(maxsize=n)
         await client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(t, mqtt5.QoS.AT_LEAST_ONCE)]))
         seen_ticks = []
         for i in range(n):
             await client.publish(mqtt5.PublishPacket(topic=t, payload=b"%d" % i, qos=1))
-            seen_ticks.append(ticks)
+            seen_ticks.append(ticker.ticks)
         got = await take(messages, n)
         assert [p.payload for p in got] == [b"%d" % i for i in range(n)]
-    stop.set()
-    await tick_task
     # the ticker kept running while we waited on the broker
-    assert ticks > 1 and seen_ticks[-1] > seen_ticks[0]
-    return ticks
+    assert ticker.ticks > 1 and seen_ticks[-1] > seen_ticks[0]
+    return ticker.ticks
 
 
 def test_other_tasks_progress_in_a_running_application_loop(mosquitto):

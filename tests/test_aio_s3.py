@@ -9,7 +9,7 @@ import os
 import uuid
 
 import pytest
-from helpers.aio import timeout
+from helpers.aio import Ticker, on_each_event_loop, timeout
 from helpers.s3_servers import http_request, make_client, moto_server  # noqa: F401 - fixture
 
 from crtpy.aio.s3 import AioS3Request, download, make_request, upload
@@ -145,36 +145,16 @@ def test_cancellation(moto_server, bucket, stored):
 
 
 async def _ticking(port: int, bucket: str, key: str) -> int:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    t = asyncio.create_task(ticker())
     client = make_client(port, part_size=PART)
     seen = []
     total = 0
-    async with timeout(T):
+    async with Ticker() as ticker, timeout(T):
         async for chunk in download(client, http_request("GET", port, bucket, key), max_buffered_bytes=MIB):
             total += len(chunk)
-            seen.append(ticks)
-    t.cancel()
+            seen.append(ticker.ticks)
     assert total == SIZE and seen[-1] > seen[0]
-    return ticks
+    return ticker.ticks
 
 
 def test_running_loop_keeps_ticking_and_uvloop(moto_server, bucket, stored):
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(moto_server.port, bucket, stored)) > 1
-    finally:
-        loop.close()
-    uvloop = pytest.importorskip("uvloop")
-    loop = uvloop.new_event_loop()
-    try:
-        assert loop.run_until_complete(_ticking(moto_server.port, bucket, stored)) > 1
-    finally:
-        loop.close()
+    assert all(ticks > 1 for ticks in on_each_event_loop(lambda: _ticking(moto_server.port, bucket, stored)))

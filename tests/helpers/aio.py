@@ -7,7 +7,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-__all__ = ["Ticker", "on_each_event_loop", "timeout"]
+__all__ = ["Ticker", "on_each_event_loop", "take", "timeout"]
 
 
 if sys.version_info >= (3, 11):
@@ -77,3 +77,14 @@ def on_each_event_loop(make: Callable[[], Awaitable[Any]]) -> list[Any]:
         finally:
             loop.close()
     return results
+
+
+async def take(stream: Any, n: int, within: float = 10.0) -> list[Any]:
+    """The next ``n`` items of the async iterator ``stream``, within ``within`` seconds."""
+    out: list[Any] = []
+    async with timeout(within):
+        async for item in stream:
+            out.append(item)
+            if len(out) == n:
+                break
+    return out
