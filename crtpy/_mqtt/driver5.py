@@ -38,7 +38,7 @@ from .client5 import (
     Core,
     Op,
 )
-from .listeners import ListenerSet, ProtocolListener
+from .listeners import ListenerHost, ListenerSet
 from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
 
 _MONO = time.monotonic
@@ -432,7 +432,7 @@ class _Protocol(MqttStreamProtocol):
         d.after_core()
 
 
-class ClientDriver(LoopInbox):
+class ClientDriver(LoopInbox, ListenerHost):
     def __init__(self, client: mqtt5.Client, o: mqtt5.ClientOptions) -> None:
         from .._net.connect import pick_loop
 
@@ -482,12 +482,6 @@ class ClientDriver(LoopInbox):
         self.listeners = ListenerSet()
 
     # -- private listener interface (any thread) ----------------------------------------
-    def _add_listener(self, sink: ProtocolListener) -> None:
-        self.listeners.add(sink)
-
-    def _remove_listener(self, sink: ProtocolListener) -> None:
-        self.listeners.remove(sink)
-
     def _is_connected(self) -> bool:
         """Whether a CONNACK was accepted on the current connection (a racy snapshot
         from other threads; exact on the loop thread)."""

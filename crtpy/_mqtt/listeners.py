@@ -93,3 +93,16 @@ class ListenerSet:
                 getattr(sink, name)(*args)
             except Exception:  # noqa: BLE001 - a listener bug must not break the protocol client
                 _log.exception("MQTT listener %r failed in %s", sink, name)
+
+
+class ListenerHost:
+    """Mixin of the two protocol drivers: the private listener interface over their
+    ``listeners`` set (any thread)."""
+
+    listeners: ListenerSet
+
+    def _add_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.add(sink)
+
+    def _remove_listener(self, sink: ProtocolListener) -> None:
+        self.listeners.remove(sink)

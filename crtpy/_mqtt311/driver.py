@@ -20,7 +20,7 @@ from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
-from .._mqtt.listeners import ListenerSet, ProtocolListener
+from .._mqtt.listeners import ListenerHost, ListenerSet
 from .._mqtt.stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
@@ -121,7 +121,7 @@ class SubTable:
             post(any_cb, topic, payload, p.dup, p.qos, p.retain)
 
 
-class Driver(LoopInbox):
+class Driver(LoopInbox, ListenerHost):
     def __init__(self, conn: Any, bootstrap: Any, table: SubTable) -> None:
         from .._net.connect import pick_loop
 
@@ -151,12 +151,6 @@ class Driver(LoopInbox):
         self.listeners = ListenerSet()
 
     # -- private listener interface (any thread) ----------------------------------------
-    def _add_listener(self, sink: ProtocolListener) -> None:
-        self.listeners.add(sink)
-
-    def _remove_listener(self, sink: ProtocolListener) -> None:
-        self.listeners.remove(sink)
-
     def _is_connected(self) -> bool:
         """Whether a CONNACK was accepted on the current connection."""
         return self._connected is not None and self.protocol is not None
