@@ -1,6 +1,7 @@
 """The streaming file writer of S3 downloads (crtpy/_s3/filewrite.py), without a server:
 a retried part never lets a stale write land after good data, a slow disk holds the
-feeding connection (the backlog stays bounded; the loop never waits for the disk), checksums cover the streamed pieces, O_DIRECT runs stay aligned."""
+feeding connection (the backlog stays bounded; the loop never waits for the disk),
+checksums cover the streamed pieces, O_DIRECT runs stay aligned."""
 from __future__ import annotations
 
 import asyncio
