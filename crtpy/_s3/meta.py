@@ -236,10 +236,9 @@ def _hash_file(fd: int, offset: int, length: int, algorithm: int) -> Any:
     return h
 
 
-async def _to_the_end(coro: Any) -> None:
-    """Run cleanup to its end even if the waiting task is cancelled meanwhile; the
-    cancellation is raised afterwards."""
-    task = asyncio.ensure_future(coro)
+async def _shielded(task: asyncio.Future[Any]) -> bool:
+    """Wait until ``task`` is done, through any cancellation of the waiting task;
+    whether one arrived meanwhile."""
     cancelled = False
     while not task.done():
         try:
@@ -248,7 +247,14 @@ async def _to_the_end(coro: Any) -> None:
             if task.done():
                 break
             cancelled = True
-    if cancelled:
+    return cancelled
+
+
+async def _to_the_end(coro: Any) -> None:
+    """Run cleanup to its end even if the waiting task is cancelled meanwhile; the
+    cancellation is raised afterwards."""
+    task = asyncio.ensure_future(coro)
+    if await _shielded(task):
         raise asyncio.CancelledError
     task.result()
 
@@ -292,12 +298,7 @@ async def _open_or_none(path: str, flags: int = os.O_RDONLY) -> int | None:
 
 async def _wait_out(task: asyncio.Future[_T]) -> _T:
     """The result of ``task``, waiting for it even through further cancellations."""
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                break
+    await _shielded(task)
     return task.result()
 
 
