@@ -39,7 +39,7 @@ from .client5 import (
     Op,
 )
 from .listeners import ListenerHost, ListenerSet
-from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
+from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, completing, open_stream, wait_or_timeout
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
@@ -546,18 +546,7 @@ class ClientDriver(LoopInbox, ListenerHost):
 
     def _submit(self, packet: c.Packet, convert: Any) -> CrtFuture:
         fut = CrtFuture()
-        size = _approx_size(packet)
-
-        def on_done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                fut.try_set_exception(exc)
-            else:
-                try:
-                    fut.try_set_result(convert(result))
-                except BaseException as e:  # noqa: BLE001
-                    fut.try_set_exception(e)
-
-        self._post(Op(packet, on_done, size))
+        self._post(Op(packet, completing(fut, convert), _approx_size(packet)))
         return fut
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:

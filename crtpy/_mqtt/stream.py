@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from .._runtime.futures import CrtFuture
+
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -170,3 +172,19 @@ class LoopInbox:
         if not self.incoming_scheduled:
             self.incoming_scheduled = True
             self.loop_thread.call_soon(self._drain)
+
+
+def completing(fut: CrtFuture, convert: Callable[[Any], Any]) -> Callable[[Any, BaseException | None], None]:
+    """The ``done(result, exc)`` of a core operation that settles ``fut`` with
+    ``convert(result)`` (or the error; a failing ``convert`` fails ``fut``)."""
+
+    def done(result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            fut.try_set_exception(exc)
+        else:
+            try:
+                fut.try_set_result(convert(result))
+            except BaseException as e:  # noqa: BLE001 - handed to the future
+                fut.try_set_exception(e)
+
+    return done

@@ -37,7 +37,7 @@ from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerSet, ProtocolListener
 from .._runtime.futures import CrtFuture
-from .driver import SubTable
+from .driver import SubTable, SubTableUser
 
 if TYPE_CHECKING:
     from .._mqtt.driver5 import ClientDriver
@@ -56,7 +56,7 @@ def _detached(exc: BaseException | None) -> BaseException | None:
     return exc
 
 
-class Adapter(ProtocolListener):
+class Adapter(ProtocolListener, SubTableUser):
     """One 3.1.1 Connection over an MQTT 5 client: a listener of that client's driver."""
 
     def __init__(self, conn: Any, driver5: ClientDriver, table: SubTable) -> None:
@@ -234,20 +234,6 @@ class Adapter(ProtocolListener):
     # -- operations (user threads) -------------------------------------------------------
     def _submit(self, packet: c.Packet, convert: Callable[[Any], Any]) -> CrtFuture:
         return self.d._submit(packet, convert)
-
-    def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
-        t = self.table()
-        if t is not None:
-            t.add(topic_filter, qos, cb)
-
-    def remove_subscriptions(self, filters: Any) -> None:
-        t = self.table()
-        if t is not None:
-            t.remove(filters)
-
-    def subscriptions(self) -> list[tuple[str, int]]:
-        t = self.table()
-        return t.items() if t is not None else []
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> tuple[CrtFuture, int]:
         pid = self.allocate_pid()

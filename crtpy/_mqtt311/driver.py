@@ -21,7 +21,7 @@ from typing import Any
 from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerHost, ListenerSet
-from .._mqtt.stream import CoreTimer, LoopInbox, MqttStreamProtocol, open_stream, wait_or_timeout
+from .._mqtt.stream import CoreTimer, LoopInbox, MqttStreamProtocol, completing, open_stream, wait_or_timeout
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
@@ -121,7 +121,28 @@ class SubTable:
             post(any_cb, topic, payload, p.dup, p.qos, p.retain)
 
 
-class Driver(LoopInbox, ListenerHost):
+class SubTableUser:
+    """Mixin of the 3.1.1 driver and the MQTT5 adapter: the Connection's subscription
+    table, held weakly as ``table``."""
+
+    table: weakref.ref[SubTable]
+
+    def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
+        t = self.table()
+        if t is not None:
+            t.add(topic_filter, qos, cb)
+
+    def remove_subscriptions(self, filters: Any) -> None:
+        t = self.table()
+        if t is not None:
+            t.remove(filters)
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        t = self.table()
+        return t.items() if t is not None else []
+
+
+class Driver(LoopInbox, ListenerHost, SubTableUser):
     def __init__(self, conn: Any, bootstrap: Any, table: SubTable) -> None:
         from .._net.connect import pick_loop
 
@@ -179,32 +200,8 @@ class Driver(LoopInbox, ListenerHost):
     def submit(self, kind: int, data: bytes, pid: int, qos: int, topics: Any,
                convert: Callable[[Any], Any]) -> CrtFuture:
         fut = CrtFuture()
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                fut.try_set_exception(exc)
-            else:
-                try:
-                    fut.try_set_result(convert(result))
-                except BaseException as e:  # noqa: BLE001
-                    fut.try_set_exception(e)
-
-        self._post(k.Op(kind, pid, data, done, qos, topics))
+        self._post(k.Op(kind, pid, data, completing(fut, convert), qos, topics))
         return fut
-
-    def add_subscription(self, topic_filter: str, qos: int, cb: Callable[..., None] | None) -> None:
-        t = self.table()
-        if t is not None:
-            t.add(topic_filter, qos, cb)
-
-    def remove_subscriptions(self, filters: Any) -> None:
-        t = self.table()
-        if t is not None:
-            t.remove(filters)
-
-    def subscriptions(self) -> list[tuple[str, int]]:
-        t = self.table()
-        return t.items() if t is not None else []
 
     def get_stats(self) -> tuple[int, int, int, int]:
         stats: tuple[int, int, int, int] = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
