@@ -116,7 +116,6 @@ class FileWriter:
         self._all: list[mmap.mmap] = []
         self._lock = threading.Lock()
         self._backlog = 0  # bytes queued, not written yet
-        self._drained = threading.Lock()
         self._held: list[Any] = []  # connections told to stop reading (see hold)
 
     def enable_direct(self, direct_fd: int, part: int) -> None:
@@ -140,7 +139,7 @@ class FileWriter:
             q = self._queues[lane] = queue.SimpleQueue()
             self._running += 1
             threading.Thread(target=self._run, args=(q,), name="crtpy-s3-writer", daemon=True).start()
-        with self._drained:
+        with self._lock:
             self._backlog += n
         q.put((att, pieces, n, offset, done))
 
@@ -192,7 +191,7 @@ class FileWriter:
                 if self.error is None:
                     self.error = e
             pieces = []
-            with self._drained:
+            with self._lock:
                 was = self._backlog
                 self._backlog = now = was - n
             if (was > BACKLOG >= now) or exc is not None:

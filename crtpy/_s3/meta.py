@@ -963,7 +963,7 @@ class MetaRequest:
         write_slots = asyncio.Semaphore(max(1, self.max_connections)) if self.memory_limit_parts is None else None
         writes: set[asyncio.Future[Any]] = set()
         write_errors: list[BaseException] = []
-        if writer is not None and nparts > 1 and self.recv_filepath is not None and self._direct_download(total):
+        if writer is not None and nparts > 1 and self.recv_filepath is not None and self._direct_download():
             direct_fd = await _open_or_none(self.recv_filepath, os.O_WRONLY)
             if direct_fd is not None:
                 writer.enable_direct(direct_fd, part)
@@ -1102,7 +1102,7 @@ class MetaRequest:
             self.did_validate = True
             self.validation_algorithm = combine[0]
 
-    def _direct_download(self, total: int) -> bool:
+    def _direct_download(self) -> bool:
         """Whether a multipart download to recv_filepath writes through O_DIRECT.
 
         With fio_options given, its ``direct_io`` decides (the reference applies
