@@ -107,9 +107,14 @@ class CallbackRunner:
                 with self._lock:
                     self._draining = False
 
-    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None) -> None:
-        """Run callbacks in this thread until ``fut`` is done or ``timeout`` passes."""
+    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None,
+                   reader: Any = None) -> None:
+        """Run callbacks in this thread until ``fut`` is done or ``timeout`` passes.
+        ``reader`` (an engine stream, or None) may first read the response in this
+        thread (``reader.read_here(runner, deadline)``, see ``H1Connection.caller_read``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if reader is not None:
+            reader.read_here(self, deadline)
         while True:
             self.drain()
             if fut.done():
@@ -131,6 +136,18 @@ class CallbackRunner:
                     if not self._waiters:
                         self._hand_off_locked(after_wait=True)
 
+    def enter_reader(self) -> None:
+        """This thread reads a response itself and runs what it posts (see
+        :meth:`leave_reader`): posts meanwhile start no pool worker."""
+        with self._lock:
+            self._waiters += 1
+
+    def leave_reader(self) -> None:
+        with self._lock:
+            self._waiters -= 1
+            if not self._waiters:
+                self._hand_off_locked(after_wait=True)
+
     def _hand_off_locked(self, after_wait: bool = False) -> None:
         # called with the lock held: leftover callbacks go to the pool
         if after_wait and self._items:
@@ -145,6 +162,8 @@ class HelpingFuture(CrtFuture):
     in the waiting thread (see :class:`CallbackRunner`)."""
 
     _runner: CallbackRunner | None = None
+    # an engine stream whose response the waiting thread may read itself (see help_until)
+    _reader: Any = None
 
     def done(self) -> bool:
         # the state is one attribute, replaced whole: readable without the condition's lock
@@ -153,7 +172,7 @@ class HelpingFuture(CrtFuture):
     def result(self, timeout: float | None = None) -> Any:
         runner = self._runner
         if runner is not None and not self.done():
-            runner.help_until(self, timeout)
+            runner.help_until(self, timeout, self._reader)
             if not self.done():
                 # leftover work was handed to the pool; keep the normal timeout contract
                 return super().result(0)
@@ -164,7 +183,7 @@ class HelpingFuture(CrtFuture):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         runner = self._runner
         if runner is not None and not self.done():
-            runner.help_until(self, timeout)
+            runner.help_until(self, timeout, self._reader)
             if not self.done():
                 return super().exception(0)
         return super().exception(timeout)

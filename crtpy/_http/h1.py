@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import select
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -38,6 +40,14 @@ from .transport import ConnProtocol
 
 _get_running_loop = asyncio._get_running_loop
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+_monotonic = time.monotonic
+# caller reads (see H1Connection.caller_read) need epoll sets (Linux)
+_EPOLL: Any = getattr(select, "epoll", None)
+_EPOLLIN = getattr(select, "EPOLLIN", 1)
+_POLLIN = getattr(select, "POLLIN", 1)
+# a thread reading its own response re-checks the connection at least this often (ms)
+_READER_SLICE_MS = 250
+CALLER_BUFFER = 64 * 1024
 
 CONTINUE_TIMEOUT_SEC = 1.0
 # the rest of a body with at least this many bytes still to come skips the parser (see
@@ -132,6 +142,7 @@ class H1Stream:
         "body_written",
         "conn",
         "continue_event",
+        "direct",
         "done",
         "failed",
         "got_final",
@@ -163,9 +174,19 @@ class H1Stream:
         self.until_eof = False
         self.body_written = False
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
+        self.direct = False  # the whole head went out through send_direct
 
     def make_future(self) -> CrtFuture:
-        return helping_future(self.conn.dispatch)
+        fut = helping_future(self.conn.dispatch)
+        if self.conn._direct is not None and hasattr(fut, "_reader"):
+            fut._reader = self
+        return fut
+
+    def read_here(self, runner: Any, deadline: float | None) -> None:
+        """(the thread waiting for this stream's completion) Read the response here if
+        the connection lets this thread do so (see ``H1Connection.caller_read``)."""
+        if self.direct and not self.done:
+            self.conn.caller_read(self, runner, deadline)
 
     # -- any thread -----------------------------------------------------------------
     def activate(self) -> None:
@@ -227,6 +248,20 @@ class H1Connection:
         self._idle = False
         self._direct: socket.socket | None = None
         self._raw_reader = False
+        # Caller reads (see caller_read): while the connection is idle, or carries a
+        # direct exchange, the loop may watch the socket through a private epoll set
+        # (``_ep``, "ep mode", the transport paused) instead of through the transport.
+        # Any thread can take the socket out of that set, which is how a thread waiting
+        # for its response takes over reading without waking the loop.  All of these are
+        # changed under ``_idle_lock``.
+        self._ep: Any = None
+        self._ep_wanted = False  # a caller tried to read: use ep mode when idle
+        self._ep_armed = False  # ep mode: the loop watches ``_ep``, the transport is paused
+        self._ep_has_sock = False  # the socket is in ``_ep``
+        self._caller_reading = False  # a caller thread owns reading (and parsing)
+        self._caller_failed: BaseException | None = None
+        self._poller: Any = None
+        self._cbuf: memoryview | None = None
         self._held = False  # hold_reading(): a consumer that can't keep up pushes back
         self.activity = 0  # bumped by reads and writes: idle timeouts look at it
         if _SEND_FLAGS and not self._manual:
@@ -283,6 +318,7 @@ class H1Connection:
                 n = sock.send(head, _SEND_FLAGS)
             except OSError:  # full (or broken): the loop writes the rest (or sees the error)
                 n = 0
+            s.direct = n == len(head)
         if n < len(head):
             try:
                 self.loop.call_soon_threadsafe(self._write_rest, s, head[n:])
@@ -293,6 +329,131 @@ class H1Connection:
 
     def update_connection_window(self, increment: int) -> None:
         self.update_window(increment)
+
+    def caller_read(self, s: H1Stream, runner: Any, deadline: float | None) -> None:
+        """(the thread waiting for ``s`` to complete) Read and parse the response of
+        ``s`` in this thread, so that it reaches the waiter without waking the loop.
+
+        Possible when ``s`` went out through :meth:`send_direct` and the loop watches
+        the connection in ep mode: this thread takes the socket out of ``_ep`` (the loop
+        no longer sees it), waits for it with ``poll()`` and parses what it reads; the
+        events go to ``runner``, which this thread drains.  Returns when ``s`` is
+        complete, or earlier -- ``deadline`` passed, the server closed or failed, the
+        loop dropped the connection (``_drop_direct`` wakes this thread) -- and then
+        gives the socket back to the loop, which carries on with the rest."""
+        if not self._ep_armed:
+            if self._direct is not None and _EPOLL is not None:
+                self._ep_wanted = True  # the loop switches to ep mode when next idle
+            return
+        with self._idle_lock:
+            sock = self._direct
+            ep = self._ep
+            if (sock is None or ep is None or not self._ep_armed or self._caller_reading
+                    or self._current is not s or s.done or not self._open):
+                return
+            self._caller_reading = True
+            if self._ep_has_sock:
+                self._ep_has_sock = False
+                ep.unregister(sock.fileno())
+        runner.enter_reader()
+        try:
+            self._read_here(s, sock, ep, runner, deadline)
+        finally:
+            runner.leave_reader()
+
+    def _read_here(self, s: H1Stream, sock: socket.socket, ep: Any, runner: Any,
+                   deadline: float | None) -> None:
+        """The body of :meth:`caller_read`, entered owning the socket."""
+        lock = self._idle_lock
+        poll = self._poller.poll
+        buf = self._cbuf
+        assert buf is not None
+        owned = True  # this thread still owns reading
+        rearm = True  # on giving reading back: put the socket back into the loop's watch
+        then: Callable[..., None] | None = None  # run on the loop afterwards, with ``args``
+        args: tuple[Any, ...] = ()
+        try:
+            while True:
+                runner.drain()
+                if deadline is None:
+                    ms = _READER_SLICE_MS
+                else:
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        return
+                    ms = min(_READER_SLICE_MS, int(remaining * 1000) + 1)
+                ready = poll(ms)
+                with lock:
+                    if self._direct is not sock:
+                        owned = False  # the loop dropped the connection meanwhile
+                        sock.close()
+                        ep.close()
+                        return
+                    if not ready:
+                        if self.loop.is_closed():
+                            return
+                        continue
+                    left = self.raw_body_left
+                    try:
+                        if left > 0:
+                            data = sock.recv(min(left, RAW_READ))
+                            n = len(data)
+                        else:
+                            n = sock.recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as exc:
+                        rearm = False
+                        then, args = self._fail_connection, (_socket_error(exc),)
+                        return
+                    if not n:
+                        return  # the server closed: the loop reads the end and reports it
+                    if left > 0:
+                        self.activity += 1
+                        self.raw_body_left = left = left - n
+                        self.on_body(data)
+                        if not left:
+                            self._parser = httptools.HttpResponseParser(self)
+                            if s.got_final and not s.done:
+                                self._complete_current(None)
+                    else:
+                        self._data_received(buf[:n])
+                        failed = self._caller_failed
+                        if failed is not None:
+                            self._caller_failed = None
+                            rearm = False
+                            then, args = self._fail_connection, (failed,)
+                            return
+                    if s.done and self._current is None:
+                        # the exchange is over: the connection goes idle again, or back
+                        # to the loop when that has work for it
+                        owned = False
+                        self._caller_reading = False
+                        if self._queue or self._closing or not self._open:
+                            then = self._after_caller
+                        else:
+                            ep.register(sock.fileno(), _EPOLLIN)
+                            self._ep_has_sock = True
+                            self._idle = True
+                        break
+            runner.drain()
+        finally:
+            if owned:
+                with lock:
+                    if self._direct is not sock:  # dropped by the loop: ours to close
+                        sock.close()
+                        ep.close()
+                    else:
+                        self._caller_reading = False
+                        if rearm and not self._ep_has_sock:
+                            ep.register(sock.fileno(), _EPOLLIN)
+                            self._ep_has_sock = True
+            if then is not None:
+                try:
+                    self.loop.call_soon_threadsafe(then, *args)
+                except RuntimeError:  # the loop is gone
+                    if not s.done:
+                        self._finish(s, error("AWS_IO_EVENT_LOOP_SHUTDOWN"))
 
     # -- exchanges driven from the loop (the S3 client) ----------------------------------
     async def exchange(self, public: Any, wire: WireRequest, *, head_method: bool = False) -> None:
@@ -348,6 +509,7 @@ class H1Connection:
         if self._held:
             return
         self._held = True
+        self._leave_ep()
         if self._raw_reader:
             if self._direct is not None:
                 self.loop.remove_reader(self._direct.fileno())
@@ -379,15 +541,66 @@ class H1Connection:
         if (self._current is None and not self._queue and self._open and not self._closing
                 and self._direct is not None and not self.protocol.lost
                 and self.transport is not None and not self.transport.get_write_buffer_size()):
+            if self._ep_wanted and not self._ep_armed:
+                self._enter_ep()
             # no lock needed to open the connection up: nobody else writes ``_idle`` while
-            # it is False (the lock orders claims, see send_direct and _take_over)
+            # it is False (the lock orders claims, see send_direct and _enqueue)
             self._idle = True
 
-    def _take_over(self) -> None:
-        """(loop) Stop direct sends: the loop takes over the connection."""
-        if self._idle:
-            with self._idle_lock:
-                self._idle = False
+    def _enter_ep(self) -> None:
+        """(loop, the connection idle) Enter ep mode: watch the socket through ``_ep``
+        instead of the transport, so that a caller can take it over (caller_read)."""
+        sock = self._direct
+        transport = self.transport
+        if (sock is None or self._held or self._read_paused or self._raw_reader or transport is None
+                or transport.is_closing() or self.protocol.lost):
+            return
+        ep = self._ep
+        if ep is None:
+            try:
+                ep = _EPOLL()
+            except (OSError, TypeError):
+                self._ep_wanted = False
+                return
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), _POLLIN)
+            self._cbuf = memoryview(bytearray(CALLER_BUFFER))
+            self._ep = ep
+        with self._idle_lock:
+            if not self._ep_has_sock:
+                ep.register(sock.fileno(), _EPOLLIN)
+                self._ep_has_sock = True
+            self._ep_armed = True
+        transport.pause_reading()
+        self.loop.add_reader(ep.fileno(), self._ep_readable)
+
+    def _leave_ep(self) -> bool:
+        """(loop) Leave ep mode: the transport reads again.  Not while a caller reads
+        (False then, and when not in ep mode)."""
+        if not self._ep_armed:
+            return False
+        with self._idle_lock:
+            if self._caller_reading or not self._ep_armed:
+                return False
+            self._ep_armed = False
+            ep = self._ep
+        if ep is not None:
+            self.loop.remove_reader(ep.fileno())
+        transport = self.transport
+        if not self._held and not self._read_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+        return True
+
+    def _ep_readable(self) -> None:
+        """(loop) Something arrived (or the server closed) in ep mode with no caller
+        reading: the transport reads it, as without ep mode."""
+        if self._leave_ep() and self._current is not None:
+            self._ep_wanted = False  # the response came before anyone waited for it
+
+    def _after_caller(self) -> None:
+        """(loop) A caller finished an exchange and left the connection to the loop."""
+        self._leave_ep()
+        self._after_stream()
 
     def _write_rest(self, s: H1Stream, rest: bytes) -> None:
         if self._current is s and self.transport is not None and not self.transport.is_closing():
@@ -398,15 +611,40 @@ class H1Connection:
         with self._idle_lock:
             self._idle = False
             sock, self._direct = self._direct, None
+            ep, self._ep = self._ep, None
+            armed, self._ep_armed = self._ep_armed, False
+            reader, self._caller_reading = self._caller_reading, False
+            self._ep_has_sock = False
+        if ep is not None and armed:
+            try:
+                self.loop.remove_reader(ep.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+        if reader:
+            # a caller waits in poll() on the socket: wake it up; it closes both
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+        if ep is not None:
+            ep.close()
         if sock is not None:
             sock.close()
 
     def _enqueue(self, s: H1Stream) -> None:
-        self._take_over()
         if not self._open or self._closing:
+            with self._idle_lock:
+                self._idle = False
             self._finish(s, closed_error(self._error))
             return
-        self._queue.append(s)
+        with self._idle_lock:
+            self._idle = False  # no more direct sends: the loop takes over
+            self._queue.append(s)
+            if self._caller_reading:
+                return  # the caller hands the connection over when its exchange ends
+        self._leave_ep()
         if self._current is None:
             self._start_next()
 
@@ -690,6 +928,8 @@ class H1Connection:
             left = length - self._body_seen
             if left >= RAW_BODY_MIN // 2 and self._window is None:
                 self.raw_body_left = left
+                if self._caller_reading:
+                    return  # the reading caller reads the rest itself (see caller_read)
                 if self.raw_reads and self._direct is not None and self.transport is not None:
                     # plain TCP: read the body ourselves, each recv() straight into the
                     # bytes object handed to on_body (one copy, not two), and a whole
@@ -716,9 +956,7 @@ class H1Connection:
                     return
                 except OSError as exc:
                     self._stop_raw_reader()
-                    self._fail_connection(_net_errors._ERRNO_NAMES.get(exc.errno or 0) and
-                                          error(_net_errors._ERRNO_NAMES[exc.errno or 0], str(exc))
-                                          or error("AWS_IO_SOCKET_CLOSED", str(exc)))
+                    self._fail_connection(_socket_error(exc))
                     return
                 if not data:
                     # the peer closed mid-body: the transport reads the end and reports it
@@ -786,6 +1024,9 @@ class H1Connection:
                 exc = cause
             else:
                 exc = error("AWS_ERROR_HTTP_PROTOCOL_ERROR", f"malformed HTTP response: {exc}")
+        if self._caller_reading:
+            self._caller_failed = exc  # the reading caller hands it to the loop
+            return
         self._fail_connection(exc)
 
     def eof_received(self) -> None:
@@ -821,6 +1062,8 @@ class H1Connection:
             return
         self._current = None
         self._finish(s, exc)
+        if self._caller_reading:
+            return  # the reading caller hands the connection on (see caller_read)
         if s.body_task is not None and not s.body_task.done():
             if exc is None and (s.body_written or (s.continue_event is not None and not s.saw_100)
                                 or (s.wire is not None and s.wire.finish_after_success
@@ -880,6 +1123,12 @@ class H1Connection:
             self.transport.close()
         elif self.protocol.lost:
             self.connection_lost(None)
+
+
+def _socket_error(exc: OSError) -> BaseException:
+    """The crtpy error for a failed read from the socket."""
+    name = _net_errors._ERRNO_NAMES.get(exc.errno or 0)
+    return error(name, str(exc)) if name else error("AWS_IO_SOCKET_CLOSED", str(exc))
 
 
 def _dup_socket(transport: Any) -> socket.socket | None:
