@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -56,6 +55,8 @@ class CrossProcessLock(NativeResource):
             raise TypeError("lock_scope_name must be a str")
         super().__init__()
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", lock_scope_name)
+        import tempfile  # here, not at the top: it costs ~1 MiB of resident memory
+
         self._path = os.path.join(tempfile.gettempdir(), f"crtpy_cross_process_lock_{safe}.lock")
         self._fd: int | None = None
         self._mutex = threading.Lock()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -54,6 +53,8 @@ def private_file(data: bytes) -> Iterator[str]:
         finally:
             os.close(fd)
         return
+    import tempfile  # rarely needed; importing it costs ~1 MiB of resident memory
+
     fd, path = tempfile.mkstemp(prefix="crtpy-", suffix=".pem")  # mkstemp creates with 0600
     try:
         _write_all(fd, data)

@@ -33,7 +33,7 @@ _log = logging.getLogger("crtpy.s3")
 
 ALIGN = 4096
 #: bytes gathered by a part before they are handed to the writer
-RUN = 1024 * 1024
+RUN = 512 * 1024
 #: size of the page-aligned buffers that O_DIRECT writes go through (measured on the
 #: 2-CPU machine, 1 GiB from nginx: 1 MiB writes cost ~10% of throughput against 2 MiB,
 #: 4 MiB gained nothing more)
