@@ -7,6 +7,8 @@ own loop alike.  Errors are ``AwsCrtError`` with the reference runtime's names.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -85,11 +87,33 @@ async def _connect_socket(addr: ResolvedAddress, port: int, timeout: float,
         _apply_socket_options(sock, opts)
         if interface_name:
             bind_to_interface(sock, interface_name)
-        await asyncio.wait_for(loop.sock_connect(sock, addr.with_port(port)), timeout)
+        await asyncio.wait_for(_sock_connect(loop, sock, addr.with_port(port)), timeout)
         return sock
     except BaseException:
         sock.close()
         raise
+
+
+async def _sock_connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, sockaddr: Any) -> None:
+    """Connect the non-blocking ``sock`` to an already resolved address.  (uvloop's
+    ``sock_connect`` resolves again and imports the idna codec, ~0.4 MiB, to do it.)"""
+    err = sock.connect_ex(sockaddr)
+    if err in (errno.EINPROGRESS, errno.EAGAIN):
+        fd = sock.fileno()
+        writable = loop.create_future()
+        loop.add_writer(fd, _settle_once, writable)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(fd)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"connect to {sockaddr[0]} port {sockaddr[1]}: {os.strerror(err)}")
+
+
+def _settle_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _timeouts(socket_options: SocketOptions | None) -> tuple[float, float]:
