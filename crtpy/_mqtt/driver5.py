@@ -4,13 +4,15 @@ The driver converts the public packet types of ``crtpy.mqtt5`` to the codec's pa
 and back, opens connections with ``crtpy._net.connect.open_connection``, reconnects with
 the shared backoff helper, and posts user callbacks to a :class:`CallbackQueue` (never
 running them on the loop thread).  Operations submitted from user threads are batched
-into one loop wake-up.
+into one loop wake-up, or, on a quiet plain-TCP connection, written by the submitting
+thread itself under the driver's lock (see ``crtpy._mqtt.stream``).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -408,28 +410,30 @@ def build_config(o: mqtt5.ClientOptions) -> Config:
 
 # -- the asyncio protocol ----------------------------------------------------------------
 class _Protocol(MqttStreamProtocol):
-    def __init__(self, driver: ClientDriver) -> None:
-        super().__init__()
+    def __init__(self, driver: ClientDriver, direct: bool) -> None:
+        super().__init__(driver.lock, direct)
         self.driver = driver
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
         core = d.core
-        core.data_received(data, _MONO())
-        if d.incoming and core.events:  # a read that delivers messages also sends waiting PUBACKs
-            d._drain()
-        else:
-            d.after_core()
+        with d.lock:
+            core.data_received(data, _MONO())
+            if d.incoming and core.events:  # a read that delivers messages also sends waiting PUBACKs
+                d._drain()
+            else:
+                d.after_core()
         self.requickack()
 
     def pause_writing(self) -> None:
-        self.driver.core.write_blocked = True
+        self.driver.core.write_blocked = True  # (inside a write, under the lock)
 
     def resume_writing(self) -> None:
         d = self.driver
-        d.core.write_blocked = False
-        d.core.service(_MONO())
-        d.after_core()
+        with d.lock:
+            d.core.write_blocked = False
+            d.core.service(_MONO())
+            d.after_core()
 
 
 class ClientDriver(LoopInbox, ListenerHost):
@@ -475,6 +479,9 @@ class ClientDriver(LoopInbox, ListenerHost):
         self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_lock = threading.Lock()
         self.incoming_scheduled = False
+        self.lock = threading.RLock()  # held by whoever touches the core or writes (see stream)
+        self.rest = b""
+        self.last_submit = 0.0
         self.puback_flush_armed = False
         self.puback_ids = 0
         self.manual_pubacks: dict[int, int] = {}
@@ -507,19 +514,20 @@ class ClientDriver(LoopInbox, ListenerHost):
         self.incoming_scheduled = False
         pop = self.incoming.popleft
         core = self.core
-        now = _MONO()
-        try:
-            while True:
-                item = pop()
-                if type(item) is Op:
-                    core.submit(item, now, False)
-                else:
-                    core.service(now)  # keep the order of operations and control items
-                    self._handle_item(item)
-        except IndexError:
-            pass
-        core.service(now)
-        self.after_core()
+        with self.lock:
+            now = _MONO()
+            try:
+                while True:
+                    item = pop()
+                    if type(item) is Op:
+                        core.submit(item, now, False)
+                    else:
+                        core.service(now)  # keep the order of operations and control items
+                        self._handle_item(item)
+            except IndexError:
+                pass
+            core.service(now)
+            self.after_core()
 
     def _handle_item(self, item: Any) -> None:
         if type(item) is Op:
@@ -546,8 +554,55 @@ class ClientDriver(LoopInbox, ListenerHost):
 
     def _submit(self, packet: c.Packet, convert: Any) -> CrtFuture:
         fut = CrtFuture()
-        self._post(Op(packet, completing(fut, convert), _approx_size(packet)))
+        op = Op(packet, completing(fut, convert), _approx_size(packet))
+        now = _MONO()
+        sock = self._direct_socket(now)
+        if sock is None or not self._send_direct(sock, op, now):
+            self._post(op)
         return fut
+
+    def _send_direct(self, sock: socket.socket, op: Op, now: float) -> bool:
+        """Write ``op`` from this thread if the connection is quiet (see
+        ``crtpy._mqtt.stream``); False when it must go through the loop.  Automatic
+        PUBACKs waiting in the inbox go out first, in the same write."""
+        with self.lock:
+            core = self.core
+            if core.state != CONNECTED or core.queue or core.write_blocked or core.close_error is not None:
+                return False
+            if self._direct_socket_locked() is not sock:
+                return False
+            incoming = self.incoming
+            ok = True
+            while incoming:
+                item = incoming[0]
+                if type(item) is tuple and item[0] == "puback":
+                    incoming.popleft()
+                    core.send_puback(item[1], now)
+                else:
+                    ok = False  # the loop handles what is waiting, then this operation
+                    break
+            p = op.packet
+            neg = core.negotiated
+            if (ok and p.type == c.PUBLISH and p.qos  # type: ignore[attr-defined]
+                    and neg is not None and core.inflight_qos1 >= neg.receive_maximum):
+                ok = False  # flow control: it waits in the loop's queue
+            if ok:
+                core.submit(op, now)
+            if core.output:
+                self._send_locked(sock, self._take_output(core.output))
+            if ok and op.deadline is not None:
+                t = self.timer
+                if t.handle is None or op.deadline < t.at - 0.001:
+                    self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+            return ok
+
+    def _follow_deadline(self) -> None:
+        with self.lock:
+            self.timer.follow(self.core.next_deadline())
+
+    def _stats(self) -> tuple[int, int, int, int]:
+        with self.lock:
+            return self.core.stats()
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:
         if p.qos == 2:  # like the reference: accepted, then failed through the future
@@ -579,7 +634,7 @@ class ClientDriver(LoopInbox, ListenerHost):
 
     def get_stats(self) -> mqtt5.OperationStatisticsData:
         # Read on the loop thread, after every operation posted before this call.
-        stats = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
+        stats = self.loop_thread.run_sync(self._stats, timeout=10.0)
         return m.OperationStatisticsData(*stats)
 
     def invoke_puback(self, control_id: int) -> None:
@@ -615,9 +670,8 @@ class ClientDriver(LoopInbox, ListenerHost):
         """Carry out what the state machine asked for after any input."""
         core = self.core
         proto = self.protocol
-        while core.output:
-            data = b"".join(core.output) if len(core.output) > 1 else core.output[0]
-            core.output.clear()
+        while core.output or self.rest:
+            data = self._take_output(core.output)
             if proto is None or proto.transport is None or proto.transport.is_closing():
                 break
             proto.transport.write(data)  # may pause writing: core.write_blocked
@@ -634,13 +688,17 @@ class ClientDriver(LoopInbox, ListenerHost):
         self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
-        self.core.tick(_MONO())
-        self.after_core()
+        with self.lock:
+            self.core.tick(_MONO())
+            self.after_core()
+
+    def _tcp_factory(self) -> asyncio.Protocol:
+        return _Protocol(self, self.tls_ctx is None and self.proxy is None)
 
     def _ws_factory(self) -> asyncio.Protocol:
         from .ws5 import WsAdapter
 
-        return WsAdapter(_Protocol(self), self.host, self.port, self.default_port,
+        return WsAdapter(_Protocol(self, False), self.host, self.port, self.default_port,
                          self.opts.websocket_handshake_transform, self.client_ref, self.callbacks.post)
 
     def _deliver(self, ev: Any) -> None:
@@ -726,25 +784,29 @@ class ClientDriver(LoopInbox, ListenerHost):
                     self.callbacks.post(fn, m.LifecycleAttemptingConnectData())
                 self.connected_at = None
                 try:
-                    factory = self._ws_factory if self.websocket else (lambda: _Protocol(self))
+                    factory = self._ws_factory if self.websocket else self._tcp_factory
                     _transport, proto = await open_stream(
                         self.host, self.port, factory, proxy=self.proxy, bootstrap=self.bootstrap,
                         socket_options=self.socket_options, tls_ctx=self.tls_ctx, websocket=self.websocket)
                 except Exception as e:  # noqa: BLE001 - reported through the lifecycle
-                    self.core.connection_lost(e)
-                    self.after_core()
+                    with self.lock:
+                        self.core.connection_lost(e)
+                        self.after_core()
                 else:
-                    self.protocol = proto
-                    if not self.want_running:
-                        self.core.request_disconnect(None)
-                    else:
-                        self.core.connection_opened(_MONO())
-                    self.after_core()
+                    with self.lock:
+                        self.protocol = proto
+                        if not self.want_running:
+                            self.core.request_disconnect(None)
+                        else:
+                            self.core.connection_opened(_MONO())
+                        self.after_core()
                     exc = await proto.closed
-                    self.protocol = None
-                    self.timer.cancel()
-                    self.core.connection_lost(exc)
-                    self.after_core()
+                    with self.lock:
+                        self.protocol = None
+                        self.rest = b""  # an unsent remainder dies with its connection
+                        self.timer.cancel()
+                        self.core.connection_lost(exc)
+                        self.after_core()
                 if not self.want_running:
                     break
                 if self.connected_at is not None and _MONO() - self.connected_at >= self.reset_after:

@@ -88,11 +88,18 @@ class Adapter(ProtocolListener, SubTableUser):
             self.callbacks.post(getattr(conn, name), *args)
 
     def _post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread, under the driver's lock (it touches the core)."""
+        lock = self.d.lock
+
+        def locked() -> None:
+            with lock:
+                fn()
+
         lt = self.d.loop_thread
         if lt.in_thread():
-            fn()
+            locked()
         else:
-            lt.call_soon(fn)
+            lt.call_soon(locked)
 
     # -- lifecycle (user threads) -------------------------------------------------------
     def connect(self, fut: CrtFuture, settings: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Everything protocol-related happens on the connection's loop thread.  User threads
 encode packets and take packet ids, then hand operations over through a lock-free
-deque drained on the loop.  User callbacks (lifecycle, messages, the WebSocket
+deque drained on the loop -- or, on a quiet plain-TCP connection, run the core and
+write the packet themselves under the driver's lock (see ``crtpy._mqtt.stream``).  User callbacks (lifecycle, messages, the WebSocket
 handshake transform) run on the connection's :class:`CallbackQueue`, never on the loop
 thread; futures are completed on the loop thread, and their done-callbacks run on
 callback workers.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -62,16 +64,17 @@ def _detached(exc: BaseException) -> BaseException:
 
 
 class _Protocol(MqttStreamProtocol):
-    def __init__(self, driver: Driver) -> None:
-        super().__init__()
+    def __init__(self, driver: Driver, direct: bool) -> None:
+        super().__init__(driver.lock, direct)
         self.driver = driver
 
     def data_received(self, data: bytes) -> None:
         d = self.driver
         if d.protocol is not self:
             return
-        d.core.data_received(data, _MONO())
-        d.after_core()
+        with d.lock:
+            d.core.data_received(data, _MONO())
+            d.after_core()
         self.requickack()
 
 
@@ -162,6 +165,9 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         self.timer = CoreTimer(self.loop, self._on_timer)
         self.incoming: collections.deque[Any] = collections.deque()
         self.incoming_scheduled = False
+        self.lock = threading.RLock()  # held by whoever touches the core or writes (see stream)
+        self.rest = b""
+        self.last_submit = 0.0
         self.connect_future: CrtFuture | None = None
         self.disconnect_futures: list[CrtFuture] = []
         self._connected: Any = None
@@ -180,12 +186,13 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
     def _drain(self) -> None:
         self.incoming_scheduled = False
         pop = self.incoming.popleft
-        try:
-            while True:
-                self._handle_item(pop())
-        except IndexError:
-            pass
-        self.after_core()
+        with self.lock:
+            try:
+                while True:
+                    self._handle_item(pop())
+            except IndexError:
+                pass
+            self.after_core()
 
     def _handle_item(self, item: Any) -> None:
         if type(item) is k.Op:
@@ -200,11 +207,46 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
     def submit(self, kind: int, data: bytes, pid: int, qos: int, topics: Any,
                convert: Callable[[Any], Any]) -> CrtFuture:
         fut = CrtFuture()
-        self._post(k.Op(kind, pid, data, completing(fut, convert), qos, topics))
+        op = k.Op(kind, pid, data, completing(fut, convert), qos, topics)
+        now = _MONO()
+        sock = self._direct_socket(now)
+        if sock is None or not self._send_direct(sock, op, now):
+            self._post(op)
         return fut
 
+    def _send_direct(self, sock: socket.socket, op: k.Op, now: float) -> bool:
+        """Write ``op`` from this thread if the connection is quiet (see
+        ``crtpy._mqtt.stream``); False when it must go through the loop."""
+        with self.lock:
+            core = self.core
+            if (core.state != k.CONNECTED or core.queue or core.close_error is not None or self.incoming
+                    or self._direct_socket_locked() is not sock):
+                return False
+            core.submit(op, now)
+            if core.output:
+                self._send_locked(sock, self._take_output(core.output))
+            events = core.events
+            if events:
+                core.events = []
+            timeout = core.cfg.operation_timeout
+            if timeout > 0 and op.sent:
+                t = self.timer
+                if t.handle is None or op.deadline < t.at - 0.001:
+                    self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+        for ev in events:  # this operation's completion (QoS 0), outside the lock
+            self._deliver(ev)
+        return True
+
+    def _follow_deadline(self) -> None:
+        with self.lock:
+            self.timer.follow(self.core.next_deadline())
+
+    def _stats(self) -> tuple[int, int, int, int]:
+        with self.lock:
+            return self.core.stats()
+
     def get_stats(self) -> tuple[int, int, int, int]:
-        stats: tuple[int, int, int, int] = self.loop_thread.run_sync(self.core.stats, timeout=10.0)
+        stats: tuple[int, int, int, int] = self.loop_thread.run_sync(self._stats, timeout=10.0)
         return stats
 
     def terminate(self) -> None:
@@ -259,11 +301,11 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             self.transport.close()
 
     def after_core(self) -> None:
+        """(loop, under ``lock``) Carry out what the core asked for."""
         core = self.core
         proto = self.protocol
-        if core.output:
-            data = b"".join(core.output) if len(core.output) > 1 else core.output[0]
-            core.output.clear()
+        if core.output or self.rest:
+            data = self._take_output(core.output)
             if proto is not None and proto.transport is not None and not proto.transport.is_closing():
                 proto.transport.write(data)
         if core.events:
@@ -277,8 +319,9 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
-        self.core.tick(_MONO())
-        self.after_core()
+        with self.lock:
+            self.core.tick(_MONO())
+            self.after_core()
 
     def _deliver(self, ev: k.Event) -> None:
         kind = ev.kind
@@ -321,10 +364,12 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             from .ws import make_ws_adapter
 
             def factory() -> asyncio.BaseProtocol:
-                return make_ws_adapter(self, _Protocol(self))
+                return make_ws_adapter(self, _Protocol(self, False))
         else:
+            direct = s["tls_ctx"] is None and s["proxy"] is None
+
             def factory() -> asyncio.BaseProtocol:
-                return _Protocol(self)
+                return _Protocol(self, direct)
 
         def on_transport(transport: asyncio.BaseTransport) -> None:
             self.transport = transport  # a disconnect() during the WebSocket handshake closes it
@@ -355,8 +400,9 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             self.protocol = None
             self.transport = None
             return False, error("AWS_ERROR_MQTT_CONNECTION_DISCONNECTING"), None
-        self.core.connection_opened(_MONO())
-        self.after_core()
+        with self.lock:
+            self.core.connection_opened(_MONO())
+            self.after_core()
         # Wait for CONNACK (reported by the core through after_core) or the end of the connection.
         waiter = self.loop.create_future()
         self._connack_waiter = waiter
@@ -378,12 +424,14 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
 
     def _finish_lost(self, exc: BaseException | None) -> None:
         was_connected = self._connected is not None
-        self.protocol = None
-        self.transport = None
-        self.timer.cancel()
-        self.core.connection_lost(exc)
-        self.core.close_error = None  # reported; do not keep it (or its frames) alive
-        self.after_core()
+        with self.lock:
+            self.protocol = None
+            self.transport = None
+            self.rest = b""  # an unsent remainder dies with its connection
+            self.timer.cancel()
+            self.core.connection_lost(exc)
+            self.core.close_error = None  # reported; do not keep it (or its frames) alive
+            self.after_core()
         if was_connected and self.listeners:
             self.listeners.emit("on_disconnected", self._lost if self._lost is not None else exc)
 
