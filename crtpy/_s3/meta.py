@@ -1062,6 +1062,8 @@ class MetaRequest:
                     await finish_part(idx, got)
                 else:
                     await deliver(idx, got)
+                # this frame must not keep the part alive while the next one is fetched
+                del got
 
         try:
             if writer is not None:
@@ -1072,6 +1074,7 @@ class MetaRequest:
                 self._part_done(0, got0)
             else:
                 await deliver(0, pieces)
+            del pieces  # part 0 must not stay in memory for the whole download
             if nparts > 1:
                 n = min(self.max_connections, nparts - 1)
                 if self.memory_limit_parts is not None:
