@@ -153,6 +153,7 @@ class H1Stream:
         "saw_100",
         "status",
         "until_eof",
+        "waited",
         "wire",
     )
 
@@ -175,6 +176,7 @@ class H1Stream:
         self.body_written = False
         self.has_cbs = public._on_response_cb is not None or public._on_body_cb is not None
         self.direct = False  # the whole head went out through send_direct
+        self.waited = False  # a thread waited for the completion (read_here)
 
     def make_future(self) -> CrtFuture:
         fut = helping_future(self.conn.dispatch)
@@ -186,6 +188,7 @@ class H1Stream:
         """(the thread waiting for this stream's completion) Read the response here if
         the connection lets this thread do so (see ``H1Connection.caller_read``)."""
         if self.direct and not self.done:
+            self.waited = True
             self.conn.caller_read(self, runner, deadline)
 
     # -- any thread -----------------------------------------------------------------
@@ -260,6 +263,7 @@ class H1Connection:
         self._ep_has_sock = False  # the socket is in ``_ep``
         self._caller_reading = False  # a caller thread owns reading (and parsing)
         self._caller_failed: BaseException | None = None
+        self.caller_reads = 0  # exchanges completed by caller reads (tests look at it)
         self._poller: Any = None
         self._cbuf: memoryview | None = None
         self._held = False  # hold_reading(): a consumer that can't keep up pushes back
@@ -429,6 +433,7 @@ class H1Connection:
                         # to the loop when that has work for it
                         owned = False
                         self._caller_reading = False
+                        self.caller_reads += 1
                         if self._queue or self._closing or not self._open:
                             then = self._after_caller
                         else:
@@ -594,7 +599,8 @@ class H1Connection:
     def _ep_readable(self) -> None:
         """(loop) Something arrived (or the server closed) in ep mode with no caller
         reading: the transport reads it, as without ep mode."""
-        if self._leave_ep() and self._current is not None:
+        s = self._current
+        if self._leave_ep() and s is not None and not s.waited:
             self._ep_wanted = False  # the response came before anyone waited for it
 
     def _after_caller(self) -> None:
@@ -1061,6 +1067,13 @@ class H1Connection:
         if s is None:
             return
         self._current = None
+        if s.wire is None and s.body_task is None and not self._queue and not self._caller_reading:
+            # the connection goes idle (or closes) first, so that a thread that this
+            # completion wakes (a stream without callbacks completes right here) can
+            # send its next request directly
+            self._after_stream()
+            self._finish(s, exc)
+            return
         self._finish(s, exc)
         if self._caller_reading:
             return  # the reading caller hands the connection on (see caller_read)
