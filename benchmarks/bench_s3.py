@@ -231,6 +231,9 @@ def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, par
             gbps: float) -> dict[str, float]:
     if os.path.exists(dst):
         os.unlink(dst)
+    # every run starts with no dirty pages: a previous run's gigabyte still being written
+    # back otherwise costs whichever client comes next (seen as 3-4x its CPU per GiB)
+    os.sync()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
            "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
            "--gbps", str(gbps)]
