@@ -31,7 +31,7 @@ class CallbackRunner:
     waiting for a pool worker to wake up and run them: one thread hand-off per response
     instead of two.  With nobody waiting, callbacks go to the shared callback pool."""
 
-    __slots__ = ("_cond", "_draining", "_held", "_hold", "_items", "_lock", "_scheduled", "_waiters")
+    __slots__ = ("_cond", "_draining", "_held", "_hold", "_items", "_lock", "_scheduled", "_sleepers", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -39,7 +39,8 @@ class CallbackRunner:
         self._items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = collections.deque()
         self._draining = False
         self._scheduled = False
-        self._waiters = 0
+        self._waiters = 0  # threads that will run what is posted (see help_until, enter_reader)
+        self._sleepers = 0  # those of them blocked on ``_cond``
         self._hold = 0
         self._held: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
 
@@ -75,7 +76,8 @@ class CallbackRunner:
         """(holding ``_lock``, after adding items) Wake a thread waiting for its stream,
         which then runs them; else say whether a pool worker must be started."""
         if self._waiters:
-            self._cond.notify()
+            if self._sleepers:
+                self._cond.notify()
             return False
         if self._draining or self._scheduled:
             return False
@@ -84,7 +86,7 @@ class CallbackRunner:
 
     def wake(self, _f: Any = None) -> None:
         with self._lock:
-            if self._waiters:
+            if self._sleepers:
                 self._cond.notify_all()
 
     def _pool_drain(self) -> None:
@@ -94,6 +96,8 @@ class CallbackRunner:
 
     def drain(self) -> None:
         """Run pending callbacks in this thread unless another thread is running them."""
+        if not self._items:
+            return  # (callers look again under the lock before they sleep)
         while True:
             with self._lock:
                 if self._draining or not self._items:
@@ -129,9 +133,11 @@ class CallbackRunner:
                     self._hand_off_locked()
                     return
                 self._waiters += 1
+                self._sleepers += 1
                 try:
                     self._cond.wait(remaining)
                 finally:
+                    self._sleepers -= 1
                     self._waiters -= 1
                     if not self._waiters:
                         self._hand_off_locked(after_wait=True)

@@ -48,6 +48,8 @@ _POLLIN = getattr(select, "POLLIN", 1)
 # a thread reading its own response re-checks the connection at least this often (ms)
 _READER_SLICE_MS = 250
 CALLER_BUFFER = 64 * 1024
+# ep mode ends after this many responses in a row arrive with nobody waiting for them
+_EP_MAX_MISSES = 4
 
 CONTINUE_TIMEOUT_SEC = 1.0
 # the rest of a body with at least this many bytes still to come skips the parser (see
@@ -259,6 +261,7 @@ class H1Connection:
         # changed under ``_idle_lock``.
         self._ep: Any = None
         self._ep_wanted = False  # a caller tried to read: use ep mode when idle
+        self._ep_misses = 0  # responses in a row that came before anyone waited for them
         self._ep_armed = False  # ep mode: the loop watches ``_ep``, the transport is paused
         self._ep_has_sock = False  # the socket is in ``_ep``
         self._caller_reading = False  # a caller thread owns reading (and parsing)
@@ -434,6 +437,7 @@ class H1Connection:
                         owned = False
                         self._caller_reading = False
                         self.caller_reads += 1
+                        self._ep_misses = 0
                         if self._queue or self._closing or not self._open:
                             then = self._after_caller
                         else:
@@ -601,7 +605,11 @@ class H1Connection:
         reading: the transport reads it, as without ep mode."""
         s = self._current
         if self._leave_ep() and s is not None and not s.waited:
-            self._ep_wanted = False  # the response came before anyone waited for it
+            # the response came before anyone waited for it: after a few in a row (the
+            # callers do not wait), ep mode only costs the loop work
+            self._ep_misses += 1
+            if self._ep_misses >= _EP_MAX_MISSES:
+                self._ep_wanted = False
 
     def _after_caller(self) -> None:
         """(loop) A caller finished an exchange and left the connection to the loop."""
