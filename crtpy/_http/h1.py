@@ -8,9 +8,11 @@ under TLS the transport's own ``bytes`` are handed on.  Requests are sent one at
 on a connection (keep-alive, no pipelining).
 
 All methods run on the connection's event loop, except those marked "any thread",
-which hop onto it -- with one exception: a bodiless request activated on an idle
-plain-TCP connection is written by the activating thread itself (see
-``H1Connection.send_direct``), which saves a thread hand-off per request.
+which hop onto it -- with two exceptions, which spare a request on plain TCP every
+thread hand-off: a bodiless request activated on an idle connection is written by the
+activating thread itself (``H1Connection.send_direct``), and its response is read and
+parsed by the thread that waits in ``completion_future.result()``
+(``H1Connection.caller_read``; the loop reads it when nobody waits).
 
 Public streams (``H1Stream`` made for an ``HttpClientStream``) deliver their events
 through the connection's Dispatcher; :meth:`H1Connection.exchange` runs an exchange
@@ -352,6 +354,8 @@ class H1Connection:
             if self._direct is not None and _EPOLL is not None:
                 self._ep_wanted = True  # the loop switches to ep mode when next idle
             return
+        if (deadline is not None and deadline <= _monotonic()) or _get_running_loop() is self.loop:
+            return  # result(0): nothing to wait for; or this is the loop itself
         with self._idle_lock:
             sock = self._direct
             ep = self._ep
