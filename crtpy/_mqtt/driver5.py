@@ -565,7 +565,10 @@ class ClientDriver(LoopInbox, ListenerHost):
         """Write ``op`` from this thread if the connection is quiet (see
         ``crtpy._mqtt.stream``); False when it must go through the loop.  Automatic
         PUBACKs waiting in the inbox go out first, in the same write."""
-        with self.lock:
+        lock = self.lock
+        if not lock.acquire(False):
+            return False  # the loop is busy with the core: it takes this operation too
+        try:
             core = self.core
             if core.state != CONNECTED or core.queue or core.write_blocked or core.close_error is not None:
                 return False
@@ -595,6 +598,8 @@ class ClientDriver(LoopInbox, ListenerHost):
                 if t.handle is None or op.deadline < t.at - 0.001:
                     self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
             return ok
+        finally:
+            lock.release()
 
     def _follow_deadline(self) -> None:
         with self.lock:

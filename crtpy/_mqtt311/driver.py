@@ -217,7 +217,10 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
     def _send_direct(self, sock: socket.socket, op: k.Op, now: float) -> bool:
         """Write ``op`` from this thread if the connection is quiet (see
         ``crtpy._mqtt.stream``); False when it must go through the loop."""
-        with self.lock:
+        lock = self.lock
+        if not lock.acquire(False):
+            return False  # the loop is busy with the core: it takes this operation too
+        try:
             core = self.core
             if (core.state != k.CONNECTED or core.queue or core.close_error is not None or self.incoming
                     or self._direct_socket_locked() is not sock):
@@ -233,6 +236,8 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
                 t = self.timer
                 if t.handle is None or op.deadline < t.at - 0.001:
                     self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+        finally:
+            lock.release()
         for ev in events:  # this operation's completion (QoS 0), outside the lock
             self._deliver(ev)
         return True
