@@ -141,7 +141,7 @@ class EventLoopGroup(NativeResource):
         shutdown_event (threading.Event): set when every thread of the group has stopped.
     """
 
-    __slots__ = ("_finalizer", "_loops", "_rr", "shutdown_event")
+    __slots__ = ("_cpus", "_finalizer", "_loops", "_rr", "_serial", "_size", "_start_lock", "shutdown_event")
 
     _static_event_loop_group: EventLoopGroup | None = None
     _static_event_loop_group_lock = threading.Lock()
@@ -162,37 +162,46 @@ class EventLoopGroup(NativeResource):
                 raise error("AWS_ERROR_INVALID_ARGUMENT", f"cpu_group {cpu_group} does not exist")
             nodes = _numa_nodes()
             cpus = nodes[cpu_group] if nodes else None
-        count = num_threads or (len(cpus) if cpus else _default_thread_count())
+        self._size = num_threads or (len(cpus) if cpus else _default_thread_count())
+        self._cpus = cpus
+        self._serial = next(_group_serial)
+        self._start_lock = threading.Lock()
         self.shutdown_event = threading.Event()
-        serial = next(_group_serial)
+        # Threads start on first use (round-robin order), not here: a client that runs on
+        # one loop of the default group never pays for the others (~0.6 MiB each).
         self._loops: list[_LoopThread] = []
-        try:
-            for i in range(count):
-                lt = _LoopThread(f"crtpy-loop-{serial}.{i}")
-                self._loops.append(lt)
-                if cpus and hasattr(os, "sched_setaffinity"):
-                    try:
-                        native_id = lt.thread.native_id
-                        if native_id is not None:
-                            os.sched_setaffinity(native_id, cpus)
-                    except OSError:
-                        pass
-        except BaseException:
-            _stop_loops(self._loops, self.shutdown_event)
-            raise
         self._rr = itertools.count()
         self._finalizer = weakref.finalize(self, _stop_loops, self._loops, self.shutdown_event)
 
     def _next_loop_thread(self) -> _LoopThread:
-        """One of the group's loop threads, round-robin."""
+        """One of the group's loop threads, round-robin (started here if it is new)."""
         self._check_fork()
-        lt = self._loops[next(self._rr) % len(self._loops)]
+        i = next(self._rr) % self._size
+        loops = self._loops
+        if i >= len(loops):
+            with self._start_lock:
+                while i >= len(loops):
+                    loops.append(self._start_loop(len(loops)))
+        lt = loops[i]
         lt.check_usable()
+        return lt
+
+    def _start_loop(self, index: int) -> _LoopThread:
+        if not self._finalizer.alive:
+            raise error("AWS_IO_EVENT_LOOP_SHUTDOWN", "the event loop group is shut down")
+        lt = _LoopThread(f"crtpy-loop-{self._serial}.{index}")
+        if self._cpus and hasattr(os, "sched_setaffinity"):
+            try:
+                native_id = lt.thread.native_id
+                if native_id is not None:
+                    os.sched_setaffinity(native_id, self._cpus)
+            except OSError:
+                pass
         return lt
 
     @property
     def _num_threads(self) -> int:
-        return len(self._loops)
+        return self._size
 
     @staticmethod
     def get_or_create_static_default() -> EventLoopGroup:

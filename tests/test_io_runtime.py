@@ -19,16 +19,40 @@ def crtpy_loop_threads():
     return [t for t in threading.enumerate() if t.name.startswith("crtpy-loop-")]
 
 
+def test_event_loop_group_threads_start_on_first_use(leak_check):
+    before = {t.ident for t in crtpy_loop_threads()}
+    elg = io.EventLoopGroup(2)
+    assert not [t for t in crtpy_loop_threads() if t.ident not in before]
+    first = elg._next_loop_thread()
+    assert len([t for t in crtpy_loop_threads() if t.ident not in before]) == 1
+    second = elg._next_loop_thread()
+    assert second is not first
+    assert elg._next_loop_thread() is first  # round-robin over the two
+    assert len([t for t in crtpy_loop_threads() if t.ident not in before]) == 2
+    event = elg.shutdown_event
+    del elg, first, second
+    gc.collect()
+    assert event.wait(10)
+
+
+def test_unused_event_loop_group_shuts_down(leak_check):
+    elg = io.EventLoopGroup(4)
+    event = elg.shutdown_event
+    del elg
+    gc.collect()
+    assert event.wait(10)
+
+
 def test_event_loop_group_shutdown_stops_its_threads(leak_check):
     before = {t.ident for t in crtpy_loop_threads()}
     elg = io.EventLoopGroup(3)
     assert elg._num_threads == 3
+    # work runs on the loops, taken in turn: each of the three starts on first use
+    assert [elg._next_loop_thread().run_sync(lambda: 42, timeout=5) for _ in range(4)] == [42] * 4
     mine = [t for t in crtpy_loop_threads() if t.ident not in before]
     assert len(mine) == 3
     event = elg.shutdown_event
     assert not event.is_set()
-    # work runs on the loops
-    assert elg._next_loop_thread().run_sync(lambda: 42, timeout=5) == 42
     del elg
     gc.collect()
     assert event.wait(10), "EventLoopGroup shutdown_event never fired"
