@@ -101,6 +101,10 @@ class ConnProtocol(asyncio.BufferedProtocol):
         h = self.handler
         if h is not None:
             h.connection_lost(exc)
+        # nothing is read any more: free the buffer now rather than when the cycle
+        # through the handler is collected
+        self._buf = bytearray()
+        self._mv = self._view = memoryview(self._buf)
 
     def pause_writing(self) -> None:
         self.write_paused = True
