@@ -587,16 +587,19 @@ class H1Connection:
         transport.pause_reading()
         self.loop.add_reader(ep.fileno(), self._ep_readable)
 
-    def _leave_ep(self) -> bool:
+    def _leave_ep(self, if_readable: bool = False) -> bool:
         """(loop) Leave ep mode: the transport reads again.  Not while a caller reads
-        (False then, and when not in ep mode)."""
+        (False then, and when not in ep mode); with ``if_readable``, only if the socket
+        has something to read now."""
         if not self._ep_armed:
             return False
         with self._idle_lock:
+            ep = self._ep
             if self._caller_reading or not self._ep_armed:
                 return False
+            if if_readable and (ep is None or not self._ep_has_sock or not ep.poll(0)):
+                return False  # a stale wake-up: a caller has read what woke the loop
             self._ep_armed = False
-            ep = self._ep
         if ep is not None:
             self.loop.remove_reader(ep.fileno())
         transport = self.transport
@@ -607,8 +610,7 @@ class H1Connection:
     def _ep_readable(self) -> None:
         """(loop) Something arrived (or the server closed) in ep mode with no caller
         reading: the transport reads it, as without ep mode."""
-        s = self._current
-        if self._leave_ep() and s is not None and not s.waited:
+        if self._leave_ep(if_readable=True) and (s := self._current) is not None and not s.waited:
             # the response came before anyone waited for it: after a few in a row (the
             # callers do not wait), ep mode only costs the loop work
             self._ep_misses += 1
