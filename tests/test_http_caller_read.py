@@ -428,3 +428,30 @@ def test_threads_sharing_a_connection():
         conn.close().result(TIMEOUT)
     finally:
         srv.stop()
+
+
+def test_stale_loop_wake_up_keeps_ep_mode():
+    """A wake-up of the loop for bytes that a caller has read meanwhile must not take
+    reading away from the next caller."""
+    holder: dict = {}
+
+    def gated(conn):
+        wait_until(lambda: holder["eng"]._caller_reading)
+        conn.sendall(ok(b"gated"))
+        return True
+
+    srv = KeepAliveServer(answering(gated))
+    try:
+        conn = connect(srv.port)
+        holder["eng"] = eng = warm_up(conn)
+        done = concurrent.futures.Future()
+        eng.loop.call_soon_threadsafe(lambda: done.set_result(eng._ep_readable()))
+        done.result(TIMEOUT)
+        assert eng._ep_armed and eng._idle
+        before = eng.caller_reads
+        status, ev = get(conn, "/special")
+        assert status == 200 and ev.body == b"gated"
+        assert eng.caller_reads == before + 1
+        conn.close().result(TIMEOUT)
+    finally:
+        srv.stop()
