@@ -417,13 +417,13 @@ class _Protocol(MqttStreamProtocol):
     def data_received(self, data: bytes) -> None:
         d = self.driver
         core = d.core
+        self.requickack()  # first: the callbacks posted by after_core() come last
         with d.lock:
             core.data_received(data, _MONO())
             if d.incoming and core.events:  # a read that delivers messages also sends waiting PUBACKs
                 d._drain()
             else:
                 d.after_core()
-        self.requickack()
 
     def pause_writing(self) -> None:
         self.driver.core.write_blocked = True  # (inside a write, under the lock)
@@ -682,6 +682,9 @@ class ClientDriver(LoopInbox, ListenerHost):
             proto.transport.write(data)  # may pause writing: core.write_blocked
             if core.queue and not core.write_blocked and core.close_error is None:
                 core.service(_MONO())  # the next batch, while the socket keeps up
+        # The timer before the events: posting callbacks (waking user threads) is best
+        # left as the loop's last work.
+        self.timer.follow(core.next_deadline())
         if core.events:
             events = core.events
             core.events = []
@@ -690,7 +693,6 @@ class ClientDriver(LoopInbox, ListenerHost):
         if (core.close_error is not None and proto is not None and proto.transport is not None
                 and not proto.transport.is_closing()):
             proto.transport.close()
-        self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
         with self.lock:

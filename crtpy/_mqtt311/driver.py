@@ -72,10 +72,10 @@ class _Protocol(MqttStreamProtocol):
         d = self.driver
         if d.protocol is not self:
             return
+        self.requickack()  # first: the callbacks posted by after_core() come last
         with d.lock:
             d.core.data_received(data, _MONO())
             d.after_core()
-        self.requickack()
 
 
 class SubTable:
@@ -313,6 +313,9 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             data = self._take_output(core.output)
             if proto is not None and proto.transport is not None and not proto.transport.is_closing():
                 proto.transport.write(data)
+        # The timer before the events: posting callbacks (waking user threads) is best
+        # left as the loop's last work.
+        self.timer.follow(core.next_deadline())
         if core.events:
             events = core.events
             core.events = []
@@ -321,7 +324,6 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         if core.close_error is not None and proto is not None and proto.transport is not None \
                 and not proto.transport.is_closing():
             proto.transport.close()
-        self.timer.follow(core.next_deadline())
 
     def _on_timer(self) -> None:
         with self.lock:
