@@ -455,3 +455,43 @@ def test_stale_loop_wake_up_keeps_ep_mode():
         conn.close().result(TIMEOUT)
     finally:
         srv.stop()
+
+
+def test_caller_gives_back_in_the_middle_of_a_large_body():
+    """result() times out while its thread reads a large body (past the parser): the
+    loop reads the rest the same way, and the connection stays in step."""
+    holder: dict = {}
+    release = threading.Event()
+    size = 700_000
+
+    def big(conn):
+        eng = holder["eng"]
+        wait_until(lambda: eng._caller_reading)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"b" * 300_000)
+        wait_until(lambda: eng.raw_body_left and eng.raw_body_left < size - 250_000)
+        release.wait(TIMEOUT)
+        conn.sendall(b"b" * (size - 300_000))
+        return True
+
+    srv = KeepAliveServer(answering(big))
+    try:
+        conn = connect(srv.port)
+        holder["eng"] = warm_up(conn)
+        ev = Events()
+        s = conn.request(req("/special"), ev.on_response, ev.on_body)
+        s.activate()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            s.completion_future.result(0.3)
+        done = threading.Event()
+        s.completion_future.add_done_callback(lambda f: done.set())
+        release.set()  # the loop reads the rest: nobody waits in result() now
+        assert done.wait(TIMEOUT)
+        assert s.completion_future.result(0) == 200
+        assert ev.body == b"b" * size
+        for _ in range(3):
+            status, ev = get(conn)
+            assert status == 200 and ev.body == b"k" * 1024
+        conn.close().result(TIMEOUT)
+    finally:
+        release.set()
+        srv.stop()

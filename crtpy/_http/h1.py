@@ -603,7 +603,13 @@ class H1Connection:
         if ep is not None:
             self.loop.remove_reader(ep.fileno())
         transport = self.transport
-        if not self._held and not self._read_paused and transport is not None and not transport.is_closing():
+        if self.raw_body_left > 0 and self._direct is not None:
+            # a caller gave reading back in the middle of a large body: the rest skips
+            # the parser here too (see _data_received)
+            self._raw_reader = True
+            if not self._held:
+                self.loop.add_reader(self._direct.fileno(), self._raw_readable)
+        elif not self._held and not self._read_paused and transport is not None and not transport.is_closing():
             transport.resume_reading()
         return True
 
