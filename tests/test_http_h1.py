@@ -73,7 +73,7 @@ def test_get_keepalive_reuses_one_connection(h1_server, leak_check):
         assert rec.responses[0][0] == 200
         assert ("Content-Length", str(size)) in rec.responses[0][1]
         # callbacks never run on an event-loop thread
-        assert not any(t.startswith("crtpy-event-loop") for t in rec.threads)
+        assert not any(t.startswith("crtpy-loop") for t in rec.threads)
     ports = {r[3] for r in h1_server.requests}
     assert len(ports) == 1, "keep-alive should reuse the connection"
     conn.close().result(TIMEOUT)
