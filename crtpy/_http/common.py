@@ -175,6 +175,14 @@ class HelpingFuture(CrtFuture):
         # the state is one attribute, replaced whole: readable without the condition's lock
         return self._state in _DONE_STATES
 
+    def _invoke_callbacks(self) -> None:
+        # (concurrent.futures calls this once the future is done) first wake the threads
+        # that wait for the runner, then run the done-callbacks
+        runner = self._runner
+        if runner is not None:
+            runner.wake()
+        super()._invoke_callbacks()  # type: ignore[misc]
+
     def result(self, timeout: float | None = None) -> Any:
         runner = self._runner
         if runner is not None and not self.done():
@@ -201,7 +209,6 @@ def helping_future(dispatcher: Dispatcher) -> CrtFuture:
         return CrtFuture()
     fut = HelpingFuture()
     fut._runner = runner
-    fut.add_done_callback_inline(runner.wake)
     return fut
 
 
