@@ -495,3 +495,35 @@ def test_caller_gives_back_in_the_middle_of_a_large_body():
     finally:
         release.set()
         srv.stop()
+
+
+def test_slow_server_pauses_the_spin():
+    """Callers poll a little before they sleep; a server slower than that makes the
+    connection stop spinning for a while (bounded CPU for nothing)."""
+    import time
+
+    from crtpy._http import h1
+
+    holder: dict = {}
+
+    def slow(conn):
+        wait_until(lambda: holder["eng"]._caller_reading)
+        time.sleep(20 * h1.SPIN_SEC + 0.01)  # a server that thinks longer than callers spin
+        conn.sendall(ok(b"slow"))
+        return True
+
+    srv = KeepAliveServer(answering(slow))
+    try:
+        conn = connect(srv.port)
+        holder["eng"] = eng = warm_up(conn)
+        paused = False
+        for _ in range(3 * h1.SPIN_MAX_MISSES):
+            status, ev = get(conn, "/special")
+            assert status == 200 and ev.body == b"slow"
+            if eng._spin_pause:
+                paused = True
+                break
+        assert paused or h1.SPIN_SEC == 0
+        conn.close().result(TIMEOUT)
+    finally:
+        srv.stop()
