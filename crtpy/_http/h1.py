@@ -61,6 +61,10 @@ _EP_MAX_MISSES = 4
 SPIN_SEC = 100e-6 if (os.cpu_count() or 1) > 1 else 0.0
 SPIN_MAX_MISSES = 3
 SPIN_PAUSE = 64
+# at most one thread per CPU but one spins at a time (the others sleep at once)
+_MAX_SPINNERS = max(1, (os.cpu_count() or 1) - 1)
+_spin_lock = threading.Lock()
+_spinners = [0]  # threads spinning now
 
 CONTINUE_TIMEOUT_SEC = 1.0
 # the rest of a body with at least this many bytes still to come skips the parser (see
@@ -353,14 +357,22 @@ class H1Connection:
     def _spin(self, poll: Callable[[int], list[Any]], budget: float) -> list[Any]:
         """(a reading caller) Poll without sleeping for up to ``budget`` seconds; what
         ``poll`` found (empty: nothing yet).  Keeps the adaptive state (see SPIN_SEC)."""
-        end = _monotonic() + budget
-        while True:
-            ready = poll(0)  # (releases the GIL, like any system call)
-            if ready:
-                self._spin_misses = 0
-                return ready
-            if _monotonic() >= end:
-                break
+        with _spin_lock:
+            if _spinners[0] >= _MAX_SPINNERS:
+                return []
+            _spinners[0] += 1
+        try:
+            end = _monotonic() + budget
+            while True:
+                ready = poll(0)  # (releases the GIL, like any system call)
+                if ready:
+                    self._spin_misses = 0
+                    return ready
+                if _monotonic() >= end:
+                    break
+        finally:
+            with _spin_lock:
+                _spinners[0] -= 1
         self._spin_misses += 1
         if self._spin_misses >= SPIN_MAX_MISSES:
             self._spin_misses = 0
