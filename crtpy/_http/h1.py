@@ -385,7 +385,8 @@ class H1Connection:
 
         Possible when ``s`` went out through :meth:`send_direct` and the loop watches
         the connection in ep mode: this thread takes the socket out of ``_ep`` (the loop
-        no longer sees it), waits for it with ``poll()`` and parses what it reads; the
+        no longer sees it), waits for it with ``poll()`` (spinning briefly first, see
+        SPIN_SEC) and parses what it reads; the
         events go to ``runner``, which this thread drains.  Returns when ``s`` is
         complete, or earlier -- ``deadline`` passed, the server closed or failed, the
         loop dropped the connection (``_drop_direct`` wakes this thread) -- and then
