@@ -321,3 +321,45 @@ def test_many_concurrent_tls_connections(pki, tls_server, leak_check):
         results = list(pool.map(lambda i: tls_exchange("localhost", server.port, conn_opts, bootstrap,
                                                        payload=b"%d" % i * 1000)[1], range(16)))
     assert results == [b"%d" % i * 1000 for i in range(16)]
+
+
+class _InterruptedConnect(socket.socket):
+    """A socket whose connect() is interrupted by a signal: connect_ex() reports EINTR
+    while the connection goes on in the background."""
+
+    def connect_ex(self, address):  # type: ignore[override]
+        super().connect_ex(address)
+        return errno.EINTR
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_connect_interrupted_by_a_signal_goes_on(loop_kind, leak_check):
+    """EINTR from connect() is not a failure (asyncio's sock_connect waits for the
+    outcome too): the connection completes, or fails with its real error."""
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    closed_port = free_port()
+
+    async def attempt(p: int):
+        sock = _InterruptedConnect(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(net._sock_connect(asyncio.get_running_loop(), sock, ("127.0.0.1", p)), 10)
+            return sock.getpeername()
+        finally:
+            sock.close()
+
+    try:
+        assert loop.run_until_complete(attempt(port)) == ("127.0.0.1", port)
+        with pytest.raises(ConnectionRefusedError):
+            loop.run_until_complete(attempt(closed_port))
+    finally:
+        loop.close()
+        listener.close()

@@ -98,7 +98,9 @@ async def _sock_connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, so
     """Connect the non-blocking ``sock`` to an already resolved address.  (uvloop's
     ``sock_connect`` resolves again and imports the idna codec, ~0.4 MiB, to do it.)"""
     err = sock.connect_ex(sockaddr)
-    if err in (errno.EINPROGRESS, errno.EAGAIN):
+    # EINTR: a signal interrupted connect(), which goes on asynchronously (as asyncio's
+    # own sock_connect treats it): wait for the outcome like for EINPROGRESS.
+    if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EINTR):
         fd = sock.fileno()
         writable = loop.create_future()
         loop.add_writer(fd, _settle_once, writable)
