@@ -369,3 +369,124 @@ def test_websocket_never_sends_directly(mosquitto, direct_stats: DirectStats) ->
         finally:
             c311.close()
             c5.close()
+
+
+# -- races with the loop ------------------------------------------------------------------
+class _ReleaseHook:
+    """Stands in for a driver's lock: runs ``hook`` once, right after ``thread`` next
+    releases it (to let the loop run at exactly that point)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.hook: Callable[[], None] | None = None
+        self.thread: threading.Thread | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self.real.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self.real.release()
+        hook = self.hook
+        if hook is not None and threading.current_thread() is self.thread:
+            self.hook = None
+            hook()
+
+    def __enter__(self) -> None:
+        self.real.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _publish0(topic: str, payload: bytes) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    assert len(body) < 128
+    return bytes((0x30, len(body))) + body
+
+
+def test_311_direct_send_does_not_deliver_the_loops_events_again(direct_stats: DirectStats) -> None:
+    """A message that the loop receives and delivers right after a direct send released
+    the lock reaches the application once (the direct send must not hold on to the
+    core's event list and deliver what the loop put there a second time)."""
+    from helpers.mqtt311_fake_broker import FakeBroker, connack, read_packet
+
+    server: list[Any] = []
+    ready = threading.Event()
+
+    def handler(sock: Any, _connect: bytes) -> None:
+        sock.sendall(connack())
+        server.append(sock)
+        ready.set()
+        while True:  # (never acknowledges anything)
+            try:
+                if read_packet(sock, timeout=T) is None:
+                    return
+            except OSError:
+                return
+
+    with FakeBroker(handler) as broker:
+        c = Client311(broker.port)
+        d = c.driver
+        real = d.lock
+        hooked = _ReleaseHook(real)
+        hits = 0
+        try:
+            assert ready.wait(T)
+            before = direct_stats.direct
+
+            def arrives_meanwhile() -> None:
+                nonlocal hits
+                if direct_stats.direct > before:  # (this thread's publish was sent directly)
+                    hits += 1
+                server[0].sendall(_publish0("theirs", b"once"))
+                c.wait_for(lambda m: ("theirs", b"once") in m)
+
+            with real:  # the loop is done with the connection's start
+                pass
+            d.lock = hooked
+            hooked.thread = threading.current_thread()
+            hooked.hook = arrives_meanwhile
+            c.pub("mine", b"x")  # never acknowledged
+            hooked.hook = None
+            d.lock = real
+            assert hits == 1
+            server[0].sendall(_publish0("theirs", b"end"))
+            got = c.wait_for(lambda m: ("theirs", b"end") in m)
+            assert got == [("theirs", b"once"), ("theirs", b"end")]
+        finally:
+            d.lock = real
+            c.close()
+
+
+def test_adapter_disconnect_is_not_overtaken_by_a_direct_send(mosquitto, direct_stats: DirectStats) -> None:
+    """The 3.1.1 API on an MQTT 5 client: a publish submitted after disconnect() is not
+    written (directly, by its thread) before the disconnect has been carried out; a
+    QoS 0 publish then fails like any submitted while offline."""
+    rec = Recorder()
+    client = mqtt5.Client(mqtt5.ClientOptions("127.0.0.1", mosquitto.port, **rec.options()))
+    ev = Events()
+    conn = client.new_connection(**ev.callbacks())
+    conn.connect().result(T)
+    d: Any = client._driver
+    assert d.protocol.direct is not None
+    t = f"adapter/{uid()}"
+    f0, _ = conn.publish(t, b"before", mqtt.QoS.AT_MOST_ONCE)
+    f0.result(T)
+    gate, blocked = threading.Event(), threading.Event()
+
+    def block_loop() -> None:
+        blocked.set()
+        gate.wait(T)
+
+    d.loop_thread.call_soon(block_loop)
+    try:
+        assert blocked.wait(T)
+        disc = conn.disconnect()
+        late, _ = conn.publish(t, b"late", mqtt.QoS.AT_MOST_ONCE)
+    finally:
+        gate.set()
+    disc.result(T)
+    with pytest.raises(Exception) as ei:
+        late.result(T)
+    assert getattr(ei.value, "name", "") == "AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"
+    rec.wait("stopped")

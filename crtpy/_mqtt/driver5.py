@@ -544,6 +544,11 @@ class ClientDriver(LoopInbox, ListenerHost):
         elif kind == "terminate":
             self._stop_on_loop(None)
             self.core.fail_all(error("AWS_ERROR_MQTT5_CLIENT_TERMINATED"))
+        elif kind == "call":  # the 3.1.1 adapter's connect/disconnect (in order with operations)
+            try:
+                item[1]()
+            except Exception:  # noqa: BLE001 - must not end the drain (the items after it)
+                _log.exception("MQTT 3.1.1 adapter call failed")
 
     def start(self) -> None:
         self._post(("start",))

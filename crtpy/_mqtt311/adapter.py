@@ -88,18 +88,10 @@ class Adapter(ProtocolListener, SubTableUser):
             self.callbacks.post(getattr(conn, name), *args)
 
     def _post(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the loop thread, under the driver's lock (it touches the core)."""
-        lock = self.d.lock
-
-        def locked() -> None:
-            with lock:
-                fn()
-
-        lt = self.d.loop_thread
-        if lt.in_thread():
-            locked()
-        else:
-            lt.call_soon(locked)
+        """Run ``fn`` on the loop thread, under the driver's lock (it touches the core).
+        It goes through the driver's inbox, not straight to the loop: an operation
+        submitted after it must not be sent (directly, from its thread) before it runs."""
+        self.d._post(("call", fn))
 
     # -- lifecycle (user threads) -------------------------------------------------------
     def connect(self, fut: CrtFuture, settings: dict[str, Any]) -> None:

@@ -228,9 +228,15 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             core.submit(op, now)
             if core.output:
                 self._send_locked(sock, self._take_output(core.output))
+            # Take this operation's events out of the core.  Never keep a reference to
+            # the core's own (empty) list: once the lock is released the loop may append
+            # a received message's events to it and deliver them, and they would be
+            # delivered a second time below.
             events = core.events
             if events:
                 core.events = []
+            else:
+                events = []
             timeout = core.cfg.operation_timeout
             if timeout > 0 and op.sent:
                 t = self.timer
