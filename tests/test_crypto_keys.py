@@ -213,7 +213,10 @@ def test_ec_exports_are_bit_identical(curve: ours.ECType) -> None:
     for source_format in ours.ECExportFormat:
         der = theirs.export_key(source_format)
         mine = ours.EC.new_key_from_der_data(der)
-        assert mine.get_public_coords() == tuple(theirs.get_public_coords())
+        # against the reference's key read from the same DER: its generated keys give a
+        # coordinate whose top byte is zero one byte short (1 key in ~128), its loaded
+        # keys at full length, as crtpy does
+        assert mine.get_public_coords() == tuple(ref.EC.new_key_from_der_data(der).get_public_coords())
         for fmt in ours.ECExportFormat:
             m = outcome(lambda mine=mine, fmt=fmt: mine.export_key(fmt))
             t = outcome(lambda der=der, fmt=fmt: ref.EC.new_key_from_der_data(der).export_key(fmt))
