@@ -490,3 +490,44 @@ def test_adapter_disconnect_is_not_overtaken_by_a_direct_send(mosquitto, direct_
         late.result(T)
     assert getattr(ei.value, "name", "") == "AWS_ERROR_MQTT5_OPERATION_FAILED_DUE_TO_OFFLINE_QUEUE_POLICY"
     rec.wait("stopped")
+
+
+def test_mqtt5_puback_without_publish_callback_is_sent_at_once() -> None:
+    """An MQTT 5 client without on_publish callback acknowledges a QoS 1 message at
+    once (the PUBACK made while the loop delivers the message's events must be
+    written then, not left for the next read or timer: the keep-alive may be minutes)."""
+    from helpers.mqtt311_fake_broker import FakeBroker, read_packet
+
+    acks: list[bytes | None] = []
+    done = threading.Event()
+
+    def handler(sock: Any, _connect: bytes) -> None:
+        try:
+            sock.sendall(bytes((0x20, 3, 0, 0, 0)))  # CONNACK, no properties
+            topic = b"t/ack"
+            body = len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + b"\x00" + b"qos1"
+            sock.sendall(bytes((0x32, len(body))) + body)
+            acks.append(read_packet(sock, timeout=T))
+        except OSError:
+            acks.append(None)
+        done.set()
+        while True:
+            try:
+                if read_packet(sock, timeout=T) is None:
+                    return
+            except OSError:
+                return
+
+    with FakeBroker(handler) as broker:
+        rec = Recorder()
+        opts = rec.options(connect_options=mqtt5.ConnectPacket(keep_alive_interval_sec=3600))
+        opts.pop("on_publish_callback_fn")
+        client = mqtt5.Client(mqtt5.ClientOptions("127.0.0.1", broker.port, **opts))
+        client.start()
+        try:
+            rec.wait("success")
+            assert done.wait(T)
+            assert acks == [bytes((0x40, 2, 0, 7))]
+        finally:
+            client.stop()
+            rec.wait("stopped")

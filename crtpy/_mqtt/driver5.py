@@ -695,6 +695,11 @@ class ClientDriver(LoopInbox, ListenerHost):
             core.events = []
             for ev in events:
                 self._deliver(ev)
+            # Delivering may have produced output (the PUBACK of a message nobody takes a
+            # callback for): write it now, not at the next read or timer (maybe minutes).
+            if core.output and proto is not None and proto.transport is not None \
+                    and not proto.transport.is_closing():
+                proto.transport.write(self._take_output(core.output))
         if (core.close_error is not None and proto is not None and proto.transport is not None
                 and not proto.transport.is_closing()):
             proto.transport.close()
