@@ -113,6 +113,9 @@ class FakeConnection:
     def release_reading(self) -> None:
         self.readable.set()
 
+    def use_raw_pool(self, pool: object) -> None:
+        self.pool = pool
+
 
 def test_a_slow_disk_holds_the_connection_and_the_loop_never_waits(tmp_path):
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
@@ -200,3 +203,23 @@ def test_direct_writes_are_aligned_and_the_tail_goes_through_the_page_cache(tmp_
         assert sum(n for _, n in writes) == size - size % 4096
     finally:
         os.close(fd)
+
+
+def test_buffer_pool_reuses_the_buffers_under_written_pieces() -> None:
+    from crtpy._s3.filewrite import BufferPool
+
+    pool = BufferPool(16, keep=2)
+    a, b = pool.take(), pool.take()
+    assert a is not b and len(a) == len(b) == 16
+    pieces = [memoryview(a)[:5], memoryview(b)[:16], b"plain bytes"]
+    pool.give_pieces(pieces)
+    # the views are released (a stale one can no longer read a reused buffer)
+    with pytest.raises(ValueError):
+        bytes(pieces[0])
+    again = {id(pool.take()), id(pool.take())}
+    assert again == {id(a), id(b)}
+    pool.give(bytearray(8))  # not one of its size: dropped
+    pool.give(a)
+    pool.give(b)
+    pool.give(bytearray(16))  # beyond ``keep``: dropped
+    assert {id(pool.take()), id(pool.take())} == {id(a), id(b)}

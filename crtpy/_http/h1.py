@@ -231,6 +231,10 @@ class H1Connection:
 
     raw_reads = True  # large plain-TCP bodies are read from the socket by the engine
     raw_burst = RAW_BURST  # bytes read per readiness of the socket, at most
+    #: when set, where the raw reader's buffers come from (``take() -> bytearray``): the
+    #: body is recv_into() reused memory and handed on as memoryviews, which the consumer
+    #: gives back to the pool once done with them (no allocation and page faults per read)
+    raw_pool: Any = None
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ConnProtocol, *,
                  shutdown_future: CrtFuture, dispatcher: Dispatcher,
@@ -1025,20 +1029,31 @@ class H1Connection:
         dispatch = self.dispatch
         dispatch.hold()
         try:
+            pool = self.raw_pool
             while left > 0 and got < self.raw_burst and not self._held:
+                buf = None if pool is None else pool.take()
                 try:
-                    data = sock.recv(min(left, RAW_READ))
+                    if buf is None:
+                        data: Any = sock.recv(min(left, RAW_READ))
+                        n = len(data)
+                    else:
+                        n = sock.recv_into(buf, min(left, len(buf)))
+                        data = memoryview(buf)[:n]
                 except (BlockingIOError, InterruptedError):
+                    if buf is not None:
+                        pool.give(buf)
                     return
                 except OSError as exc:
                     self._stop_raw_reader()
                     self._fail_connection(_socket_error(exc))
                     return
-                if not data:
+                if not n:
                     # the peer closed mid-body: the transport reads the end and reports it
+                    if buf is not None:
+                        data.release()
+                        pool.give(buf)
                     self._stop_raw_reader()
                     return
-                n = len(data)
                 left -= n
                 got += n
                 self.activity += 1

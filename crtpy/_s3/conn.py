@@ -116,6 +116,11 @@ class S3Connection:
     def release_reading(self) -> None:
         self.engine.release_reading()
 
+    def use_raw_pool(self, pool: Any) -> None:
+        """(loop) Read large bodies into ``pool``'s buffers (None: fresh ``bytes``);
+        the sink then gets memoryviews and must give their buffers back."""
+        self.engine.raw_pool = pool
+
     async def exchange(self, head: bytes, body: Sequence[Buffer] | None, sink: Callable[[bytes], None] | None,
                        *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC,
                        on_sent: Callable[[int], None] | None = None) -> Response:
