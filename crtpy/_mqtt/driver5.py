@@ -599,20 +599,10 @@ class ClientDriver(LoopInbox, ListenerHost):
             if core.output:
                 self._send_locked(sock, self._take_output(core.output))
             if ok and op.deadline is not None:
-                t = self.timer
-                if t.handle is None or op.deadline < t.at - 0.001:
-                    self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+                self._deadline_added(op.deadline)
             return ok
         finally:
             lock.release()
-
-    def _follow_deadline(self) -> None:
-        with self.lock:
-            self.timer.follow(self.core.next_deadline())
-
-    def _stats(self) -> tuple[int, int, int, int]:
-        with self.lock:
-            return self.core.stats()
 
     def publish(self, p: mqtt5.PublishPacket) -> CrtFuture:
         if p.qos == 2:  # like the reference: accepted, then failed through the future

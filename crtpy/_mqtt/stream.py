@@ -212,6 +212,8 @@ class LoopInbox:
     rest: bytes
     last_submit: float
     protocol: Any
+    core: Any
+    timer: CoreTimer
 
     def _handle_item(self, item: Any) -> None:
         raise NotImplementedError
@@ -276,6 +278,21 @@ class LoopInbox:
     def _flush_rest(self) -> None:
         with self.lock:
             self.after_core()
+
+    def _deadline_added(self, deadline: float) -> None:
+        """(a user thread, under ``lock``) A directly sent operation brought
+        ``deadline``: have the loop re-arm the timer if it fires too late for it."""
+        t = self.timer
+        if t.handle is None or deadline < t.at - 0.001:
+            self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+
+    def _follow_deadline(self) -> None:
+        with self.lock:
+            self.timer.follow(self.core.next_deadline())
+
+    def _stats(self) -> tuple[int, int, int, int]:
+        with self.lock:
+            return self.core.stats()  # type: ignore[no-any-return]
 
     def _take_output(self, output: list[bytes]) -> bytes:
         """The core's output (``output``) joined, after ``rest`` (cleared)."""

@@ -239,22 +239,12 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
                 events = []
             timeout = core.cfg.operation_timeout
             if timeout > 0 and op.sent:
-                t = self.timer
-                if t.handle is None or op.deadline < t.at - 0.001:
-                    self.loop_thread.loop.call_soon_threadsafe(self._follow_deadline)
+                self._deadline_added(op.deadline)
         finally:
             lock.release()
         for ev in events:  # this operation's completion (QoS 0), outside the lock
             self._deliver(ev)
         return True
-
-    def _follow_deadline(self) -> None:
-        with self.lock:
-            self.timer.follow(self.core.next_deadline())
-
-    def _stats(self) -> tuple[int, int, int, int]:
-        with self.lock:
-            return self.core.stats()
 
     def get_stats(self) -> tuple[int, int, int, int]:
         stats: tuple[int, int, int, int] = self.loop_thread.run_sync(self._stats, timeout=10.0)
