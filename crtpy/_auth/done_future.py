@@ -1,4 +1,4 @@
-"""A future created already completed, cheaply (no Condition until someone needs one).
+"""A future created already completed, cheaply.
 
 Signing with credentials at hand finishes inside ``aws_sign_request``; building a full
 ``concurrent.futures.Future`` and then completing it costs more than the signature
@@ -25,17 +25,7 @@ class DoneFuture(CrtFuture):
         self._exception = exception
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
-
-    @property
-    def _condition(self) -> threading.Condition:
-        cond: threading.Condition | None = self.__dict__.get("_cond")
-        if cond is None:
-            cond = self.__dict__.setdefault("_cond", threading.Condition())
-        return cond
-
-    @_condition.setter
-    def _condition(self, value: threading.Condition) -> None:
-        self.__dict__["_cond"] = value
+        self._cond: threading.Condition | None = None
 
     def result(self, timeout: float | None = None) -> Any:
         if self._exception is not None:
