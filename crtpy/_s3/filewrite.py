@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import logging
 import mmap
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +56,45 @@ RAW_PIECE = 256 * 1024
 #: writer threads of one download: copying into aligned buffers and writing them are
 #: serial within a thread, so two keep the disk busy while one copies
 LANES = 2
+
+
+#: fallocate(2) flag: reserve the blocks without changing the file's size
+FALLOC_FL_KEEP_SIZE = 1
+_fallocate: Any = False  # the libc function, None where there is none (see _libc_fallocate)
+
+
+def _libc_fallocate() -> Any:
+    """libc's ``fallocate`` (Linux), or None.  Not ``os.posix_fallocate``: where the
+    filesystem cannot preallocate, glibc emulates it by writing into every block, which
+    is slow and would race with the download's own writes."""
+    global _fallocate
+    if _fallocate is False:
+        fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).fallocate
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                fn.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                fn = None
+        _fallocate = fn
+    return _fallocate
+
+
+def preallocate(fd: int, size: int) -> bool:
+    """Reserve the blocks of ``[0, size)`` of ``fd`` in one go, the file's size unchanged
+    (it grows with the writes, as before).  The writes then land in reserved blocks
+    instead of making the filesystem allocate them extent by extent: on ext4, 1 GiB
+    through the page cache cost ~0.13 instead of ~0.19 CPU-s (measured on the 2-CPU
+    VM), and the file is less fragmented.  Best effort: False where it is not possible
+    (no such call, a filesystem that cannot, no space: the writes then report it)."""
+    fn = _libc_fallocate()
+    if fn is None or size <= 0:
+        return False
+    if fn(fd, FALLOC_FL_KEEP_SIZE, 0, size) == 0:
+        return True
+    _log.debug("fallocate of %d bytes refused (errno %d); writing without", size, ctypes.get_errno())
+    return False
 
 
 def pwrite_all(fd: int, view: Any, offset: int) -> None:
@@ -177,15 +218,7 @@ class FileWriter:
         Backpressure: beyond the backlog limit, :meth:`over_budget` says so and the part's
         connection is held (:meth:`hold`) until the writer catches up; the loop thread
         itself never waits for the disk."""
-        lane = att.lane
-        q = self._queues[lane]
-        if q is None:
-            if self._stopped is None:
-                self._stopped = self._loop.create_future()
-                self._track(self._stopped)  # the descriptors are closed only after the threads end
-            q = self._queues[lane] = queue.SimpleQueue()
-            self._running += 1
-            threading.Thread(target=self._run, args=(q,), name="crtpy-s3-writer", daemon=True).start()
+        q = self._queue(att.lane)
         now = time.monotonic()
         if self._started is None:
             self._started = now
@@ -197,6 +230,27 @@ class FileWriter:
         with self._lock:
             self._backlog += n
         q.put((att, pieces, n, offset, done))
+
+    def _queue(self, lane: int) -> queue.SimpleQueue[Any]:
+        """(loop) The queue of ``lane``; its thread is started on first use."""
+        q = self._queues[lane]
+        if q is None:
+            if self._stopped is None:
+                self._stopped = self._loop.create_future()
+                self._track(self._stopped)  # the descriptors are closed only after the threads end
+            q = self._queues[lane] = queue.SimpleQueue()
+            self._running += 1
+            threading.Thread(target=self._run, args=(q,), name="crtpy-s3-writer", daemon=True).start()
+        return q
+
+    def preallocate(self, size: int, lane: int = 0) -> None:
+        """(loop) Have ``lane``'s thread reserve the file's ``size`` bytes (see
+        :func:`preallocate`) before that lane's next writes.  Writes of other lanes may
+        run meanwhile: harmless, the reservation never touches data.  Through the page
+        cache only (the O_DIRECT path was measured without it)."""
+        if self.direct_ok or size <= 0:
+            return
+        self._queue(lane % LANES).put(size)
 
     def over_budget(self) -> bool:
         return self._backlog > self._limit and self.error is None
@@ -235,6 +289,10 @@ class FileWriter:
             item = get()
             if item is None:
                 break
+            if type(item) is int:  # see preallocate()
+                if self.error is None:
+                    preallocate(self.fd, item)
+                continue
             att, pieces, n, offset, done = item
             item = None
             exc: BaseException | None = None

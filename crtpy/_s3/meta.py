@@ -967,6 +967,8 @@ class MetaRequest:
             direct_fd = await _open_or_none(self.recv_filepath, os.O_WRONLY)
             if direct_fd is not None:
                 writer.enable_direct(direct_fd, part)
+        if writer is not None and nparts > 1:
+            writer.preallocate(total)  # the blocks of the whole file at once (see filewrite)
 
         async def complete(idx: int, stream: PartStream) -> None:
             try:
