@@ -135,6 +135,9 @@ def worker(a: Any) -> None:
         import awscrt.auth
         import awscrt.http
         import awscrt.s3  # noqa: F401
+    # ready: the parent frees the previous run's file now (see run_one) and says go
+    print("ready", flush=True)
+    sys.stdin.readline()
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = ru.ru_utime + ru.ru_stime
     t0 = time.perf_counter()
@@ -229,25 +232,51 @@ def make_file(path: str, size: int) -> None:
 
 def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
             gbps: float) -> dict[str, float]:
-    if os.path.exists(dst):
-        os.unlink(dst)
-    # every run starts with no dirty pages: a previous run's gigabyte still being written
-    # back otherwise costs whichever client comes next (seen as 3-4x its CPU per GiB)
+    # Every run starts with the same memory state, whichever client it is:
+    # * no dirty pages and no writeback under way (a previous run's gigabyte still being
+    #   written back otherwise costs whichever client comes next, seen as 3-4x its CPU per
+    #   GiB): os.sync() before anything else;
+    # * the previous run's file (1 GiB of clean page cache: see bench_server) is unlinked
+    #   only once the worker has done its imports, right before its clock starts.  On
+    #   this VM (Firecracker, free page reporting) the host takes back guest memory that
+    #   stays free for ~1 s, and the next first touch of such a page costs a host fault:
+    #   writing 1 GiB into the page cache measured 0.17-0.2 system-s in pages freed just
+    #   before, 1.4-2.4 s in pages freed a second or more before.  Unlinking while the
+    #   worker started (0.1-0.4 s of imports, more for boto3) made each client's page
+    #   cache writes a lottery between the two; now each gets the pages of the file just
+    #   freed, as a download that replaces a file on a normal machine would.
     os.sync()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
            "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
            "--gbps", str(gbps)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{impl} {op} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
-    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = proc.stdout.readline()
+        if ready.strip() == "ready":
+            if os.path.exists(dst):
+                os.unlink(dst)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        out, err = proc.communicate(timeout=3600)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"{impl} {op} failed: {err.strip().splitlines()[-1:] or proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
-                 impls: list[str], ops: list[str], repeat: int, gbps: float) -> None:
+                 impls: list[str], ops: list[str], repeat: int, gbps: float, each: bool = False) -> None:
     print(f"\n== {name}: {size / MIB:.0f} MiB object, {part / MIB:.0f} MiB parts, port {port} ==")
     print(f"{'operation':10} {'client':11} {'MB/s':>8} {'peak RSS MiB':>13} {'CPU s/GiB':>10}   best of {repeat}")
     for op in ops:
+        if op == "get_file":
+            # the first run, like every later one, starts by freeing a file of the
+            # object's size written just before (see run_one)
+            shutil.copyfile(src, dst)
         results: dict[str, dict[str, float]] = {}
         failed: set[str] = set()
         # rounds alternate the clients, so that a slower phase of the machine (other load,
@@ -262,6 +291,9 @@ def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: i
                     print(f"{op:10} {impl:11} FAILED: {exc}")
                     failed.add(impl)
                     continue
+                if each:
+                    print(f"{'':10} {impl:11} {size / r['seconds'] / 1e6:8.1f} {r['rss_mib']:13.1f} "
+                          f"{r['cpu_s'] * 1024 * MIB / size:10.2f}   (one run)", flush=True)
                 if impl not in results or r["seconds"] < results[impl]["seconds"]:
                     results[impl] = r
         for impl in impls:
@@ -298,6 +330,7 @@ def main() -> None:
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--ops", default=",".join(OPS))
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--each", action="store_true", help="print every run, not only the best of each client")
     a = p.parse_args()
     if a.worker:
         a.impl, a.op = a.worker
@@ -320,7 +353,7 @@ def main() -> None:
             proc, port = start_nginx(os.path.join(tmp, "nginx"), root)
             try:
                 bench_server("nginx", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls, ops,
-                             a.repeat, a.gbps)
+                             a.repeat, a.gbps, a.each)
             finally:
                 proc.terminate()
                 proc.wait()
@@ -337,7 +370,7 @@ def main() -> None:
                 s3.create_bucket(Bucket="bench")
                 s3.upload_file(src, "bench", "obj")
                 bench_server("moto", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls, ops,
-                             a.repeat, a.gbps)
+                             a.repeat, a.gbps, a.each)
             finally:
                 proc.terminate()
                 proc.wait()
@@ -354,7 +387,7 @@ def main() -> None:
                 proc, port = start_rclone(root)
                 try:
                     bench_server("rclone", port, "bench", "obj", size, part, src, os.path.join(tmp, "dst"), impls,
-                                 ops, a.repeat, a.gbps)
+                                 ops, a.repeat, a.gbps, a.each)
                 finally:
                     proc.terminate()
                     proc.wait()
