@@ -232,19 +232,22 @@ def make_file(path: str, size: int) -> None:
 
 def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, part: int, src: str, dst: str,
             gbps: float) -> dict[str, float]:
-    # Every run starts with the same memory state, whichever client it is:
+    # Every run starts from the same state, whichever client it is:
     # * no dirty pages and no writeback under way (a previous run's gigabyte still being
     #   written back otherwise costs whichever client comes next, seen as 3-4x its CPU per
     #   GiB): os.sync() before anything else;
-    # * the previous run's file (1 GiB of clean page cache: see bench_server) is unlinked
-    #   only once the worker has done its imports, right before its clock starts.  On
-    #   this VM (Firecracker, free page reporting) the host takes back guest memory that
-    #   stays free for ~1 s, and the next first touch of such a page costs a host fault:
-    #   writing 1 GiB into the page cache measured 0.17-0.2 system-s in pages freed just
-    #   before, 1.4-2.4 s in pages freed a second or more before.  Unlinking while the
-    #   worker started (0.1-0.4 s of imports, more for boto3) made each client's page
-    #   cache writes a lottery between the two; now each gets the pages of the file just
-    #   freed, as a download that replaces a file on a normal machine would.
+    # * the previous run's file (1 GiB of clean page cache; before the first run, a copy
+    #   of the object: see bench_server) is unlinked only once the worker has done its
+    #   imports, right before its clock starts.  Why: on this VM (Firecracker with free
+    #   page reporting) the host takes back guest memory that stays free for a while
+    #   (~1 s), and the first touch of such a page costs a host fault: writing 1 GiB into
+    #   the page cache measured 0.17-0.2 system-s in pages freed just before, 1.4-2.4 s
+    #   in pages freed a second or more before.  Unlinking before the worker's start-up
+    #   (0.1-0.2 s of imports, more for boto3, plus the sync) left the pages free longer,
+    #   and more so for the clients slower to start.  Measured both ways, alternately:
+    #   s3transfer's best run gained as much as crtpy's (system time 1.75-1.9 -> 1.1-1.2
+    #   s/GiB).  It narrows the window, it does not close it: a run on a loaded machine
+    #   (another process takes the freed pages) can still write into cold pages.
     os.sync()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
            "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
