@@ -36,7 +36,8 @@ def _get(server: Any, dst: Any, size: int, part: int, **kwargs: Any) -> bytes:
 
 
 @linux_only
-def test_preallocate_reserves_blocks_without_changing_the_size(tmp_path):
+def test_preallocate_reserves_blocks_without_changing_the_size(tmp_path, monkeypatch):
+    _any_filesystem(monkeypatch, tmp_path)
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
         if not filewrite.preallocate(fd, 3 * MIB):
@@ -72,6 +73,7 @@ def test_multipart_download_preallocates_the_whole_object(server, tmp_path, monk
         return ok
 
     monkeypatch.setattr(filewrite, "preallocate", spy)
+    _any_filesystem(monkeypatch, tmp_path)
     dst = tmp_path / "dst"
     data = _get(server, dst, size, part)
     assert dst.read_bytes() == data
@@ -89,13 +91,28 @@ def test_single_part_download_does_not_preallocate(server, tmp_path, monkeypatch
     assert calls == []
 
 
+@linux_only
 def test_download_goes_on_when_preallocation_is_refused(server, tmp_path, monkeypatch):
     calls: list[int] = []
-    monkeypatch.setattr(filewrite, "_libc_fallocate", lambda: _refusing(calls))
+    real = filewrite._libc_calls()
+    if real is None:
+        pytest.skip("no fallocate here")
+    monkeypatch.setattr(filewrite, "_libc_calls", lambda: (_refusing(calls), real[1]))
+    _any_filesystem(monkeypatch, tmp_path)
     dst = tmp_path / "dst"
     data = _get(server, dst, 3 * MIB + 11, MIB)
     assert dst.read_bytes() == data
     assert calls == [3 * MIB + 11]
+
+
+def _any_filesystem(monkeypatch: Any, path: Any) -> None:
+    """Let preallocate() try on the filesystem of ``path``, whichever it is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        kind = filewrite.fs_type(fd)
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(filewrite, "PREALLOCATE_FS", frozenset({kind}))
 
 
 def _refusing(calls: list[int]) -> Any:
@@ -104,6 +121,40 @@ def _refusing(calls: list[int]) -> Any:
         calls.append(n)
         return -1
     return fallocate
+
+
+@linux_only
+def test_other_filesystems_are_not_preallocated(tmp_path, monkeypatch):
+    real = filewrite._libc_calls()
+    if real is None:
+        pytest.skip("no fallocate here")
+    calls: list[int] = []
+    monkeypatch.setattr(filewrite, "_libc_calls", lambda: (_refusing(calls), real[1]))
+    monkeypatch.setattr(filewrite, "PREALLOCATE_FS", frozenset())  # e.g. tmpfs: not listed
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        assert filewrite.preallocate(fd, MIB) is False
+        assert os.fstat(fd).st_blocks == 0
+    finally:
+        os.close(fd)
+    assert calls == []
+
+
+@linux_only
+def test_fs_type_tells_tmpfs_from_the_temp_dir(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        kind = filewrite.fs_type(fd)
+    finally:
+        os.close(fd)
+    assert kind is not None and kind > 0
+    if os.path.isdir("/dev/shm"):
+        shm = os.open("/dev/shm", os.O_RDONLY)
+        try:
+            assert filewrite.fs_type(shm) == 0x01021994  # TMPFS_MAGIC
+        finally:
+            os.close(shm)
+    assert filewrite.fs_type(-1) is None
 
 
 @pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="needs O_DIRECT")

@@ -60,25 +60,46 @@ LANES = 2
 
 #: fallocate(2) flag: reserve the blocks without changing the file's size
 FALLOC_FL_KEEP_SIZE = 1
-_fallocate: Any = False  # the libc function, None where there is none (see _libc_fallocate)
+#: statfs f_type of the filesystems whose blocks are reserved ahead (see preallocate):
+#: ext2/3/4 (measured) and XFS (the same extent model).  Not tmpfs, say, where it
+#: allocates and zeroes the memory up front: 1 GiB took ~0.2 s in the call, no faster
+#: afterwards.
+PREALLOCATE_FS = frozenset({0xEF53, 0x58465342})
+_libc: Any = False  # (fallocate, fstatfs) from libc, None where there is none (see _libc_calls)
 
 
-def _libc_fallocate() -> Any:
-    """libc's ``fallocate`` (Linux), or None.  Not ``os.posix_fallocate``: where the
-    filesystem cannot preallocate, glibc emulates it by writing into every block, which
-    is slow and would race with the download's own writes."""
-    global _fallocate
-    if _fallocate is False:
-        fn = None
+def _libc_calls() -> Any:
+    """libc's ``fallocate`` and ``fstatfs`` (Linux), or None.  Not ``os.posix_fallocate``:
+    where the filesystem cannot preallocate, glibc emulates it by writing into every
+    block, which is slow and would race with the download's own writes."""
+    global _libc
+    if _libc is False:
+        calls = None
         if sys.platform.startswith("linux"):
             try:
-                fn = ctypes.CDLL(None, use_errno=True).fallocate
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-                fn.restype = ctypes.c_int
+                libc = ctypes.CDLL(None, use_errno=True)
+                fallocate, fstatfs = libc.fallocate, libc.fstatfs
+                fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                fallocate.restype = ctypes.c_int
+                fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+                fstatfs.restype = ctypes.c_int
+                calls = (fallocate, fstatfs)
             except (OSError, AttributeError):
-                fn = None
-        _fallocate = fn
-    return _fallocate
+                calls = None
+        _libc = calls
+    return _libc
+
+
+def fs_type(fd: int) -> int | None:
+    """The statfs ``f_type`` of the filesystem holding ``fd`` (None: unknown)."""
+    calls = _libc_calls()
+    if calls is None:
+        return None
+    buf = ctypes.create_string_buffer(512)  # struct statfs (~120 bytes), f_type first
+    if calls[1](fd, buf) != 0:
+        return None
+    # f_type is a C long (__fsword_t) on the 32- and 64-bit ABIs
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 def preallocate(fd: int, size: int) -> bool:
@@ -86,12 +107,14 @@ def preallocate(fd: int, size: int) -> bool:
     (it grows with the writes, as before).  The writes then land in reserved blocks
     instead of making the filesystem allocate them extent by extent: on ext4, 1 GiB
     through the page cache cost ~0.13 instead of ~0.19 CPU-s (measured on the 2-CPU
-    VM), and the file is less fragmented.  Best effort: False where it is not possible
-    (no such call, a filesystem that cannot, no space: the writes then report it)."""
-    fn = _libc_fallocate()
-    if fn is None or size <= 0:
+    VM; a whole download from nginx 0.44 instead of 0.54 CPU-s), and the file is less
+    fragmented.  Only on the filesystems of :data:`PREALLOCATE_FS`.  Best effort: False
+    where it is not done (no such call, another filesystem, no space: the writes then
+    report it)."""
+    calls = _libc_calls()
+    if calls is None or size <= 0 or fs_type(fd) not in PREALLOCATE_FS:
         return False
-    if fn(fd, FALLOC_FL_KEEP_SIZE, 0, size) == 0:
+    if calls[0](fd, FALLOC_FL_KEEP_SIZE, 0, size) == 0:
         return True
     _log.debug("fallocate of %d bytes refused (errno %d); writing without", size, ctypes.get_errno())
     return False
