@@ -41,7 +41,15 @@ from .client5 import (
     Op,
 )
 from .listeners import ListenerHost, ListenerSet
-from .stream import CoreTimer, LoopInbox, MqttStreamProtocol, completing, open_stream, wait_or_timeout
+from .stream import (
+    CoreTimer,
+    LoopInbox,
+    MqttStreamProtocol,
+    completing,
+    inline_reader,
+    open_stream,
+    wait_or_timeout,
+)
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt5")
@@ -459,6 +467,7 @@ class ClientDriver(LoopInbox, ListenerHost):
         self.loop_thread = pick_loop(o.bootstrap)
         self.loop = self.loop_thread.loop
         self.callbacks = CallbackQueue()
+        self.callbacks.reader = inline_reader(self)  # see crtpy._mqtt.stream (inline reads)
         self.opts = o
         self.min_delay = (1000 if o.min_reconnect_delay_ms is None else o.min_reconnect_delay_ms) / 1000.0
         self.max_delay = (120_000 if o.max_reconnect_delay_ms is None else o.max_reconnect_delay_ms) / 1000.0
@@ -483,6 +492,7 @@ class ClientDriver(LoopInbox, ListenerHost):
         self.rest = b""
         self.last_submit = 0.0
         self.puback_flush_armed = False
+        self.inline_flush_at = 0.0  # PUBACKs queued by inline reads go out by then
         self.puback_ids = 0
         self.manual_pubacks: dict[int, int] = {}
         # Internal listeners (the 3.1.1 adapter, request-response): see .listeners.
@@ -571,7 +581,7 @@ class ClientDriver(LoopInbox, ListenerHost):
         ``crtpy._mqtt.stream``); False when it must go through the loop.  Automatic
         PUBACKs waiting in the inbox go out first, in the same write."""
         lock = self.lock
-        if not lock.acquire(False):
+        if not self._lock_for_direct():
             return False  # the loop is busy with the core: it takes this operation too
         try:
             core = self.core
@@ -721,6 +731,9 @@ class ClientDriver(LoopInbox, ListenerHost):
             if listeners:
                 listeners.emit("on_connected", bool(ev.b.rejoined_session))
             self.connected_at = _MONO()
+            proto = self.protocol
+            if proto is not None and self.loop_thread.in_thread():
+                proto.enter_ep()
             fn = o.on_lifecycle_event_connection_success_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleConnectSuccessData(connack_from_codec(ev.a),
@@ -740,7 +753,57 @@ class ClientDriver(LoopInbox, ListenerHost):
                 self.callbacks.post(fn, m.LifecycleDisconnectData(
                     disconnect_from_codec(ev.b) if ev.b is not None else None, ev.a))
 
-    def _deliver_publish(self, p: c.Publish) -> None:
+    def _feed_inline(self, data: bytes) -> bool:
+        """(a callback worker reading inline, under ``lock``; see crtpy._mqtt.stream)"""
+        core = self.core
+        core.data_received(data, _MONO())
+        events = core.events
+        if core.close_error is not None or self.listeners or any(ev.kind != "publish" for ev in events):
+            self.loop_thread.loop.call_soon_threadsafe(self._inline_handback)
+            return False
+        if events:
+            core.events = []
+            for ev in events:
+                self._deliver_publish(ev.a, True)
+        if core.output or self.rest:
+            self._write_inline()
+        deadline = core.next_deadline()
+        if deadline is not None:
+            self._deadline_added(deadline)
+        return True
+
+    def _puback_inline(self, pid: int) -> None:
+        """(a callback worker, after the callback of a message read inline) The
+        automatic PUBACK waits in the inbox without waking anybody: the user's next
+        direct send takes it along, else the reader sends it within
+        ``_PUBACK_FLUSH_SEC`` (see ``_flush_inline``), or hands it to the loop when it
+        stops reading."""
+        if not self.incoming:
+            self.inline_flush_at = _MONO() + _PUBACK_FLUSH_SEC
+        self.incoming.append(("puback", pid))
+
+    def _flush_inline(self) -> None:
+        """(a reading worker) Send the PUBACKs waiting in the inbox (when the
+        connection is quiet; else the loop does)."""
+        with self.lock:
+            core = self.core
+            incoming = self.incoming
+            if core.state == CONNECTED and self._direct_socket_locked() is not None:
+                now = _MONO()
+                while incoming:
+                    item = incoming[0]
+                    if type(item) is tuple and item[0] == "puback":
+                        incoming.popleft()
+                        core.send_puback(item[1], now)
+                    else:
+                        break
+                if core.output:
+                    self._write_inline()
+        if self.incoming and not self.incoming_scheduled:
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)
+
+    def _deliver_publish(self, p: c.Publish, inline: bool = False) -> None:
         fn = self.on_publish
         if fn is None:
             if p.qos:
@@ -752,9 +815,13 @@ class ClientDriver(LoopInbox, ListenerHost):
             return
         pid = p.packet_id
         driver = self
-        if not self.puback_flush_armed:
-            self.puback_flush_armed = True
-            self.loop.call_later(_PUBACK_FLUSH_SEC, self._flush_pubacks)
+        if inline:
+            post_puback = self._puback_inline
+        else:
+            post_puback = self._post_puback
+            if not self.puback_flush_armed:
+                self.puback_flush_armed = True
+                self.loop.call_later(_PUBACK_FLUSH_SEC, self._flush_pubacks)
 
         def run() -> None:
             state = {"taken": False, "active": True}
@@ -776,7 +843,7 @@ class ClientDriver(LoopInbox, ListenerHost):
             finally:
                 state["active"] = False
                 if not state["taken"]:
-                    driver._post_puback(pid)
+                    post_puback(pid)
 
         self.callbacks.post(run)
 

@@ -23,12 +23,33 @@ touches the core or writes to the transport holds the driver's ``lock``:
   connection (a QoS 1 publish is then re-sent from the core's in-flight table);
 * the duplicate socket is closed under the lock, so a send never reaches a descriptor
   that was closed (and perhaps reused).
+
+Inline reads (plain TCP, Linux; the switch is ``INLINE_READS``).  A received message
+normally wakes the loop thread, which decodes it and posts the user's callback to the
+client's :class:`CallbackQueue`, whose worker thread wakes to run it: two hand-offs
+before the user's code runs.  Instead, once connected, the loop watches the socket
+through a private epoll set ("ep mode": the transport's reading paused, the loop reads
+the duplicate socket itself when the set is readable), and the client's callback worker,
+whenever its queue runs empty, takes the socket out of that set and waits for it itself
+(``poll()`` on the socket and an eventfd that other threads' posts write to), for up to
+``INLINE_LINGER_SEC`` of silence.  What it reads it decodes under the driver's lock, like
+the loop would; output goes out with a direct send (or, when the transport is busy,
+through ``rest`` and the loop), the timer is re-armed through the loop only when the core
+needs an earlier deadline.  Before it runs any callback the worker puts the socket back
+into the loop's set, so a callback that blocks (say on a publish's result, which needs
+the PUBACK read) never stalls reading: the loop reads meanwhile.  Anything but messages
+and acknowledgements (a DISCONNECT, a protocol error, the end of the connection) is
+handed back to the loop with the socket, to be dealt with as before.  When the loop drops
+the connection while a worker waits, it shuts the socket down (waking the worker), which
+then closes the descriptors it holds.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -45,6 +66,25 @@ _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL
 # caller) than by a system call per packet on the caller's thread.
 _BURST_SEC = 50e-6
 
+# Inline reads (see the module docstring): the switch, and how long a callback worker
+# keeps waiting for the socket with nothing arriving before it goes back to the pool.
+INLINE_READS = True
+INLINE_LINGER_SEC = 0.05
+# at most this many callback workers wait as readers at once (each holds a pool thread)
+INLINE_MAX_READERS = 4
+_EPOLL: Any = getattr(select, "epoll", None)
+_EPOLLIN = getattr(select, "EPOLLIN", 1)
+_POLLIN = getattr(select, "POLLIN", 1)
+_POLLHUP_ERR = getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8) | getattr(select, "POLLNVAL", 32)
+_HAVE_INLINE = _EPOLL is not None and hasattr(os, "eventfd") and bool(_SEND_FLAGS)
+_RECV_SIZE = 65536
+_SECOND_READ = True
+# what one inline read did
+_READ, _AGAIN, _DROPPED, _HANDED = 0, 1, 2, 3
+_readers_lock = threading.Lock()
+_readers = [0]
+_log = logging.getLogger("crtpy.mqtt")
+
 
 class MqttStreamProtocol(asyncio.Protocol):
     """``lock`` is the driver's lock (the duplicate socket is closed under it);
@@ -58,7 +98,19 @@ class MqttStreamProtocol(asyncio.Protocol):
         self.dup: socket.socket | None = None
         self.lock = lock if lock is not None else threading.RLock()
         self.want_direct = direct and bool(_SEND_FLAGS)
-        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[BaseException | None] = self.loop.create_future()
+        # ep mode and inline reads (see the module docstring); changed under ``lock``
+        self.ep: Any = None  # the loop's private epoll set, in ep mode
+        self.ep_has_sock = False  # the socket is in ``ep`` (no worker reads it)
+        self.reader = False  # a callback worker owns reading
+        self.poller: Any = None  # the reader's poll set: the socket and ``wake_fd``
+        self.wake_fd = -1
+        self.read_error: BaseException | None = None
+        self.owe_quickack = False
+
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream connection
@@ -104,18 +156,121 @@ class MqttStreamProtocol(asyncio.Protocol):
 
     def _close_quickack(self) -> None:
         # The duplicate descriptor must not keep the connection open after the transport
-        # closes it.  Closed under the lock: no direct send is using it meanwhile.
+        # closes it.  Closed under the lock: no direct send is using it meanwhile.  A
+        # worker reading it inline is woken instead (shutdown); it closes what it holds.
         with self.lock:
             dup = self.dup
+            ep, wake = self.ep, self.wake_fd
             self.dup = self.quickack = self.direct = None
+            self.ep = self.poller = None
+            self.wake_fd = -1
+            self.ep_has_sock = False
+            if ep is not None:
+                try:
+                    self.loop.remove_reader(ep.fileno())
+                except (RuntimeError, ValueError, OSError):
+                    pass
+            if self.reader:
+                if dup is not None:
+                    try:
+                        dup.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                if wake >= 0:
+                    try:
+                        os.eventfd_write(wake, 1)
+                    except OSError:
+                        pass
+                return
             if dup is not None:
                 dup.close()
+            if ep is not None:
+                ep.close()
+            if wake >= 0:
+                os.close(wake)
+
+    # -- ep mode (loop thread) ------------------------------------------------------------
+    def enter_ep(self) -> None:
+        """(loop, connected) Watch the socket through a private epoll set instead of the
+        transport, so that a callback worker can take reading over (see the module
+        docstring).  Only on a direct (plain TCP) connection, with INLINE_READS."""
+        sock = self.dup  # (the socket direct sends use; reads go to the socket itself)
+        t = self.transport
+        if (not INLINE_READS or not _HAVE_INLINE or self.direct is None or sock is None or self.ep is not None
+                or t is None or t.is_closing()):
+            return
+        try:
+            ep = _EPOLL()
+        except OSError:
+            return
+        try:
+            wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError:
+            ep.close()
+            return
+        fd = sock.fileno()
+        poller = select.poll()
+        poller.register(fd, _POLLIN)
+        poller.register(wake, _POLLIN)
+        ep.register(fd, _EPOLLIN)
+        with self.lock:
+            self.ep, self.poller, self.wake_fd = ep, poller, wake
+            self.ep_has_sock = True
+        t.pause_reading()
+        self.loop.add_reader(ep.fileno(), self._ep_readable)
+
+    def _ep_readable(self) -> None:
+        """(loop) The socket is readable in ep mode and no worker reads it: read it here."""
+        with self.lock:
+            sock = self.dup
+            if self.reader or not self.ep_has_sock or sock is None:
+                return  # stale: a worker took the socket meanwhile
+            try:
+                data = sock.recv(_RECV_SIZE, _SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.read_failed(exc)
+                return
+            if not data:
+                self.read_failed(None)
+                return
+            self.data_received(data)
+
+    def read_failed(self, exc: BaseException | None) -> None:
+        """(loop) Reading in ep mode found the end of the connection (``exc`` None: the
+        server closed) or an error: close the transport, as it would have."""
+        ep = self.ep
+        if ep is not None:
+            try:
+                self.loop.remove_reader(ep.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if exc is None:
+            t.close()
+        else:
+            self.read_error = exc
+            t.abort()
+
+    def rearm(self) -> None:
+        """(loop, under ``lock``) Put the socket back into the loop's set after a
+        worker handed reading back to the loop."""
+        sock, ep = self.dup, self.ep
+        if sock is not None and ep is not None and not self.ep_has_sock and not self.reader:
+            ep.register(sock.fileno(), _EPOLLIN)
+            self.ep_has_sock = True
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close_quickack()
+        if exc is None and self.read_error is not None:
+            exc = self.read_error  # type: ignore[assignment]
+            self.read_error = None
         if not self.closed.done():
             self.closed.set_result(exc)
 
@@ -248,6 +403,17 @@ class LoopInbox:
             return None
         return proto.direct  # type: ignore[no-any-return]
 
+    inline_busy = False  # an inline reader holds ``lock`` (briefly: one read's decoding)
+
+    def _lock_for_direct(self) -> bool:
+        """(a user thread) Take ``lock`` for a direct send: at once, or after waiting
+        for an inline reader that holds it (it decodes one read, then lets go); False
+        when the loop holds it (the operation then goes through the loop's inbox)."""
+        lock = self.lock
+        if lock.acquire(False):
+            return True
+        return bool(self.inline_busy) and bool(lock.acquire(True, 0.002))
+
     def _direct_socket_locked(self) -> socket.socket | None:
         """(under ``lock``) The direct socket if the transport is quiet: open, with
         nothing buffered and no remainder of an earlier direct send."""
@@ -268,6 +434,13 @@ class LoopInbox:
             n = sock.send(data, _SEND_FLAGS)
         except OSError:
             n = 0
+        proto = self.protocol
+        if proto is not None and proto.ep is not None:
+            # In ep mode the answer is read inline: with quick acknowledgements on as it
+            # arrives, a broker's Nagle does not hold its next small packet (a PUBACK)
+            # back, and both usually come in one read (one wake-up of the reader).
+            proto.owe_quickack = False
+            proto.requickack()
         if n < len(data):
             self.rest = data[n:]
             try:
@@ -303,6 +476,227 @@ class LoopInbox:
         data = b"".join(output) if len(output) > 1 else output[0]
         output.clear()
         return data
+
+
+    # -- inline reads (a callback worker; see the module docstring) --------------------
+    callbacks: Any
+    listeners: Any
+
+    def _feed_inline(self, data: bytes) -> bool:
+        """(a reading worker, under ``lock``) Feed ``data`` to the core and carry out
+        what it asks for from this thread; False when the result must be handed to the
+        loop (``_inline_handback`` was scheduled, the worker gives reading up)."""
+        raise NotImplementedError
+
+    def _write_inline(self) -> None:
+        """(a reading worker, under ``lock``) Write the core's output: directly when the
+        transport is quiet, else through ``rest`` and the loop."""
+        data = self._take_output(self.core.output)
+        sock = self._direct_socket_locked()
+        if sock is not None:
+            self._send_locked(sock, data)
+            return
+        self.rest = data
+        try:
+            self.loop_thread.loop.call_soon_threadsafe(self._flush_rest)
+        except RuntimeError:
+            pass
+
+    inline_flush_at = 0.0
+    inline_reads = 0  # reads done by callback workers (tests look at it)
+
+    def _flush_inline(self) -> None:
+        """(a reading worker) Send or hand to the loop what waits in the inbox."""
+        if self.incoming and not self.incoming_scheduled:
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)
+
+    def _inline_handback(self) -> None:
+        """(loop) A reading worker handed the core's latest events over: carry them
+        out, and watch the socket again."""
+        with self.lock:
+            self.after_core()
+            proto = self.protocol
+            if proto is not None:
+                proto.rearm()
+
+    def _inline_read(self) -> bool:
+        """(the callback worker of this client, its queue empty) Wait for the socket
+        and read it here, for as long as callbacks keep coming within
+        INLINE_LINGER_SEC.  Returns True when callbacks were posted (the worker runs
+        them, with the socket back in the loop's watch, then calls again)."""
+        proto = self.protocol
+        if proto is None or not proto.ep_has_sock or proto.reader or self.listeners:
+            self._leave_inline()
+            return False
+        with _readers_lock:
+            if _readers[0] >= INLINE_MAX_READERS:
+                self._leave_inline()
+                return False
+            _readers[0] += 1
+        more = False
+        try:
+            with self.lock:
+                if proto is not self.protocol or proto.reader or not proto.ep_has_sock:
+                    return False
+                sock, ep, poller, wake = proto.dup, proto.ep, proto.poller, proto.wake_fd
+                if sock is None or ep is None or poller is None or wake < 0:
+                    return False
+                proto.ep_has_sock = False
+                proto.reader = True  # the loop ignores the set from now on
+            # outside the lock (a system call: other threads may want the lock meanwhile,
+            # a direct send in particular); the loop closes nothing while ``reader``
+            try:
+                ep.unregister(sock.fileno())
+            except OSError:
+                pass
+            more = self._read_inline_here(proto, sock, ep, poller, wake)
+            return more
+        finally:
+            with _readers_lock:
+                _readers[0] -= 1
+            if not more:
+                self._leave_inline()
+
+    def _leave_inline(self) -> None:
+        """(a callback worker that stops reading) What waits in the inbox (PUBACKs
+        after callbacks) goes to the loop."""
+        if self.incoming and not self.incoming_scheduled:
+            self.incoming_scheduled = True
+            try:
+                self.loop_thread.call_soon(self._drain)
+            except Exception:  # noqa: BLE001 - the loop is gone: nothing to flush
+                _log.debug("no loop to flush the MQTT inbox", exc_info=True)
+
+    def _read_inline_here(self, proto: Any, sock: socket.socket, ep: Any, poller: Any, wake: int) -> bool:
+        """The body of :meth:`_inline_read`, entered owning reading (``proto.reader``)."""
+        q = self.callbacks
+        lock = self.lock
+        fd = sock.fileno()
+        rearm = True  # on leaving: put the socket back into the loop's set
+        end = 0.0
+        try:
+            if proto.owe_quickack and not self.incoming:
+                # (with PUBACKs waiting, their send -- soon -- does it)
+                proto.owe_quickack = False
+                proto.requickack()
+            while True:
+                if not q.reader_waiting(wake):
+                    return True  # callbacks to run first
+                now = time.monotonic()
+                if not end:
+                    end = now + INLINE_LINGER_SEC
+                until = end
+                if self.incoming:
+                    flush_at = self.inline_flush_at
+                    if flush_at <= now:
+                        self._flush_inline()
+                    elif flush_at < until:
+                        until = flush_at
+                try:
+                    ready = poller.poll(int((until - now) * 1000) + 1)
+                finally:
+                    q.reader_woken()
+                readable = False
+                for rfd, _ev in ready:
+                    if rfd == fd:
+                        readable = True
+                    elif rfd == wake:
+                        try:
+                            os.eventfd_read(wake)
+                        except OSError:
+                            pass
+                if readable:
+                    with lock:
+                        self.inline_busy = True
+                        try:
+                            status = self._read_one(proto, sock)
+                        finally:
+                            self.inline_busy = False
+                    if status == _DROPPED:
+                        return False
+                    if status == _HANDED:
+                        rearm = False
+                        return False
+                    if status == _READ:
+                        end = 0.0  # something came: linger afresh
+                        if not q.has_items() and not self.incoming:
+                            proto.owe_quickack = False
+                            proto.requickack()
+                        continue
+                elif proto.dup is not sock:
+                    return False  # dropped by the loop meanwhile (closed below)
+                if q.has_items():
+                    return True
+                if time.monotonic() >= end:
+                    return False
+        except RuntimeError:  # the loop is gone (interpreter exit)
+            rearm = False
+            return False
+        finally:
+            dropped = False
+            with lock:
+                if proto.dup is not sock:
+                    dropped = True  # the loop dropped the connection while this thread read
+                elif rearm and not proto.ep_has_sock and proto.ep is ep:
+                    try:
+                        ep.register(fd, _EPOLLIN)
+                        proto.ep_has_sock = True
+                    except OSError:
+                        pass
+                proto.reader = False
+            if dropped:  # ours to close
+                sock.close()
+                ep.close()
+                os.close(wake)
+
+    def _read_one(self, proto: Any, sock: socket.socket) -> int:
+        """(a reading worker, under ``lock``) Read once and feed the core."""
+        if proto.dup is not sock:
+            return _DROPPED
+        try:
+            data = sock.recv(_RECV_SIZE, _SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return _AGAIN
+        except OSError as exc:
+            self.loop_thread.loop.call_soon_threadsafe(proto.read_failed, exc)
+            return _HANDED
+        if not data:
+            self.loop_thread.loop.call_soon_threadsafe(proto.read_failed, None)
+            return _HANDED
+        proto.owe_quickack = True
+        self.inline_reads += 1
+        if not self._feed_inline(data):
+            return _HANDED
+        if _SECOND_READ and len(data) < _RECV_SIZE:
+            # Reading acknowledged what came, which often releases the broker's next
+            # packet (a PUBACK held by its Nagle): take it now, while this thread runs,
+            # rather than after the callbacks (in parallel with the user's next send,
+            # or through the loop).
+            try:
+                data = sock.recv(_RECV_SIZE, _SEND_FLAGS)
+            except OSError:
+                return _READ  # (the next poll finds what it is)
+            if not data:
+                self.loop_thread.loop.call_soon_threadsafe(proto.read_failed, None)
+                return _HANDED
+            if not self._feed_inline(data):
+                return _HANDED
+        return _READ
+
+
+def inline_reader(driver: Any) -> Callable[[], bool]:
+    """The ``CallbackQueue.reader`` of ``driver``, holding it weakly (the queue belongs
+    to the driver)."""
+    import weakref
+
+    ref = weakref.ref(driver)
+
+    def read() -> bool:
+        d = ref()
+        return d is not None and bool(d._inline_read())
+
+    return read
 
 
 def completing(fut: CrtFuture, convert: Callable[[Any], Any]) -> Callable[[Any, BaseException | None], None]:

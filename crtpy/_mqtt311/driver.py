@@ -23,7 +23,15 @@ from typing import Any
 from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerHost, ListenerSet
-from .._mqtt.stream import CoreTimer, LoopInbox, MqttStreamProtocol, completing, open_stream, wait_or_timeout
+from .._mqtt.stream import (
+    CoreTimer,
+    LoopInbox,
+    MqttStreamProtocol,
+    completing,
+    inline_reader,
+    open_stream,
+    wait_or_timeout,
+)
 from .._runtime.backoff import Backoff, JitterMode
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
@@ -31,6 +39,10 @@ from . import core as k
 
 _MONO = time.monotonic
 _log = logging.getLogger("crtpy.mqtt")
+
+# core events that a callback worker reading inline delivers itself (the others go to
+# the loop; see crtpy._mqtt.stream)
+_INLINE_EVENTS = frozenset(("publish", "done", "rejected", "unsubscribed"))
 
 # connection phases seen by the public API
 IDLE = 0  # never connected, or disconnected by the user, or the first attempt failed
@@ -154,6 +166,7 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         self.loop_thread = pick_loop(bootstrap)
         self.loop = self.loop_thread.loop
         self.callbacks = CallbackQueue()
+        self.callbacks.reader = inline_reader(self)  # see crtpy._mqtt.stream (inline reads)
         self.core: k.Core = k.Core(k.Config(c.Connect(4, "probe"), 3.0, 0.0))
         self.table = weakref.ref(table)
         self.phase = IDLE
@@ -218,7 +231,7 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         """Write ``op`` from this thread if the connection is quiet (see
         ``crtpy._mqtt.stream``); False when it must go through the loop."""
         lock = self.lock
-        if not lock.acquire(False):
+        if not self._lock_for_direct():
             return False  # the loop is busy with the core: it takes this operation too
         try:
             core = self.core
@@ -321,6 +334,25 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
                 and not proto.transport.is_closing():
             proto.transport.close()
 
+    def _feed_inline(self, data: bytes) -> bool:
+        """(a callback worker reading inline, under ``lock``; see crtpy._mqtt.stream)"""
+        core = self.core
+        core.data_received(data, _MONO())
+        events = core.events
+        if core.close_error is not None or self.listeners or any(ev.kind not in _INLINE_EVENTS for ev in events):
+            self.loop_thread.loop.call_soon_threadsafe(self._inline_handback)
+            return False
+        if core.output or self.rest:
+            self._write_inline()  # (the PUBACKs of QoS 1 messages: before their callbacks)
+        if events:
+            core.events = []
+            for ev in events:
+                self._deliver(ev)
+        deadline = core.next_deadline()
+        if deadline is not None:
+            self._deadline_added(deadline)
+        return True
+
     def _on_timer(self) -> None:
         with self.lock:
             self.core.tick(_MONO())
@@ -338,6 +370,9 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             self.remove_subscriptions(ev.a or ())
         elif kind == "connected":
             self._connected = ev.a
+            proto = self.protocol
+            if proto is not None and self.loop_thread.in_thread():
+                proto.enter_ep()
             if self.listeners:
                 self.listeners.emit("on_connected", bool(ev.a))
             w = self._connack_waiter

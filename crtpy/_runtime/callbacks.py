@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -114,31 +115,87 @@ def dispatch(fn: Callable[..., Any], *args: Any) -> None:
 
 
 class CallbackQueue:
-    """Runs the callbacks of one resource serially, in the order they were posted."""
+    """Runs the callbacks of one resource serially, in the order they were posted.
 
-    __slots__ = ("_items", "_lock", "_scheduled")
+    ``reader`` (optional) is called by the queue's worker whenever the queue runs empty,
+    before the worker lets go of it: a connection's "inline reader" (see
+    ``crtpy._mqtt.stream``), which may wait for and read the connection's socket on this
+    worker thread and post what it decodes to this queue, so that those callbacks run
+    without a thread hand-off.  It returns True to be called again after the queue's
+    items (if any) ran, False when it is done.  While it waits it registers a wake-up
+    descriptor with :meth:`reader_waiting`: a :meth:`post` from another thread then
+    writes to it (an ``eventfd``), so that posted callbacks never wait for the reader."""
+
+    __slots__ = ("_items", "_lock", "_scheduled", "_waker", "reader")
 
     def __init__(self) -> None:
         self._items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        self._waker = -1  # the waiting reader's eventfd, or -1
+        self.reader: Callable[[], bool] | None = None
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         with self._lock:
             self._items.append((fn, args, kwargs))
             if self._scheduled:
+                w = self._waker
+                if w >= 0:
+                    # written under the lock: the reader clears ``_waker`` under it
+                    # before its descriptor can be closed
+                    self._waker = -1
+                    try:
+                        os.eventfd_write(w, 1)
+                    except OSError:
+                        pass
                 return
             self._scheduled = True
         _callback_pool.submit(self._drain)
 
+    def reader_waiting(self, wake_fd: int) -> bool:
+        """(the reader, on this queue's worker) About to wait: False if callbacks are
+        waiting (run them first); else posts from now on write to ``wake_fd``."""
+        with self._lock:
+            if self._items:
+                return False
+            self._waker = wake_fd
+            return True
+
+    def reader_woken(self) -> None:
+        """(the reader) Done waiting: posts no longer write to the wake-up descriptor."""
+        with self._lock:
+            self._waker = -1
+
+    def has_items(self) -> bool:
+        return bool(self._items)
+
     def _drain(self) -> None:
         while True:
+            reader: Callable[[], bool] | None = None
             with self._lock:
                 if not self._items:
+                    reader = self.reader
+                    if reader is None:
+                        self._scheduled = False
+                        return
+                    batch = None
+                else:
+                    batch = self._items
+                    self._items = collections.deque()
+            if reader is not None:
+                try:
+                    more = reader()
+                except BaseException:  # noqa: BLE001 - must never kill the worker or stall the queue
+                    _log.exception("inline reader failed")
+                    more = False
+                if more:
+                    continue
+                with self._lock:
+                    if self._items:
+                        continue
                     self._scheduled = False
                     return
-                batch = self._items
-                self._items = collections.deque()
+            assert batch is not None
             for fn, args, kwargs in batch:
                 invoke(fn, *args, **kwargs)
 

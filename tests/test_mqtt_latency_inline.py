@@ -1,0 +1,436 @@
+# ruff: noqa: F811  (pytest fixtures imported from helpers)
+"""Inline reads of both MQTT clients (``crtpy._mqtt.stream``: the client's callback
+worker waits for and reads the socket itself, and the loop takes the socket back while
+callbacks run), against Mosquitto: callbacks that block on operations of their own
+client, subscribe from a callback, the broker dropping the connection or the user
+stopping the client while a worker reads, callback order, keep-alive, the switch."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from helpers.mosquitto import Recorder, mosquitto, mosquitto_factory  # noqa: F401 - fixtures
+from helpers.mqtt311_util import Events
+
+from crtpy import mqtt, mqtt5
+from crtpy._mqtt import stream
+
+pytestmark = pytest.mark.usefixtures("leak_check")
+
+T = 20.0
+Q1_5 = mqtt5.QoS.AT_LEAST_ONCE
+Q1_3 = mqtt.QoS.AT_LEAST_ONCE
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = T, what: str = "condition") -> None:
+    """Poll ``cond`` (state owned by crtpy's threads, with no event to wait on)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def reading_inline(driver: Any) -> bool:
+    proto = driver.protocol
+    return proto is not None and proto.reader
+
+
+@pytest.fixture(params=[True, False], ids=["inline", "switched-off"])
+def inline(request: Any) -> Iterator[bool]:
+    old = stream.INLINE_READS
+    stream.INLINE_READS = request.param
+    try:
+        yield request.param
+    finally:
+        stream.INLINE_READS = old
+
+
+# -- clients ---------------------------------------------------------------------------
+class Client5:
+    def __init__(self, port: int, on_publish: Callable[[Any], None] | None = None, **kw: Any) -> None:
+        self.rec = Recorder()
+        opts = self.rec.options(**kw)
+        if on_publish is not None:
+            opts["on_publish_callback_fn"] = on_publish
+        self.client = mqtt5.Client(mqtt5.ClientOptions("127.0.0.1", port, **opts))
+        self.client.start()
+        self.rec.wait("success", timeout=T)
+        self.driver: Any = self.client._driver
+
+    def sub(self, topic: str) -> None:
+        self.client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(topic, Q1_5)])).result(T)
+
+    def pub(self, topic: str, payload: bytes) -> Any:
+        return self.client.publish(mqtt5.PublishPacket(payload=payload, qos=Q1_5, topic=topic))
+
+    def close(self) -> None:
+        self.client.stop()
+        self.rec.wait("stopped", timeout=T)
+
+
+class Client311:
+    def __init__(self, port: int, **kw: Any) -> None:
+        self.ev = Events()
+        kw.setdefault("reconnect_min_timeout_secs", 1)
+        kw.setdefault("reconnect_max_timeout_secs", 1)
+        self.conn = mqtt.Connection(mqtt.Client(), "127.0.0.1", port, f"inline-{uid()}", **self.ev.callbacks(), **kw)
+        self.conn.connect().result(T)
+        self.driver: Any = self.conn._driver
+
+    def close(self) -> None:
+        self.conn.disconnect().result(T)
+
+
+def warm5(c: Client5, topic: str, got: list[Any]) -> None:
+    """One round trip, so that the callback worker has become the reader."""
+    n = len(got)
+    c.pub(topic, b"warm").result(T)
+    wait_until(lambda: len(got) > n, what="the warm-up message")
+
+
+# -- MQTT 5 ----------------------------------------------------------------------------
+def test_mqtt5_round_trips_read_inline(mosquitto: Any, inline: bool) -> None:
+    got: list[bytes] = []
+    cond = threading.Condition()
+
+    def on_pub(d: Any) -> None:
+        with cond:
+            got.append(d.publish_packet.payload)
+            cond.notify_all()
+
+    c = Client5(mosquitto.port, on_pub)
+    try:
+        topic = f"inline/{uid()}"
+        c.sub(topic)
+        for i in range(50):
+            c.pub(topic, b"%d" % i)
+            with cond:
+                assert cond.wait_for(lambda i=i: len(got) > i, T)
+        assert got == [b"%d" % i for i in range(50)]
+        if inline:
+            assert c.driver.inline_reads > 0
+            assert c.driver.protocol.ep is not None
+        else:
+            assert c.driver.inline_reads == 0
+            assert c.driver.protocol.ep is None
+    finally:
+        c.close()
+
+
+def test_mqtt5_callbacks_keep_their_order(mosquitto: Any, inline: bool) -> None:
+    got: list[bytes] = []
+    cond = threading.Condition()
+
+    def on_pub(d: Any) -> None:
+        with cond:
+            got.append(d.publish_packet.payload)
+            cond.notify_all()
+
+    c = Client5(mosquitto.port, on_pub)
+    try:
+        topic = f"inline/{uid()}"
+        c.sub(topic)
+        n = 2000
+        last = None
+        for i in range(n):
+            last = c.pub(topic, b"%d" % i)
+            if i % 97 == 0:  # a mix of bursts (loop writes) and quiet moments (direct sends)
+                last.result(T)
+        assert last is not None
+        last.result(T)
+        with cond:
+            assert cond.wait_for(lambda: len(got) >= n, T)
+        assert got == [b"%d" % i for i in range(n)]
+    finally:
+        c.close()
+
+
+def test_mqtt5_callback_publishes_and_waits(mosquitto: Any, inline: bool) -> None:
+    """The callback blocks on a publish of its own client: that needs the PUBACK read
+    while the callback runs (the worker handed the socket back to the loop)."""
+    box: dict[str, Any] = {}
+    results: list[Any] = []
+    done = threading.Event()
+    warm: list[Any] = []
+
+    def on_pub(d: Any) -> None:
+        p = d.publish_packet
+        if p.payload == b"warm":
+            warm.append(p)
+            return
+        if p.payload == b"go":
+            try:
+                for i in range(5):
+                    results.append(box["c"].pub(box["other"], b"r%d" % i).result(5))
+            except BaseException as e:  # noqa: BLE001 - reported to the test
+                results.append(e)
+            done.set()
+
+    c = Client5(mosquitto.port, on_pub)
+    box["c"] = c
+    try:
+        topic = f"inline/{uid()}"
+        box["other"] = f"inline/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, warm)
+        if inline:
+            wait_until(lambda: reading_inline(c.driver), what="the inline reader")
+        c.pub(topic, b"go")
+        assert done.wait(T)
+        assert len(results) == 5
+        assert all(isinstance(r, mqtt5.PublishCompletionData) for r in results), results
+    finally:
+        c.close()
+        box.clear()
+
+
+def test_mqtt5_callback_blocks_while_more_arrives(mosquitto: Any, inline: bool) -> None:
+    """A callback that blocks does not stall reading: PUBACKs of publishes made
+    meanwhile complete, and the messages queued behind it come after it, in order."""
+    release = threading.Event()
+    got: list[bytes] = []
+    cond = threading.Condition()
+    warm: list[Any] = []
+
+    def on_pub(d: Any) -> None:
+        p = d.publish_packet.payload
+        if p == b"warm":
+            warm.append(p)
+            return
+        if p == b"block":
+            assert release.wait(T)
+        with cond:
+            got.append(p)
+            cond.notify_all()
+
+    c = Client5(mosquitto.port, on_pub)
+    try:
+        topic = f"inline/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, warm)
+        c.pub(topic, b"block").result(T)
+        # the worker is stuck in the callback: these complete only if the loop reads
+        futs = [c.pub(topic, b"m%d" % i) for i in range(20)]
+        for f in futs:
+            f.result(T)
+        release.set()
+        with cond:
+            assert cond.wait_for(lambda: len(got) >= 21, T)
+        assert got == [b"block"] + [b"m%d" % i for i in range(20)]
+    finally:
+        release.set()
+        c.close()
+
+
+def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
+    box: dict[str, Any] = {}
+    got: list[bytes] = []
+    cond = threading.Condition()
+    warm: list[Any] = []
+    sub_result: list[Any] = []
+
+    def on_pub(d: Any) -> None:
+        p = d.publish_packet
+        if p.payload == b"warm":
+            warm.append(p)
+            return
+        if p.payload == b"subscribe":
+            c = box["c"]
+            sub_result.append(c.client.subscribe(mqtt5.SubscribePacket(
+                [mqtt5.Subscription(box["second"], Q1_5)])).result(5))
+            c.pub(box["second"], b"on-second").result(5)
+        with cond:
+            got.append(p.payload)
+            cond.notify_all()
+
+    c = Client5(mosquitto.port, on_pub)
+    box["c"] = c
+    try:
+        topic = f"inline/{uid()}"
+        box["second"] = f"inline/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, warm)
+        c.pub(topic, b"subscribe")
+        with cond:
+            assert cond.wait_for(lambda: b"on-second" in got, T)
+        assert isinstance(sub_result[0], mqtt5.SubackPacket)
+        assert got == [b"subscribe", b"on-second"]
+    finally:
+        c.close()
+        box.clear()
+
+
+def test_mqtt5_broker_drop_while_worker_reads(mosquitto: Any, inline: bool) -> None:
+    got: list[bytes] = []
+    cond = threading.Condition()
+
+    def on_pub(d: Any) -> None:
+        with cond:
+            got.append(d.publish_packet.payload)
+            cond.notify_all()
+
+    c = Client5(mosquitto.port, on_pub, min_reconnect_delay_ms=100, max_reconnect_delay_ms=200)
+    try:
+        topic = f"inline/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, got)
+        if inline:
+            wait_until(lambda: reading_inline(c.driver), what="the inline reader")
+        mosquitto.kill()
+        c.rec.wait("disconnection", timeout=T)
+        mosquitto.start()
+        c.rec.wait("success", count=2, timeout=T)
+        c.sub(topic)  # (a new session)
+        n = len(got)
+        c.pub(topic, b"after").result(T)
+        with cond:
+            assert cond.wait_for(lambda: len(got) > n, T)
+        assert got[-1] == b"after"
+        if inline:
+            wait_until(lambda: reading_inline(c.driver), what="the inline reader after reconnecting")
+    finally:
+        c.close()
+
+
+def test_mqtt5_stop_while_worker_reads(mosquitto: Any, inline: bool) -> None:
+    got: list[bytes] = []
+    c = Client5(mosquitto.port, lambda d: got.append(d.publish_packet.payload))
+    topic = f"inline/{uid()}"
+    c.sub(topic)
+    warm5(c, topic, got)
+    proto = c.driver.protocol
+    ep, dup = proto.ep, proto.dup
+    if inline:
+        wait_until(lambda: reading_inline(c.driver), what="the inline reader")
+        assert ep is not None
+    c.close()
+    # the reader let go of the connection and closed its descriptors
+    wait_until(lambda: not proto.reader, what="the reader to let go")
+    assert proto.ep is None and proto.dup is None and proto.wake_fd == -1
+    assert dup.fileno() == -1
+    if ep is not None:
+        assert ep.closed
+    # and the client starts again
+    c.client.start()
+    c.rec.wait("success", count=2, timeout=T)
+    c.sub(topic)
+    c.pub(topic, b"again").result(T)
+    wait_until(lambda: b"again" in got, what="a message after the restart")
+    c.close()
+
+
+def test_mqtt5_keep_alive_while_reading_inline(mosquitto: Any) -> None:
+    got: list[bytes] = []
+    c = Client5(mosquitto.port, lambda d: got.append(d.publish_packet.payload),
+                connect_options=mqtt5.ConnectPacket(keep_alive_interval_sec=1), ping_timeout_ms=500)
+    try:
+        topic = f"inline/{uid()}"
+        c.sub(topic)
+        end = time.monotonic() + 2.5
+        i = 0
+        while time.monotonic() < end:  # a trickle: the worker keeps reading (and PINGRESPs)
+            c.pub(topic, b"%d" % i).result(T)
+            i += 1
+            time.sleep(0.02)
+        assert not c.rec.of("disconnection")
+        wait_until(lambda: len(got) == i, what="every message")
+    finally:
+        c.close()
+
+
+# -- MQTT 3.1.1 ------------------------------------------------------------------------
+def test_mqtt311_callback_publishes_and_waits(mosquitto: Any, inline: bool) -> None:
+    c = Client311(mosquitto.port)
+    try:
+        topic = f"inline/{uid()}"
+        other = f"inline/{uid()}"
+        results: list[Any] = []
+        done = threading.Event()
+        got: list[bytes] = []
+
+        def cb(topic: str, payload: bytes, **kw: Any) -> None:
+            got.append(payload)
+            if payload == b"go":
+                try:
+                    for i in range(5):
+                        results.append(c.conn.publish(other, b"r%d" % i, Q1_3)[0].result(5))
+                    # and a subscribe from the callback
+                    results.append(c.conn.subscribe(other, Q1_3, cb)[0].result(5))
+                except BaseException as e:  # noqa: BLE001 - reported to the test
+                    results.append(e)
+                done.set()
+
+        c.conn.subscribe(topic, Q1_3, cb)[0].result(T)
+        c.conn.publish(topic, b"warm", Q1_3)[0].result(T)
+        wait_until(lambda: b"warm" in got, what="the warm-up message")
+        if inline:
+            wait_until(lambda: reading_inline(c.driver), what="the inline reader")
+            assert c.driver.inline_reads > 0
+        c.conn.publish(topic, b"go", Q1_3)
+        assert done.wait(T)
+        assert len(results) == 6 and all(isinstance(r, dict) for r in results), results
+        c.conn.publish(other, b"second", Q1_3)[0].result(T)
+        wait_until(lambda: b"second" in got, what="a message on the topic subscribed from the callback")
+    finally:
+        c.close()
+
+
+def test_mqtt311_order_and_blocking_callback(mosquitto: Any, inline: bool) -> None:
+    c = Client311(mosquitto.port)
+    try:
+        topic = f"inline/{uid()}"
+        release = threading.Event()
+        got: list[bytes] = []
+        cond = threading.Condition()
+
+        def cb(topic: str, payload: bytes, **kw: Any) -> None:
+            if payload == b"block":
+                assert release.wait(T)
+            with cond:
+                got.append(payload)
+                cond.notify_all()
+
+        c.conn.subscribe(topic, Q1_3, cb)[0].result(T)
+        c.conn.publish(topic, b"block", Q1_3)[0].result(T)
+        futs = [c.conn.publish(topic, b"m%d" % i, Q1_3)[0] for i in range(500)]
+        for f in futs:
+            f.result(T)  # read (PUBACKs) while the callback blocks
+        release.set()
+        with cond:
+            assert cond.wait_for(lambda: len(got) >= 501, T)
+        assert got == [b"block"] + [b"m%d" % i for i in range(500)]
+    finally:
+        release.set()
+        c.close()
+
+
+def test_mqtt311_broker_drop_and_disconnect_while_worker_reads(mosquitto: Any, inline: bool) -> None:
+    c = Client311(mosquitto.port)
+    topic = f"inline/{uid()}"
+    got: list[bytes] = []
+    c.conn.subscribe(topic, Q1_3, lambda topic, payload, **kw: got.append(payload))[0].result(T)
+    c.conn.publish(topic, b"warm", Q1_3)[0].result(T)
+    wait_until(lambda: b"warm" in got, what="the warm-up message")
+    if inline:
+        wait_until(lambda: reading_inline(c.driver), what="the inline reader")
+    mosquitto.kill()
+    c.ev.wait("interrupted", timeout=T)
+    mosquitto.start()
+    c.ev.wait("resumed", timeout=T)
+    c.conn.subscribe(topic, Q1_3, lambda topic, payload, **kw: got.append(payload))[0].result(T)
+    c.conn.publish(topic, b"after", Q1_3)[0].result(T)
+    wait_until(lambda: b"after" in got, what="a message after the reconnect")
+    if inline:
+        wait_until(lambda: reading_inline(c.driver), what="the inline reader after reconnecting")
+    c.close()  # while the worker reads
+    c.ev.wait("closed", timeout=T)
+    assert c.driver.protocol is None
