@@ -1113,9 +1113,11 @@ class MetaRequest:
         With fio_options given, its ``direct_io`` decides (the reference applies
         fio_options to uploads only; crtpy to downloads too); $CRTPY_S3_DIRECT_DOWNLOAD=1
         turns it on without them.  The default is the page cache, as in the reference:
-        on an idle machine it measured faster (1.7-1.9 GB/s for 1 GiB from nginx against
-        1.0-1.2 through O_DIRECT), though its CPU cost varies more with the kernel's
-        dirty-page writeback; O_DIRECT keeps a huge download out of the page cache.
+        on an idle machine it measured faster (2.1-2.5 GB/s for 1 GiB from nginx against
+        1.4-1.5 through O_DIRECT), though its cost varies with the memory it gets (on a
+        VM whose host takes back freed guest pages, writing into such pages cost up to
+        ~1.5 CPU-s more per GiB) and with the kernel's dirty-page writeback; O_DIRECT is
+        steadier, and keeps a huge download out of the page cache.
         """
         if self.fio is not None:
             return bool(self.fio.direct_io)
