@@ -6,6 +6,7 @@ client, subscribe from a callback, the broker dropping the connection or the use
 stopping the client while a worker reads, callback order, keep-alive, the switch."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -434,3 +435,70 @@ def test_mqtt311_broker_drop_and_disconnect_while_worker_reads(mosquitto: Any, i
     c.close()  # while the worker reads
     c.ev.wait("closed", timeout=T)
     assert c.driver.protocol is None
+
+
+_FORK_SCRIPT = r'''
+import os, signal, sys, threading, time
+from crtpy import mqtt5
+
+port = int(sys.argv[1])
+
+def client(tag):
+    got = threading.Event()
+    ok = threading.Event()
+    c = mqtt5.Client(mqtt5.ClientOptions(
+        "127.0.0.1", port, on_publish_callback_fn=lambda d: got.set(),
+        on_lifecycle_event_connection_success_fn=lambda d: ok.set()))
+    c.start()
+    assert ok.wait(10)
+    topic = "inline/fork/" + tag
+    c.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(topic, mqtt5.QoS.AT_LEAST_ONCE)])).result(10)
+
+    def round_trip():
+        got.clear()
+        c.publish(mqtt5.PublishPacket(payload=b"x", qos=mqtt5.QoS.AT_LEAST_ONCE, topic=topic)).result(10)
+        assert got.wait(10)
+
+    return c, round_trip
+
+c, rt = client("parent")
+for _ in range(20):
+    rt()
+d = c._driver
+end = time.monotonic() + 10
+while not (d.protocol is not None and d.protocol.reader):  # fork while the worker reads
+    assert time.monotonic() < end
+    time.sleep(0.002)
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)
+    try:
+        c2, rt2 = client("child")
+        for _ in range(20):
+            rt2()
+        assert c2._driver.inline_reads > 0
+        c2.stop()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+for _ in range(20):
+    rt()
+assert d.inline_reads > 0
+c.stop()
+print("FORK-INLINE-OK")
+'''
+
+
+def test_mqtt5_fork_while_worker_reads(mosquitto: Any) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(mosquitto.port)], check=False,
+                         capture_output=True,
+                         text=True, timeout=90, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0 and "FORK-INLINE-OK" in out.stdout, out.stdout + out.stderr

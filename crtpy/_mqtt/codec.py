@@ -1013,6 +1013,31 @@ class Decoder:
                 end = i + length
                 if end > total:
                     break
+                if ptype == PUBLISH and length >= 2:
+                    # fast path: a QoS 0/1 PUBLISH without properties (the common message);
+                    # anything unusual or wrong takes the general decoder below
+                    qos = (flags >> 1) & 3
+                    at = i + 2 + ((view[i] << 8) | view[i + 1])
+                    pid = 0
+                    if qos == 1 and at + 2 <= end:
+                        pid = (view[at] << 8) | view[at + 1]
+                        at += 2
+                    if (qos == 0 and not flags & 8) or pid:
+                        if version == 5:
+                            ok = at < end and view[at] == 0
+                            at += 1
+                        else:
+                            ok = at <= end
+                        if ok:
+                            try:
+                                topic = str(view[i + 2:i + 2 + ((view[i] << 8) | view[i + 1])], "utf-8")
+                            except UnicodeDecodeError:
+                                topic = "\x00"
+                            if "\x00" not in topic:
+                                out.append(Publish(topic, bytes(view[at:end]), qos, bool(flags & 1),
+                                                   bool(flags & 8), pid, {}))
+                                pos = end
+                                continue
                 reader = _Reader(view, i, end)
                 try:
                     packet = _DECODERS[ptype](reader, flags, version)

@@ -680,7 +680,7 @@ class ClientDriver(LoopInbox, ListenerHost):
         """Carry out what the state machine asked for after any input."""
         core = self.core
         proto = self.protocol
-        while core.output or self.rest:
+        while core.output or self.rest or self.held:
             data = self._take_output(core.output)
             if proto is None or proto.transport is None or proto.transport.is_closing():
                 break
@@ -877,7 +877,7 @@ class ClientDriver(LoopInbox, ListenerHost):
                     exc = await proto.closed
                     with self.lock:
                         self.protocol = None
-                        self.rest = b""  # an unsent remainder dies with its connection
+                        self.rest = self.held = b""  # an unsent remainder dies with its connection
                         self.timer.cancel()
                         self.core.connection_lost(exc)
                         self.after_core()

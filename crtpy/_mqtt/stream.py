@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from .._runtime import fork
 from .._runtime.futures import CrtFuture
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -70,6 +71,9 @@ _BURST_SEC = 50e-6
 # keeps waiting for the socket with nothing arriving before it goes back to the pool.
 INLINE_READS = True
 INLINE_LINGER_SEC = 0.05
+# acknowledgements held back by an inline reader until its callbacks ran go out with
+# the user's next write, or this long after they were held at the latest
+INLINE_HOLD_SEC = 0.001
 # at most this many callback workers wait as readers at once (each holds a pool thread)
 INLINE_MAX_READERS = 4
 _EPOLL: Any = getattr(select, "epoll", None)
@@ -84,6 +88,14 @@ _READ, _AGAIN, _DROPPED, _HANDED = 0, 1, 2, 3
 _readers_lock = threading.Lock()
 _readers = [0]
 _log = logging.getLogger("crtpy.mqtt")
+
+
+@fork.on_fork_child
+def _reset_readers_in_child() -> None:
+    # the parent's reading workers do not exist in the child (and may have held the lock)
+    global _readers_lock
+    _readers_lock = threading.Lock()
+    _readers[0] = 0
 
 
 class MqttStreamProtocol(asyncio.Protocol):
@@ -467,8 +479,22 @@ class LoopInbox:
         with self.lock:
             return self.core.stats()  # type: ignore[no-any-return]
 
+    @staticmethod
+    def _take_output_only(output: list[bytes]) -> bytes:
+        data = b"".join(output)
+        output.clear()
+        return data
+
+    # Output an inline reader held back until the callbacks it posted ran (the 3.1.1
+    # PUBACKs); written before anything later, by whoever writes next.
+    held = b""
+
     def _take_output(self, output: list[bytes]) -> bytes:
-        """The core's output (``output``) joined, after ``rest`` (cleared)."""
+        """The core's output (``output``) joined, after ``rest`` and ``held`` (cleared)."""
+        held = self.held
+        if held:
+            self.held = b""
+            output.insert(0, held)
         rest = self.rest
         if rest:
             self.rest = b""
@@ -506,7 +532,12 @@ class LoopInbox:
     inline_reads = 0  # reads done by callback workers (tests look at it)
 
     def _flush_inline(self) -> None:
-        """(a reading worker) Send or hand to the loop what waits in the inbox."""
+        """(a reading worker) Send what was held back, hand to the loop what waits in
+        the inbox."""
+        if self.held:
+            with self.lock:
+                if self.held:
+                    self._write_inline()
         if self.incoming and not self.incoming_scheduled:
             self.incoming_scheduled = True
             self.loop_thread.call_soon(self._drain)
@@ -561,12 +592,14 @@ class LoopInbox:
     def _leave_inline(self) -> None:
         """(a callback worker that stops reading) What waits in the inbox (PUBACKs
         after callbacks) goes to the loop."""
-        if self.incoming and not self.incoming_scheduled:
-            self.incoming_scheduled = True
-            try:
+        try:
+            if self.held:
+                self.loop_thread.call_soon(self._flush_rest)
+            if self.incoming and not self.incoming_scheduled:
+                self.incoming_scheduled = True
                 self.loop_thread.call_soon(self._drain)
-            except Exception:  # noqa: BLE001 - the loop is gone: nothing to flush
-                _log.debug("no loop to flush the MQTT inbox", exc_info=True)
+        except Exception:  # noqa: BLE001 - the loop is gone: nothing to flush
+            _log.debug("no loop to flush the MQTT inbox", exc_info=True)
 
     def _read_inline_here(self, proto: Any, sock: socket.socket, ep: Any, poller: Any, wake: int) -> bool:
         """The body of :meth:`_inline_read`, entered owning reading (``proto.reader``)."""
@@ -576,7 +609,7 @@ class LoopInbox:
         rearm = True  # on leaving: put the socket back into the loop's set
         end = 0.0
         try:
-            if proto.owe_quickack and not self.incoming:
+            if proto.owe_quickack and not self.incoming and not self.held:
                 # (with PUBACKs waiting, their send -- soon -- does it)
                 proto.owe_quickack = False
                 proto.requickack()
@@ -587,7 +620,7 @@ class LoopInbox:
                 if not end:
                     end = now + INLINE_LINGER_SEC
                 until = end
-                if self.incoming:
+                if self.incoming or self.held:
                     flush_at = self.inline_flush_at
                     if flush_at <= now:
                         self._flush_inline()
@@ -620,7 +653,7 @@ class LoopInbox:
                         return False
                     if status == _READ:
                         end = 0.0  # something came: linger afresh
-                        if not q.has_items() and not self.incoming:
+                        if not q.has_items() and not self.incoming and not self.held:
                             proto.owe_quickack = False
                             proto.requickack()
                         continue

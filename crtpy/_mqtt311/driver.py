@@ -24,6 +24,7 @@ from .._errors import error
 from .._mqtt import codec as c
 from .._mqtt.listeners import ListenerHost, ListenerSet
 from .._mqtt.stream import (
+    INLINE_HOLD_SEC,
     CoreTimer,
     LoopInbox,
     MqttStreamProtocol,
@@ -318,7 +319,7 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         """(loop, under ``lock``) Carry out what the core asked for."""
         core = self.core
         proto = self.protocol
-        if core.output or self.rest:
+        if core.output or self.rest or self.held:
             data = self._take_output(core.output)
             if proto is not None and proto.transport is not None and not proto.transport.is_closing():
                 proto.transport.write(data)
@@ -342,12 +343,21 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         if core.close_error is not None or self.listeners or any(ev.kind not in _INLINE_EVENTS for ev in events):
             self.loop_thread.loop.call_soon_threadsafe(self._inline_handback)
             return False
-        if core.output or self.rest:
-            self._write_inline()  # (the PUBACKs of QoS 1 messages: before their callbacks)
         if events:
             core.events = []
             for ev in events:
                 self._deliver(ev)
+        if core.output:
+            if self.callbacks.has_items():
+                # the PUBACKs of the messages: sent after their callbacks (when this
+                # thread reads again), or with the next write of anyone, not before
+                if not self.held:
+                    self.inline_flush_at = _MONO() + INLINE_HOLD_SEC
+                self.held += self._take_output_only(core.output)
+            else:
+                self._write_inline()
+        elif self.rest:
+            self._write_inline()
         deadline = core.next_deadline()
         if deadline is not None:
             self._deadline_added(deadline)
@@ -465,7 +475,7 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
         with self.lock:
             self.protocol = None
             self.transport = None
-            self.rest = b""  # an unsent remainder dies with its connection
+            self.rest = self.held = b""  # an unsent remainder dies with its connection
             self.timer.cancel()
             self.core.connection_lost(exc)
             self.core.close_error = None  # reported; do not keep it (or its frames) alive
