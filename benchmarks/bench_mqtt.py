@@ -2,7 +2,7 @@
 against a private Mosquitto on loopback, in one process.
 
     .venv/bin/python benchmarks/bench_mqtt.py [--qos0 100000] [--qos1 20000] [--rtt 2000]
-        [--no-paho] [--interleave]
+        [--no-paho] [--interleave] [--no-inline]
 
 Figures: QoS 0 publish rate (100-byte payloads; a publish counts when the client has
 written it), QoS 1 publish rate (all PUBACKs received), QoS 1 round-trip latency
@@ -211,7 +211,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-paho", action="store_true")
     ap.add_argument("--interleave", action="store_true",
                     help="measure round trips of all clients alternately (steadier ratios on a noisy machine)")
-    return ap.parse_args()
+    ap.add_argument("--no-inline", action="store_true",
+                    help="crtpy without inline reads (crtpy._mqtt.stream.INLINE_READS = False), for A/B runs")
+    args = ap.parse_args()
+    if args.no_inline:
+        from crtpy._mqtt import stream
+
+        stream.INLINE_READS = False
+    return args
 
 
 def start_broker(prefix: str) -> Mosquitto:
