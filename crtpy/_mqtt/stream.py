@@ -74,6 +74,9 @@ INLINE_LINGER_SEC = 0.05
 # acknowledgements held back by an inline reader until its callbacks ran go out with
 # the user's next write, or this long after they were held at the latest
 INLINE_HOLD_SEC = 0.001
+# a direct send waits this long at most for an inline reader that holds the lock (it
+# decodes one read; longer when the scheduler preempted it): then the loop takes it
+_INLINE_LOCK_WAIT_SEC = 0.0002
 # at most this many callback workers wait as readers at once (each holds a pool thread)
 INLINE_MAX_READERS = 4
 _EPOLL: Any = getattr(select, "epoll", None)
@@ -424,7 +427,7 @@ class LoopInbox:
         lock = self.lock
         if lock.acquire(False):
             return True
-        return bool(self.inline_busy) and bool(lock.acquire(True, 0.002))
+        return bool(self.inline_busy) and bool(lock.acquire(True, _INLINE_LOCK_WAIT_SEC))
 
     def _direct_socket_locked(self) -> socket.socket | None:
         """(under ``lock``) The direct socket if the transport is quiet: open, with
