@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,6 +19,20 @@ from crtpy._auth.done_future import DoneFuture
 from crtpy._runtime.futures import CrtFuture
 
 ROUNDS = 300
+# A missed wake-up would not hang forever: concurrent.futures re-checks the state when a
+# wait times out.  So the races wait up to WAIT seconds and fail if a wait took MISSED.
+WAIT, MISSED = 30.0, 15.0
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every microsecond, so that the races below really interleave."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def _both() -> list[concurrent.futures.Future[object]]:
@@ -86,7 +106,7 @@ def test_waiting_times_out_while_pending() -> None:
     assert fut.result(0) == "late"
 
 
-def test_waiter_never_misses_a_completion_from_another_thread() -> None:
+def test_waiter_never_misses_a_completion_from_another_thread(fast_switching: None) -> None:
     # the waiter makes the Condition while the completer may be on its no-Condition path
     for i in range(ROUNDS):
         fut = CrtFuture()
@@ -102,14 +122,44 @@ def test_waiter_never_misses_a_completion_from_another_thread() -> None:
         t = threading.Thread(target=complete)
         t.start()
         start.wait()
+        t0 = time.monotonic()
         if i % 2:
-            assert fut.result(timeout=10) == i
+            assert fut.result(timeout=WAIT) == i
         else:
-            assert isinstance(fut.exception(timeout=10), KeyError)
+            assert isinstance(fut.exception(timeout=WAIT), KeyError)
+        assert time.monotonic() - t0 < MISSED, "the waiter missed its wake-up"
         t.join(10)
 
 
-def test_wait_and_as_completed_see_completions_from_other_threads() -> None:
+def test_completion_wakes_a_thread_already_blocked() -> None:
+    for i in range(20):
+        fut = CrtFuture()
+        got: list[object] = []
+
+        def wait(f: CrtFuture = fut, got: list[object] = got) -> None:
+            try:
+                got.append(f.result(WAIT))
+            except concurrent.futures.CancelledError:
+                got.append("cancelled")
+
+        t = threading.Thread(target=wait)
+        t.start()
+        # complete only once the waiter really sleeps on the Condition
+        deadline = time.monotonic() + 10
+        while not (fut._cond is not None and fut._cond._waiters):  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        t0 = time.monotonic()
+        if i % 2:
+            fut.set_result(i)
+        else:
+            fut.cancel()
+        t.join(WAIT)
+        assert time.monotonic() - t0 < MISSED
+        assert got == ([i] if i % 2 else ["cancelled"])
+
+
+def test_wait_and_as_completed_see_completions_from_other_threads(fast_switching: None) -> None:
     for _ in range(50):
         futs = [CrtFuture() for _ in range(8)]
         go = threading.Event()
@@ -122,13 +172,15 @@ def test_wait_and_as_completed_see_completions_from_other_threads() -> None:
         t = threading.Thread(target=complete)
         t.start()
         go.set()
-        done, not_done = concurrent.futures.wait(futs, timeout=10)
+        t0 = time.monotonic()
+        done, not_done = concurrent.futures.wait(futs, timeout=WAIT)
+        assert time.monotonic() - t0 < MISSED
         assert len(done) == 8 and not not_done
         assert sorted(f.result() for f in concurrent.futures.as_completed(futs, timeout=10)) == list(range(8))
         t.join(10)
 
 
-def test_callbacks_are_never_lost_while_completing() -> None:
+def test_callbacks_are_never_lost_while_completing(fast_switching: None) -> None:
     for i in range(ROUNDS):
         fut = CrtFuture()
         inline_ran = threading.Event()
@@ -182,7 +234,7 @@ def test_failing_callbacks_are_logged_not_raised(caplog: pytest.LogCaptureFixtur
     assert sum("callback failed" in (r.exc_text or str(r.exc_info)) for r in caplog.records) == 2
 
 
-def test_cancel_races_completion_with_exactly_one_winner() -> None:
+def test_cancel_races_completion_with_exactly_one_winner(fast_switching: None) -> None:
     for i in range(ROUNDS):
         fut = CrtFuture()
         called: list[int] = []
@@ -248,3 +300,30 @@ def test_done_future_is_final() -> None:
     bad = DoneFuture(exception=ValueError("x"))
     with pytest.raises(ValueError):
         bad.result()
+
+
+def test_finalizer_completing_a_future_while_a_condition_is_made() -> None:
+    # The collector may run inside Condition() and call a finalizer that completes
+    # another future: that must not wait for the lock its own thread holds.  In a child
+    # process, since a deadlock there would stop every future of this one.
+    script = textwrap.dedent("""
+        import gc
+        from crtpy._runtime.futures import CrtFuture
+        for k in range(1, 12):
+            other, f = CrtFuture(), CrtFuture()
+            class Finalizes:
+                def __del__(self, other=other):
+                    other.set_exception(RuntimeError("owner collected"))
+            gc.collect()
+            gc.disable()
+            a = Finalizes(); a.cycle = a; del a
+            gc.set_threshold(gc.get_count()[0] + k)
+            gc.enable()
+            f._condition
+            gc.collect()
+            assert other.done(), k
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    res = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

@@ -18,15 +18,18 @@ _CANCELLED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED))
 
 
 # One lock, shared by every CrtFuture, guards the step from "no Condition yet" to "has
-# one" (see CrtFuture).  Its critical sections are a few attribute reads and writes.
-_claim = threading.Lock()
+# one" (see CrtFuture).  Its critical sections are a few attribute reads and writes and
+# allocate nothing (so no garbage collection runs inside them).  Reentrant all the same:
+# a signal handler, or on 3.12+ a finalizer, may run between two bytecodes of a section
+# and complete another future; with a plain Lock that thread would wait for itself.
+_claim = threading.RLock()
 
 
 @fork.on_fork_child
 def _after_fork() -> None:
     # a thread of the parent may have held it at the fork
     global _claim
-    _claim = threading.Lock()
+    _claim = threading.RLock()
 
 
 class CrtFuture(concurrent.futures.Future[Any]):
@@ -59,10 +62,13 @@ class CrtFuture(concurrent.futures.Future[Any]):
     def _condition(self) -> threading.Condition:  # used by the base class's code
         cond = self._cond
         if cond is None:
+            # built outside the lock: building it allocates, which may run the garbage
+            # collector and finalizers that complete futures (taking the lock)
+            new = threading.Condition()
             with _claim:
                 cond = self._cond
                 if cond is None:
-                    cond = self._cond = threading.Condition()
+                    cond = self._cond = new
         return cond
 
     @_condition.setter
