@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1024 * 1024
 IMPLS = ("crtpy", "awscrt", "s3transfer")
 OPS = ("get_file", "get_body", "put_file")
+READY = "bench-worker-ready"  # the worker's line to the parent once set up (see run_one)
 AKID, SECRET, REGION = "bench-akid", "bench-secret", "us-east-1"
 
 
@@ -58,16 +59,22 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 # --- worker: one transfer in this process --------------------------------------------------------------
-def _crt_transfer(mod: str, op: str, a: Any) -> None:
+def _crt_setup(mod: str, a: Any) -> Any:
     if mod == "crtpy":
-        from crtpy import auth, http, s3
+        from crtpy import auth, s3
     else:
-        from awscrt import auth, http, s3  # type: ignore[no-redef]
+        from awscrt import auth, s3  # type: ignore[no-redef]
     provider = auth.AwsCredentialsProvider.new_static(AKID, SECRET)
-    client = s3.S3Client(region=REGION, tls_mode=s3.S3RequestTlsMode.DISABLED, part_size=a.part,
-                         throughput_target_gbps=a.gbps,
-                         signing_config=s3.create_default_s3_signing_config(region=REGION,
-                                                                            credential_provider=provider))
+    return s3.S3Client(region=REGION, tls_mode=s3.S3RequestTlsMode.DISABLED, part_size=a.part,
+                       throughput_target_gbps=a.gbps,
+                       signing_config=s3.create_default_s3_signing_config(region=REGION, credential_provider=provider))
+
+
+def _crt_transfer(mod: str, client: Any, op: str, a: Any) -> None:
+    if mod == "crtpy":
+        from crtpy import http, s3
+    else:
+        from awscrt import http, s3  # type: ignore[no-redef]
     host = f"127.0.0.1:{a.port}"
     path = f"/{a.bucket}/{a.key}"
     got = [0]
@@ -100,7 +107,7 @@ class _Sink:
         return len(data)
 
 
-def _s3transfer(op: str, a: Any) -> None:
+def _s3transfer_setup(a: Any) -> Any:
     import boto3
     from botocore.config import Config
     from s3transfer.manager import TransferConfig, TransferManager
@@ -109,7 +116,11 @@ def _s3transfer(op: str, a: Any) -> None:
                           aws_access_key_id=AKID, aws_secret_access_key=SECRET,
                           config=Config(max_pool_connections=32))
     cfg = TransferConfig(multipart_threshold=a.part, multipart_chunksize=a.part, max_request_concurrency=16)
-    with TransferManager(client, cfg) as tm:
+    return TransferManager(client, cfg)
+
+
+def _s3transfer(tm: Any, op: str, a: Any) -> None:
+    with tm:
         if op == "put_file":
             tm.upload(a.src, a.bucket, a.key).result()
         elif op == "get_file":
@@ -135,16 +146,19 @@ def worker(a: Any) -> None:
         import awscrt.auth
         import awscrt.http
         import awscrt.s3  # noqa: F401
+    # so are the clients: building boto3's (service model, endpoint rules: ~0.15 s) is
+    # not transfer time, and neither is building an S3Client
+    setup = _s3transfer_setup(a) if a.impl == "s3transfer" else _crt_setup(a.impl, a)
     # ready: the parent frees the previous run's file now (see run_one) and says go
-    print("ready", flush=True)
+    print(READY, flush=True)
     sys.stdin.readline()
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = ru.ru_utime + ru.ru_stime
     t0 = time.perf_counter()
     if a.impl == "s3transfer":
-        _s3transfer(a.op, a)
+        _s3transfer(setup, a.op, a)
     else:
-        _crt_transfer(a.impl, a.op, a)
+        _crt_transfer(a.impl, setup, a.op, a)
     elapsed = time.perf_counter() - t0
     if a.op == "get_file" and os.path.getsize(a.dst) != a.size:
         raise RuntimeError("downloaded file has the wrong size")
@@ -252,22 +266,31 @@ def run_one(impl: str, op: str, port: int, bucket: str, key: str, size: int, par
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, op, "--port", str(port), "--bucket", bucket,
            "--key", key, "--size-bytes", str(size), "--part-bytes", str(part), "--src", src, "--dst", dst,
            "--gbps", str(gbps)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        ready = proc.stdout.readline()
-        if ready.strip() == "ready":
+    # stderr to a file: a chatty worker must not fill a pipe nobody reads until the end
+    with tempfile.TemporaryFile("w+") as errf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            for line in proc.stdout:  # skip anything a library printed first
+                if line.strip() == READY:
+                    break
+            else:
+                proc.wait(60)
+                errf.seek(0)
+                raise RuntimeError(f"{impl} {op}: the worker ended before it was ready: "
+                                   f"{errf.read().strip().splitlines()[-1:]}")
             if os.path.exists(dst):
                 os.unlink(dst)
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        out, err = proc.communicate(timeout=3600)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        raise RuntimeError(f"{impl} {op} failed: {err.strip().splitlines()[-1:] or proc.returncode}")
+            out, _ = proc.communicate(timeout=3600)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            errf.seek(0)
+            raise RuntimeError(f"{impl} {op} failed: {errf.read().strip().splitlines()[-1:] or proc.returncode}")
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -283,9 +306,12 @@ def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: i
         results: dict[str, dict[str, float]] = {}
         failed: set[str] = set()
         # rounds alternate the clients, so that a slower phase of the machine (other load,
-        # disk writeback) does not fall on one client only; the best round of each is kept
-        for _ in range(repeat):
-            for impl in impls:
+        # disk writeback) does not fall on one client only; the best round of each is kept.
+        # Each round starts one client later (crtpy, awscrt, s3transfer; then awscrt,
+        # s3transfer, crtpy; ...), so none always follows the same other one.
+        for rnd in range(repeat):
+            turn = rnd % len(impls)
+            for impl in impls[turn:] + impls[:turn]:
                 if impl in failed:
                     continue
                 try:
@@ -299,6 +325,10 @@ def bench_server(name: str, port: int, bucket: str, key: str, size: int, part: i
                           f"{r['cpu_s'] * 1024 * MIB / size:10.2f}   (one run)", flush=True)
                 if impl not in results or r["seconds"] < results[impl]["seconds"]:
                     results[impl] = r
+        if os.path.exists(dst):
+            # the next operations write no file: none of their runs may free this one's
+            # gigabyte just before its clock (see run_one), which would favour the first
+            os.unlink(dst)
         for impl in impls:
             best = results.get(impl)
             if best is None:
