@@ -2,7 +2,7 @@
 against a private Mosquitto on loopback, in one process.
 
     .venv/bin/python benchmarks/bench_mqtt.py [--qos0 100000] [--qos1 20000] [--rtt 2000]
-        [--no-paho] [--interleave] [--no-inline]
+        [--no-paho] [--interleave] [--no-inline | --inline]
 
 Figures: QoS 0 publish rate (100-byte payloads; a publish counts when the client has
 written it), QoS 1 publish rate (all PUBACKs received), QoS 1 round-trip latency
@@ -212,12 +212,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--interleave", action="store_true",
                     help="measure round trips of all clients alternately (steadier ratios on a noisy machine)")
     ap.add_argument("--no-inline", action="store_true",
-                    help="crtpy without inline reads (crtpy._mqtt.stream.INLINE_READS = False), for A/B runs")
+                    help="crtpy without inline reads (crtpy._mqtt.stream.INLINE_READS[_311] = False), for A/B runs")
+    ap.add_argument("--inline", action="store_true",
+                    help="crtpy with inline reads in both clients (INLINE_READS and INLINE_READS_311 = True)")
     args = ap.parse_args()
-    if args.no_inline:
+    if args.no_inline or args.inline:
         from crtpy._mqtt import stream
 
-        stream.INLINE_READS = False
+        stream.INLINE_READS = stream.INLINE_READS_311 = bool(args.inline)
     return args
 
 

@@ -2,7 +2,7 @@
 MQTT 3.1.1) against a private Mosquitto on loopback, in one process.
 
     .venv/bin/python benchmarks/bench_mqtt311.py [--qos0 100000] [--qos1 20000] [--rtt 2000]
-        [--no-paho] [--interleave] [--no-inline]
+        [--no-paho] [--interleave] [--no-inline | --inline]
 
 Figures as in bench_mqtt.py (whose measuring helpers are reused): QoS 0 publish rate
 (100-byte payloads; counted when written), QoS 1 publish rate (all PUBACKs received),

@@ -47,12 +47,12 @@ def reading_inline(driver: Any) -> bool:
 
 @pytest.fixture(params=[True, False], ids=["inline", "switched-off"])
 def inline(request: Any) -> Iterator[bool]:
-    old = stream.INLINE_READS
-    stream.INLINE_READS = request.param
+    old = stream.INLINE_READS, stream.INLINE_READS_311
+    stream.INLINE_READS = stream.INLINE_READS_311 = request.param
     try:
         yield request.param
     finally:
-        stream.INLINE_READS = old
+        stream.INLINE_READS, stream.INLINE_READS_311 = old
 
 
 # -- clients ---------------------------------------------------------------------------

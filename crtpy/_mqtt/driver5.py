@@ -25,6 +25,7 @@ from .._runtime.backoff import Backoff
 from .._runtime.callbacks import CallbackQueue
 from .._runtime.futures import CrtFuture
 from . import codec as c
+from . import stream
 from .client5 import (
     ALIAS_DISABLED,
     ALIAS_LRU,
@@ -733,7 +734,7 @@ class ClientDriver(LoopInbox, ListenerHost):
             self.connected_at = _MONO()
             proto = self.protocol
             if proto is not None and self.loop_thread.in_thread():
-                proto.enter_ep()
+                proto.enter_ep(stream.INLINE_READS)
             fn = o.on_lifecycle_event_connection_success_fn
             if fn is not None:
                 self.callbacks.post(fn, m.LifecycleConnectSuccessData(connack_from_codec(ev.a),

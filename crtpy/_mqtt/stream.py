@@ -69,7 +69,11 @@ _BURST_SEC = 50e-6
 
 # Inline reads (see the module docstring): the switch, and how long a callback worker
 # keeps waiting for the socket with nothing arriving before it goes back to the pool.
-INLINE_READS = True
+INLINE_READS = True  # the MQTT 5 client
+# The MQTT 3.1.1 client: off by default.  Measured (bench_mqtt311.py --interleave): ~5-8%
+# lower round trips on an idle machine, but 10-30% higher with another process keeping a
+# CPU busy (where wake-ups are cheap and the extra system calls of the hand-overs are not).
+INLINE_READS_311 = False
 INLINE_LINGER_SEC = 0.05
 # acknowledgements held back by an inline reader until its callbacks ran go out with
 # the user's next write, or this long after they were held at the latest
@@ -205,13 +209,14 @@ class MqttStreamProtocol(asyncio.Protocol):
                 os.close(wake)
 
     # -- ep mode (loop thread) ------------------------------------------------------------
-    def enter_ep(self) -> None:
+    def enter_ep(self, enabled: bool) -> None:
         """(loop, connected) Watch the socket through a private epoll set instead of the
         transport, so that a callback worker can take reading over (see the module
-        docstring).  Only on a direct (plain TCP) connection, with INLINE_READS."""
+        docstring).  Only on a direct (plain TCP) connection, when ``enabled`` (the
+        driver's switch: INLINE_READS or INLINE_READS_311)."""
         sock = self.dup  # (the socket direct sends use; reads go to the socket itself)
         t = self.transport
-        if (not INLINE_READS or not _HAVE_INLINE or self.direct is None or sock is None or self.ep is not None
+        if (not enabled or not _HAVE_INLINE or self.direct is None or sock is None or self.ep is not None
                 or t is None or t.is_closing()):
             return
         try:
@@ -576,14 +581,19 @@ class LoopInbox:
                 sock, ep, poller, wake = proto.dup, proto.ep, proto.poller, proto.wake_fd
                 if sock is None or ep is None or poller is None or wake < 0:
                     return False
+                # Under the lock, with ``reader``: the loop must never find the set
+                # readable while ignoring it (it would spin on the level-triggered set,
+                # holding the GIL, until this thread got the GIL back: milliseconds).
+                # A direct send meanwhile waits for the lock (``inline_busy``).
+                self.inline_busy = True
+                try:
+                    ep.unregister(sock.fileno())
+                except OSError:
+                    return False
+                finally:
+                    self.inline_busy = False
                 proto.ep_has_sock = False
                 proto.reader = True  # the loop ignores the set from now on
-            # outside the lock (a system call: other threads may want the lock meanwhile,
-            # a direct send in particular); the loop closes nothing while ``reader``
-            try:
-                ep.unregister(sock.fileno())
-            except OSError:
-                pass
             more = self._read_inline_here(proto, sock, ep, poller, wake)
             return more
         finally:

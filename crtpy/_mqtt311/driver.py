@@ -22,6 +22,7 @@ from typing import Any
 
 from .._errors import error
 from .._mqtt import codec as c
+from .._mqtt import stream as _stream
 from .._mqtt.listeners import ListenerHost, ListenerSet
 from .._mqtt.stream import (
     INLINE_HOLD_SEC,
@@ -382,7 +383,7 @@ class Driver(LoopInbox, ListenerHost, SubTableUser):
             self._connected = ev.a
             proto = self.protocol
             if proto is not None and self.loop_thread.in_thread():
-                proto.enter_ep()
+                proto.enter_ep(_stream.INLINE_READS_311)
             if self.listeners:
                 self.listeners.emit("on_connected", bool(ev.a))
             w = self._connack_waiter
