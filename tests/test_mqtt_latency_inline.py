@@ -232,6 +232,47 @@ def test_mqtt5_callback_blocks_while_more_arrives(mosquitto: Any, inline: bool) 
         c.close()
 
 
+def test_mqtt5_puback_not_held_behind_a_blocking_callback(mosquitto: Any, inline: bool) -> None:
+    """The automatic PUBACK of a message leaves even while the callback of a later
+    message (read in the same batch or after it) blocks."""
+    release = threading.Event()
+    blocked = threading.Event()
+    warm: list[Any] = []
+
+    def on_pub(d: Any) -> None:
+        p = d.publish_packet.payload
+        if p == b"warm":
+            warm.append(p)
+        elif p == b"m2":
+            blocked.set()
+            release.wait(T)
+
+    sub = Client5(mosquitto.port, on_pub)
+    pub = Client5(mosquitto.port)
+    try:
+        topic = f"inline/{uid()}"
+        sub.sub(topic)
+        n = len(warm)
+        pub.pub(topic, b"warm").result(T)
+        wait_until(lambda: len(warm) > n, what="the warm-up message")
+        for _ in range(5):
+            f1, f2 = pub.pub(topic, b"m1"), pub.pub(topic, b"m2")
+            f1.result(T)
+            f2.result(T)
+            assert blocked.wait(T)
+            # m1's PUBACK is not left in the inbox until m2's callback returns
+            # (at once with the fix; without it, only at some unrelated later write)
+            wait_until(lambda: not sub.driver.incoming, timeout=5, what="m1's PUBACK to leave")
+            blocked.clear()
+            release.set()
+            wait_until(lambda: not sub.driver.incoming, what="m2's PUBACK to leave")
+            release.clear()
+    finally:
+        release.set()
+        pub.close()
+        sub.close()
+
+
 def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
     box: dict[str, Any] = {}
     got: list[bytes] = []
@@ -317,6 +358,7 @@ def test_mqtt5_stop_while_worker_reads(mosquitto: Any, inline: bool) -> None:
     # the reader let go of the connection and closed its descriptors
     wait_until(lambda: not proto.reader, what="the reader to let go")
     assert proto.ep is None and proto.dup is None and proto.wake_fd == -1
+    assert c.driver.callbacks._waker == -1  # posts no longer write to a closed eventfd
     assert dup.fileno() == -1
     if ep is not None:
         assert ep.closed

@@ -782,6 +782,11 @@ class ClientDriver(LoopInbox, ListenerHost):
         if not self.incoming:
             self.inline_flush_at = _MONO() + _PUBACK_FLUSH_SEC
         self.incoming.append(("puback", pid))
+        if self.callbacks.has_items() and not self.incoming_scheduled:
+            # more callbacks run first (one may block): the reader would send it only
+            # after them, so the loop does now
+            self.incoming_scheduled = True
+            self.loop_thread.call_soon(self._drain)
 
     def _flush_inline(self) -> None:
         """(a reading worker) Send the PUBACKs waiting in the inbox (when the

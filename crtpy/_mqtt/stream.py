@@ -171,7 +171,9 @@ class MqttStreamProtocol(asyncio.Protocol):
             try:
                 qa.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)  # type: ignore[arg-type]
             except OSError:
-                self._close_quickack()
+                # (maybe on a worker or user thread) only stop re-arming: the descriptor
+                # and the loop's watch are the loop's to close, with the connection
+                self.quickack = None
 
     def _close_quickack(self) -> None:
         # The duplicate descriptor must not keep the connection open after the transport
@@ -569,10 +571,12 @@ class LoopInbox:
             self._leave_inline()
             return False
         with _readers_lock:
-            if _readers[0] >= INLINE_MAX_READERS:
-                self._leave_inline()
-                return False
-            _readers[0] += 1
+            full = _readers[0] >= INLINE_MAX_READERS
+            if not full:
+                _readers[0] += 1
+        if full:
+            self._leave_inline()
+            return False
         more = False
         try:
             with self.lock:
@@ -608,7 +612,9 @@ class LoopInbox:
         try:
             if self.held:
                 self.loop_thread.call_soon(self._flush_rest)
-            if self.incoming and not self.incoming_scheduled:
+            # (MQTT 5: not while the PUBACK flush timer is armed; it drains them soon,
+            # together)
+            if self.incoming and not self.incoming_scheduled and not getattr(self, "puback_flush_armed", False):
                 self.incoming_scheduled = True
                 self.loop_thread.call_soon(self._drain)
         except Exception:  # noqa: BLE001 - the loop is gone: nothing to flush
@@ -628,6 +634,10 @@ class LoopInbox:
                 proto.requickack()
             while True:
                 if not q.reader_waiting(wake):
+                    if self.incoming or self.held:
+                        # the PUBACKs of callbacks that ran leave now, not after the
+                        # callbacks to run (which may block)
+                        self._flush_inline()
                     return True  # callbacks to run first
                 now = time.monotonic()
                 if not end:
@@ -676,10 +686,14 @@ class LoopInbox:
                     return True
                 if time.monotonic() >= end:
                     return False
-        except RuntimeError:  # the loop is gone (interpreter exit)
-            rearm = False
+        except Exception:  # noqa: BLE001 - reading must go on, on the loop
+            if self.loop_thread.loop.is_closed():
+                rearm = False  # the loop is gone (interpreter exit): nobody to read
+            else:
+                _log.exception("MQTT inline read failed; the loop reads from here on")
             return False
         finally:
+            q.reader_woken()  # before any descriptor is closed: posts must not write to it
             dropped = False
             with lock:
                 if proto.dup is not sock:

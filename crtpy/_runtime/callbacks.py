@@ -126,7 +126,7 @@ class CallbackQueue:
     descriptor with :meth:`reader_waiting`: a :meth:`post` from another thread then
     writes to it (an ``eventfd``), so that posted callbacks never wait for the reader."""
 
-    __slots__ = ("_items", "_lock", "_scheduled", "_waker", "reader")
+    __slots__ = ("_batch", "_items", "_lock", "_scheduled", "_waker", "reader")
 
     def __init__(self) -> None:
         self._items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = collections.deque()
@@ -134,6 +134,8 @@ class CallbackQueue:
         self._scheduled = False
         self._waker = -1  # the waiting reader's eventfd, or -1
         self.reader: Callable[[], bool] | None = None
+        # the items the worker took and has not run yet (see has_items)
+        self._batch: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] | None = None
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         with self._lock:
@@ -167,7 +169,9 @@ class CallbackQueue:
             self._waker = -1
 
     def has_items(self) -> bool:
-        return bool(self._items)
+        """Callbacks wait to run: posted, or taken by the worker and not run yet (from a
+        callback, those that follow it)."""
+        return bool(self._items or self._batch)
 
     def _drain(self) -> None:
         while True:
@@ -196,8 +200,14 @@ class CallbackQueue:
                     self._scheduled = False
                     return
             assert batch is not None
-            for fn, args, kwargs in batch:
-                invoke(fn, *args, **kwargs)
+            self._batch = batch
+            pop = batch.popleft
+            try:
+                while batch:
+                    fn, args, kwargs = pop()
+                    invoke(fn, *args, **kwargs)
+            finally:
+                self._batch = None
 
 
 def retire_idle_workers() -> None:
