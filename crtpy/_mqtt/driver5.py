@@ -590,16 +590,8 @@ class ClientDriver(LoopInbox, ListenerHost):
                 return False
             if self._direct_socket_locked() is not sock:
                 return False
-            incoming = self.incoming
-            ok = True
-            while incoming:
-                item = incoming[0]
-                if type(item) is tuple and item[0] == "puback":
-                    incoming.popleft()
-                    core.send_puback(item[1], now)
-                else:
-                    ok = False  # the loop handles what is waiting, then this operation
-                    break
+            # anything but PUBACKs waiting: the loop handles it, then this operation
+            ok = self._send_waiting_pubacks(now)
             p = op.packet
             neg = core.negotiated
             if (ok and p.type == c.PUBLISH and p.qos  # type: ignore[attr-defined]
@@ -788,21 +780,25 @@ class ClientDriver(LoopInbox, ListenerHost):
             self.incoming_scheduled = True
             self.loop_thread.call_soon(self._drain)
 
+    def _send_waiting_pubacks(self, now: float) -> bool:
+        """(under ``lock``) Send the PUBACKs at the head of the inbox; True when the
+        inbox is then empty (False: another item waits, in order, for the loop)."""
+        incoming = self.incoming
+        while incoming:
+            item = incoming[0]
+            if type(item) is not tuple or item[0] != "puback":
+                return False
+            incoming.popleft()
+            self.core.send_puback(item[1], now)
+        return True
+
     def _flush_inline(self) -> None:
         """(a reading worker) Send the PUBACKs waiting in the inbox (when the
         connection is quiet; else the loop does)."""
         with self.lock:
             core = self.core
-            incoming = self.incoming
             if core.state == CONNECTED and self._direct_socket_locked() is not None:
-                now = _MONO()
-                while incoming:
-                    item = incoming[0]
-                    if type(item) is tuple and item[0] == "puback":
-                        incoming.popleft()
-                        core.send_puback(item[1], now)
-                    else:
-                        break
+                self._send_waiting_pubacks(_MONO())
                 if core.output:
                     self._write_inline()
         if self.incoming and not self.incoming_scheduled:
