@@ -40,6 +40,23 @@ def wait_until(cond: Callable[[], bool], timeout: float = T, what: str = "condit
         time.sleep(0.002)
 
 
+class Received(list[bytes]):
+    """Payloads appended by callbacks, with a wait for a condition on them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def add(self, payload: bytes) -> None:
+        with self.cond:
+            self.append(payload)
+            self.cond.notify_all()
+
+    def wait(self, pred: Callable[[], bool]) -> None:
+        with self.cond:
+            assert self.cond.wait_for(pred, T)
+
+
 def reading_inline(driver: Any) -> bool:
     proto = driver.protocol
     return proto is not None and proto.reader
@@ -100,22 +117,14 @@ def warm5(c: Client5, topic: str, got: list[Any]) -> None:
 
 # -- MQTT 5 ----------------------------------------------------------------------------
 def test_mqtt5_round_trips_read_inline(mosquitto: Any, inline: bool) -> None:
-    got: list[bytes] = []
-    cond = threading.Condition()
-
-    def on_pub(d: Any) -> None:
-        with cond:
-            got.append(d.publish_packet.payload)
-            cond.notify_all()
-
-    c = Client5(mosquitto.port, on_pub)
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
     try:
         topic = f"inline/{uid()}"
         c.sub(topic)
         for i in range(50):
             c.pub(topic, b"%d" % i)
-            with cond:
-                assert cond.wait_for(lambda i=i: len(got) > i, T)
+            got.wait(lambda i=i: len(got) > i)
         assert got == [b"%d" % i for i in range(50)]
         if inline:
             assert c.driver.inline_reads > 0
@@ -128,15 +137,8 @@ def test_mqtt5_round_trips_read_inline(mosquitto: Any, inline: bool) -> None:
 
 
 def test_mqtt5_callbacks_keep_their_order(mosquitto: Any, inline: bool) -> None:
-    got: list[bytes] = []
-    cond = threading.Condition()
-
-    def on_pub(d: Any) -> None:
-        with cond:
-            got.append(d.publish_packet.payload)
-            cond.notify_all()
-
-    c = Client5(mosquitto.port, on_pub)
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
     try:
         topic = f"inline/{uid()}"
         c.sub(topic)
@@ -148,8 +150,7 @@ def test_mqtt5_callbacks_keep_their_order(mosquitto: Any, inline: bool) -> None:
                 last.result(T)
         assert last is not None
         last.result(T)
-        with cond:
-            assert cond.wait_for(lambda: len(got) >= n, T)
+        got.wait(lambda: len(got) >= n)
         assert got == [b"%d" % i for i in range(n)]
     finally:
         c.close()
@@ -198,8 +199,7 @@ def test_mqtt5_callback_blocks_while_more_arrives(mosquitto: Any, inline: bool) 
     """A callback that blocks does not stall reading: PUBACKs of publishes made
     meanwhile complete, and the messages queued behind it come after it, in order."""
     release = threading.Event()
-    got: list[bytes] = []
-    cond = threading.Condition()
+    got = Received()
     warm: list[Any] = []
 
     def on_pub(d: Any) -> None:
@@ -209,9 +209,7 @@ def test_mqtt5_callback_blocks_while_more_arrives(mosquitto: Any, inline: bool) 
             return
         if p == b"block":
             assert release.wait(T)
-        with cond:
-            got.append(p)
-            cond.notify_all()
+        got.add(p)
 
     c = Client5(mosquitto.port, on_pub)
     try:
@@ -224,8 +222,7 @@ def test_mqtt5_callback_blocks_while_more_arrives(mosquitto: Any, inline: bool) 
         for f in futs:
             f.result(T)
         release.set()
-        with cond:
-            assert cond.wait_for(lambda: len(got) >= 21, T)
+        got.wait(lambda: len(got) >= 21)
         assert got == [b"block"] + [b"m%d" % i for i in range(20)]
     finally:
         release.set()
@@ -275,8 +272,7 @@ def test_mqtt5_puback_not_held_behind_a_blocking_callback(mosquitto: Any, inline
 
 def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
     box: dict[str, Any] = {}
-    got: list[bytes] = []
-    cond = threading.Condition()
+    got = Received()
     warm: list[Any] = []
     sub_result: list[Any] = []
 
@@ -290,9 +286,7 @@ def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
             sub_result.append(c.client.subscribe(mqtt5.SubscribePacket(
                 [mqtt5.Subscription(box["second"], Q1_5)])).result(5))
             c.pub(box["second"], b"on-second").result(5)
-        with cond:
-            got.append(p.payload)
-            cond.notify_all()
+        got.add(p.payload)
 
     c = Client5(mosquitto.port, on_pub)
     box["c"] = c
@@ -302,8 +296,7 @@ def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
         c.sub(topic)
         warm5(c, topic, warm)
         c.pub(topic, b"subscribe")
-        with cond:
-            assert cond.wait_for(lambda: b"on-second" in got, T)
+        got.wait(lambda: b"on-second" in got)
         assert isinstance(sub_result[0], mqtt5.SubackPacket)
         assert got == [b"subscribe", b"on-second"]
     finally:
@@ -312,15 +305,8 @@ def test_mqtt5_subscribe_from_callback(mosquitto: Any, inline: bool) -> None:
 
 
 def test_mqtt5_broker_drop_while_worker_reads(mosquitto: Any, inline: bool) -> None:
-    got: list[bytes] = []
-    cond = threading.Condition()
-
-    def on_pub(d: Any) -> None:
-        with cond:
-            got.append(d.publish_packet.payload)
-            cond.notify_all()
-
-    c = Client5(mosquitto.port, on_pub, min_reconnect_delay_ms=100, max_reconnect_delay_ms=200)
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload), min_reconnect_delay_ms=100, max_reconnect_delay_ms=200)
     try:
         topic = f"inline/{uid()}"
         c.sub(topic)
@@ -334,8 +320,7 @@ def test_mqtt5_broker_drop_while_worker_reads(mosquitto: Any, inline: bool) -> N
         c.sub(topic)  # (a new session)
         n = len(got)
         c.pub(topic, b"after").result(T)
-        with cond:
-            assert cond.wait_for(lambda: len(got) > n, T)
+        got.wait(lambda: len(got) > n)
         assert got[-1] == b"after"
         if inline:
             wait_until(lambda: reading_inline(c.driver), what="the inline reader after reconnecting")
@@ -432,15 +417,12 @@ def test_mqtt311_order_and_blocking_callback(mosquitto: Any, inline: bool) -> No
     try:
         topic = f"inline/{uid()}"
         release = threading.Event()
-        got: list[bytes] = []
-        cond = threading.Condition()
+        got = Received()
 
         def cb(topic: str, payload: bytes, **kw: Any) -> None:
             if payload == b"block":
                 assert release.wait(T)
-            with cond:
-                got.append(payload)
-                cond.notify_all()
+            got.add(payload)
 
         c.conn.subscribe(topic, Q1_3, cb)[0].result(T)
         c.conn.publish(topic, b"block", Q1_3)[0].result(T)
@@ -448,8 +430,7 @@ def test_mqtt311_order_and_blocking_callback(mosquitto: Any, inline: bool) -> No
         for f in futs:
             f.result(T)  # read (PUBACKs) while the callback blocks
         release.set()
-        with cond:
-            assert cond.wait_for(lambda: len(got) >= 501, T)
+        got.wait(lambda: len(got) >= 501)
         assert got == [b"block"] + [b"m%d" % i for i in range(500)]
     finally:
         release.set()
