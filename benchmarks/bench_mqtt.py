@@ -159,26 +159,13 @@ def rate(runner: Any, broker: Mosquitto, n: int, qos: int) -> tuple[float, float
 
 
 def latency(runner: Any, broker: Mosquitto, n: int) -> tuple[float, float]:
-    topic = f"bench/{runner.name}/rtt"
-    runner.subscribe(topic)
-    got = threading.Event()
-    runner.on_message = lambda p: got.set()
-    samples = []
-    for i in range(n + 50):
-        got.clear()
-        t0 = time.perf_counter()
-        runner.publish_one(topic)
-        if not got.wait(10):
-            raise RuntimeError(f"{runner.name}: message lost")
-        if i >= 50:
-            samples.append(time.perf_counter() - t0)
-    runner.on_message = None
-    samples.sort()
-    return statistics.median(samples) * 1e3, samples[int(len(samples) * 0.99) - 1] * 1e3
+    """Round trips of one runner: 50 to warm up, then ``n`` measured."""
+    return latency_interleaved([runner], n)[0]
 
 
 def latency_interleaved(runners: list[Any], n: int, block: int = 50) -> list[tuple[float, float]]:
-    """``latency`` for several runners at once, alternating blocks of ``block`` round trips."""
+    """Round-trip latency (p50, p99 in ms) of each runner over ``n`` round trips, the
+    runners taking turns in blocks of ``block`` (one block each to warm up first)."""
     got = threading.Event()
     samples: list[list[float]] = [[] for _ in runners]
     for r in runners:
@@ -187,7 +174,7 @@ def latency_interleaved(runners: list[Any], n: int, block: int = 50) -> list[tup
     for b in range(-1, (n + block - 1) // block):  # block -1 warms up
         for r, out in zip(runners, samples):
             topic = f"bench/{r.name}/rtt"
-            for _ in range(block):
+            for _ in range(block if b < 0 else min(block, n - b * block)):
                 got.clear()
                 t0 = time.perf_counter()
                 r.publish_one(topic)
