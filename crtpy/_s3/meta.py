@@ -28,6 +28,7 @@ from .._runtime.blocking import run_blocking as _run_blocking
 from .._runtime.callbacks import CallbackQueue
 from . import checksums as C
 from . import xml as X
+from .alloc import raise_trim_threshold
 from .client import (
     MAX_PARTS,
     MIN_UPLOAD_PART,
@@ -822,6 +823,10 @@ class MetaRequest:
         # with a file, each part's pieces are written as they arrive (see filewrite)
         writer = FileWriter(fd, asyncio.get_running_loop(), self._track_io) if fd is not None else None
         streams: dict[int, PartStream] = {}  # parts whose writes are not all over yet
+        if writer is None:
+            # the body arrives in fresh bytes objects: keep glibc from trimming (and
+            # faulting in again) the heap they come from (see alloc)
+            raise_trim_threshold()
 
         def part_sink(idx: int) -> Callable[[], tuple[Callable[[bytes], None], list[bytes]]]:
             def factory() -> tuple[Callable[[bytes], None], list[bytes]]:
