@@ -58,10 +58,12 @@ class _Receiver:
     """Takes one exchange's events from the engine: 2xx body pieces go to the sink,
     other bodies are collected."""
 
-    __slots__ = ("err_parts", "error", "headers", "ok", "sink", "status")
+    __slots__ = ("err_parts", "error", "headers", "ok", "on_head", "sink", "status")
 
-    def __init__(self, sink: Callable[[bytes], None] | None) -> None:
+    def __init__(self, sink: Callable[[bytes], None] | None,
+                 on_head: Callable[[int, Headers], None] | None = None) -> None:
         self.sink = sink
+        self.on_head = on_head
         self.status = 0
         self.headers: Headers = []
         self.ok = False
@@ -72,6 +74,8 @@ class _Receiver:
         self.status = status
         self.headers = headers
         self.ok = 200 <= status < 300
+        if self.on_head is not None:
+            self.on_head(status, headers)
 
     def _on_body(self, chunk: bytes) -> None:
         if self.ok and self.sink is not None:
@@ -123,12 +127,14 @@ class S3Connection:
 
     async def exchange(self, head: bytes, body: Sequence[Buffer] | None, sink: Callable[[bytes], None] | None,
                        *, is_head: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SEC,
-                       on_sent: Callable[[int], None] | None = None) -> Response:
-        """Send ``head`` and the ``body`` pieces; 2xx body pieces go to ``sink``."""
+                       on_sent: Callable[[int], None] | None = None,
+                       on_head: Callable[[int, Headers], None] | None = None) -> Response:
+        """Send ``head`` and the ``body`` pieces; 2xx body pieces go to ``sink``;
+        ``on_head(status, headers)`` sees the final response's head before its body."""
         engine = self.engine
         if not engine.reusable:
             raise ExchangeError(error("AWS_ERROR_HTTP_CONNECTION_CLOSED"))
-        rx = _Receiver(sink)
+        rx = _Receiver(sink, on_head)
         wire = WireRequest(head, body or None, idle_timeout=idle_timeout, on_sent=on_sent)
         try:
             await engine.exchange(rx, wire, head_method=is_head)

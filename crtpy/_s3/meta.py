@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from .._errors import code_of, error
 from .._http.body import _raw, known_length, read_into
 from .._runtime.blocking import run_blocking as _run_blocking
-from .._runtime.callbacks import CallbackQueue
+from .._runtime.callbacks import CallbackQueue, invoke
 from . import checksums as C
 from . import xml as X
 from .alloc import raise_trim_threshold
@@ -352,6 +352,205 @@ class _Gate:
             await self._event.wait()
 
 
+class _BodyPart:
+    """(loop) One part of a GET whose body goes to ``on_body`` (see :class:`_InOrder`).
+
+    While an earlier part is still being delivered, the part's pieces are gathered;
+    once it is the head, they go on and so does every later piece as it arrives.  A
+    retry starts the part again: the bytes an earlier attempt handed on already are
+    skipped, so that each byte reaches ``on_body`` once, at its offset.  Pieces go on
+    as they arrive only when the response is the range asked for (status and
+    Content-Range); any other response is gathered and left to the part's check."""
+
+    __slots__ = ("buffered", "complete", "conn", "delivered", "held", "hold_timer", "idx", "length", "may_hold",
+                 "owner", "pieces", "received", "start", "streaming", "verified")
+
+    def __init__(self, owner: _InOrder, idx: int, start: int, length: int) -> None:
+        self.owner = owner
+        self.idx = idx
+        self.start = start
+        self.length = length
+        self.pieces: list[bytes] = []  # this attempt's bytes from its first, not handed on
+        self.received = 0  # bytes of this attempt
+        self.delivered = 0  # bytes of the part handed on (by any attempt)
+        self.streaming = False  # the head: pieces go on as they arrive
+        self.verified = False  # this attempt's response is the range asked for
+        self.complete = False
+        self.buffered = 0  # bytes in ``pieces``
+        self.conn: Any = None  # the connection of the current attempt (see _exchange)
+        self.held = False  # that connection is not read (see feed)
+        self.may_hold = True
+        self.hold_timer: asyncio.TimerHandle | None = None
+
+    def new_attempt(self) -> None:
+        self.pieces = []
+        self.buffered = 0
+        self.received = 0
+        self.verified = False
+        self.may_hold = True
+
+    def attach(self, conn: Any) -> None:
+        self.conn = conn
+
+    def detach(self) -> None:
+        self._release()
+        self.conn = None
+
+    def _hold(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        self.held = True
+        conn.hold_reading()
+        self.hold_timer = asyncio.get_running_loop().call_later(HOLD_MAX_SEC, self._hold_expired)
+
+    def _release(self) -> None:
+        timer, self.hold_timer = self.hold_timer, None
+        if timer is not None:
+            timer.cancel()
+        if self.held:
+            self.held = False
+            if self.conn is not None:
+                self.conn.release_reading()
+
+    def _hold_expired(self) -> None:
+        # the head part is slow: gather this one after all rather than let its
+        # connection sit idle towards the exchange's idle timeout
+        self.hold_timer = None
+        self.may_hold = False
+        self._release()
+
+    def on_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """The response head of the current attempt (before its body)."""
+        if status not in (200, 206):
+            return
+        value = _first(headers, "content-range")
+        m = _CONTENT_RANGE.match(value or "")
+        self.verified = m is not None and (int(m.group(1)), int(m.group(2))) == \
+            (self.start, self.start + self.length - 1)
+
+    def feed(self, data: bytes) -> None:
+        pos = self.received
+        self.received = pos + len(data)
+        if self.streaming and self.verified:
+            self._hand_on(data, pos)
+        else:
+            self.pieces.append(data)
+            self.buffered += len(data)
+            if self.buffered >= HOLD_AFTER and self.may_hold and not self.held:
+                # enough gathered ahead of the head: the rest waits in the socket
+                # (the kernel's buffers, then TCP flow control) until this part is
+                # the head, so the loop's reads go to the part being handed on
+                self._hold()
+
+    def promote(self) -> None:
+        """Every part before this one has been handed on."""
+        self.streaming = True
+        self._release()
+        if self.verified:
+            self.flush()
+
+    def flush(self) -> None:
+        pieces, self.pieces = self.pieces, []
+        pos = 0
+        for p in pieces:
+            self._hand_on(p, pos)
+            pos += len(p)
+
+    def _hand_on(self, data: bytes, pos: int) -> None:
+        # bytes [pos, pos + len(data)) of this attempt, but none an earlier attempt
+        # handed on and none past the part's end (a longer body fails the part's check)
+        n = len(data)
+        begin = self.delivered
+        end = min(pos + n, self.length)
+        if end <= begin:
+            return
+        if begin > pos or end < pos + n:
+            data = bytes(memoryview(data)[max(begin, pos) - pos:end - pos])
+            begin = max(begin, pos)
+        else:
+            begin = pos
+        self.owner.hand_on(data, self.start + begin)
+        self.delivered = end
+
+
+#: bytes handed to on_body per callback-queue item while a part streams
+HAND_ON_BATCH = 2 * 1024 * 1024
+#: a part after the head gathers this many bytes, then its connection is not read until
+#: it is the head (at most HOLD_MAX_SEC: well within the exchange's idle timeout).
+#: Measured on the 2-CPU VM, 1 GiB from nginx in fresh processes, against whole parts
+#: gathered: 5,600 instead of 10,900 page faults, nginx 0.21 instead of 0.27 CPU-s/GiB,
+#: 2.96 instead of 2.74 GB/s (medians of 8 alternating runs)
+HOLD_AFTER = 2 * 1024 * 1024
+HOLD_MAX_SEC = 5.0
+
+
+def _call_on_body(on_body: Callable[..., None], batch: list[tuple[bytes, int]]) -> None:
+    """(callback worker) ``on_body`` for each piece of a batch, in order; what one call
+    raises is logged and the others still run, as for separately queued callbacks."""
+    for chunk, offset in batch:
+        invoke(on_body, chunk=chunk, offset=offset)
+    batch.clear()
+
+
+class _InOrder:
+    """(loop) Hands the parts of a GET to ``on_body`` in offset order, the head part's
+    pieces as they arrive (not once the whole part is in): the memory held is the
+    parts after the head, and the heap the pieces come from is reused sooner."""
+
+    def __init__(self, meta: MetaRequest, part: int, total: int, head: int,
+                 part_handed_on: Callable[[int, int], None]) -> None:
+        self.meta = meta
+        self.part = part
+        self.total = total
+        self.head = head  # the part being handed on
+        self.parts: dict[int, _BodyPart] = {}
+        self._part_handed_on = part_handed_on
+        self._on_body = meta.on_body
+        self._post = meta.cbq.post
+        self._batch: list[tuple[bytes, int]] = []
+        self._batch_bytes = 0
+
+    def new_part(self, idx: int) -> _BodyPart:
+        start = idx * self.part
+        bp = _BodyPart(self, idx, start, min(self.total, start + self.part) - start)
+        self.parts[idx] = bp
+        if idx == self.head:
+            bp.streaming = True
+        return bp
+
+    def hand_on(self, chunk: bytes, offset: int) -> None:
+        if self._on_body is None:
+            return
+        self._batch.append((chunk, offset))
+        self._batch_bytes += len(chunk)
+        if self._batch_bytes >= HAND_ON_BATCH:
+            self.post_batch()
+
+    def post_batch(self) -> None:
+        """Queue the pieces gathered for on_body as one callback-queue item (one
+        wake-up of the callback worker per batch, not per piece)."""
+        batch, self._batch = self._batch, []
+        self._batch_bytes = 0
+        if batch:
+            self._post(_call_on_body, self._on_body, batch)
+
+    def part_complete(self, idx: int) -> None:
+        """Part ``idx`` passed its check: hand on what is left of it, and of the parts
+        after it that are complete too; the next one becomes the head."""
+        self.parts[idx].complete = True
+        parts = self.parts
+        while self.head in parts and parts[self.head].complete:
+            bp = parts.pop(self.head)
+            bp.flush()
+            self.post_batch()
+            self._part_handed_on(self.head, bp.length)
+            self.head += 1
+        nxt = parts.get(self.head)
+        if nxt is not None:
+            nxt.promote()
+
+
 class MetaRequest:
     def __init__(self, client: ClientImpl, *, type: int, request: Any, operation_name: str | None,
                  recv_filepath: str | None, send_filepath: str | None, signing_config: Any,
@@ -603,12 +802,13 @@ class MetaRequest:
             failure: Failure | None = None
             try:
                 conn = await self.pool.acquire()
-                fed = state if isinstance(state, PartStream) else None
+                fed = state if isinstance(state, (PartStream, _BodyPart)) else None
                 if fed is not None:
                     fed.attach(conn)  # held (stops reading) while the file writer lags
                 try:
                     resp = await conn.exchange(head, body() if body is not None else None, sink, is_head=is_head,
-                                               on_sent=on_sent)
+                                               on_sent=on_sent,
+                                               on_head=state.on_head if isinstance(state, _BodyPart) else None)
                 finally:
                     if fed is not None:
                         fed.detach()
@@ -862,7 +1062,9 @@ class MetaRequest:
             return factory
 
         def received(state: Any) -> int:
-            return state.received if isinstance(state, PartStream) else sum(len(p) for p in state)
+            if isinstance(state, (PartStream, _BodyPart)):
+                return state.received
+            return sum(len(p) for p in state)
 
         async def check_first(resp: Response, pieces: Any) -> None:
             # a response that holds the whole object is checked against its checksum here
@@ -1043,6 +1245,31 @@ class MetaRequest:
                                   operation="GetObject", retryable=True)
             return check
 
+        def part_handed_on(idx: int, size: int) -> None:
+            self._part_done(idx, size)
+            self.cbq.post(loop.call_soon_threadsafe, gate.advance, idx + 1)
+
+        # on_body without a checksum to compute over the parts: the head part's pieces
+        # go on as they arrive (see _InOrder); else each part once it is complete
+        inorder = _InOrder(self, part, total, 1, part_handed_on) if writer is None and crc_algo is None else None
+
+        def body_sink(idx: int) -> Callable[[], tuple[Callable[[bytes], None], _BodyPart]]:
+            assert inorder is not None
+            bp = inorder.new_part(idx)
+
+            def factory() -> tuple[Callable[[bytes], None], _BodyPart]:
+                bp.new_attempt()
+                if not self._step:
+                    return bp.feed, bp
+                feed = bp.feed
+
+                def sink(data: bytes) -> None:
+                    feed(data)
+                    self._part_progress(idx, bp.received)
+
+                return sink, bp
+            return factory
+
         async def worker() -> None:
             while True:
                 idx = state["next_claim"]
@@ -1057,7 +1284,12 @@ class MetaRequest:
                 if etag:
                     hdrs_i.append(("If-Match", etag))
                 try:
-                    sink = file_sink(idx, crc_algo) if writer is not None else part_sink(idx)
+                    if writer is not None:
+                        sink = file_sink(idx, crc_algo)
+                    elif inorder is not None:
+                        sink = body_sink(idx)
+                    else:
+                        sink = part_sink(idx)
                     _, got = await self._exchange("GetObject", "GET", self.path, hdrs_i, None, sink,
                                                   check=part_check(idx))
                 except Failure as f:
@@ -1067,6 +1299,8 @@ class MetaRequest:
                     raise
                 if writer is not None:
                     await finish_part(idx, got)
+                elif inorder is not None:
+                    inorder.part_complete(idx)
                 else:
                     await deliver(idx, got)
                 # this frame must not keep the part alive while the next one is fetched
