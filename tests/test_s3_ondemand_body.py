@@ -4,11 +4,13 @@ itself (order, offsets, chunk types, retries of a part whose bytes were partly h
 on).  Against the fake S3 endpoint of tests/helpers/s3express.py."""
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import subprocess
 import sys
 import threading
+import types
 import uuid
 from typing import Any
 
@@ -184,6 +186,8 @@ def test_only_the_range_asked_for_goes_on_as_it_arrives():
     got: list[tuple[bytes, int]] = []
 
     class Owner:
+        hold = False
+
         def hand_on(self, chunk: bytes, offset: int) -> None:
             got.append((chunk, offset))
 
@@ -205,6 +209,8 @@ def test_hand_on_skips_what_an_earlier_attempt_delivered():
     got: list[tuple[bytes, int]] = []
 
     class Owner:
+        hold = False
+
         def hand_on(self, chunk: bytes, offset: int) -> None:
             got.append((chunk, offset))
 
@@ -223,3 +229,34 @@ def test_hand_on_skips_what_an_earlier_attempt_delivered():
     bp.feed(b"ijXX")  # past the part's end: never handed on
     assert got[2:] == [(b"gh", 206), (b"ij", 208)]
     assert type(got[2][0]) is bytes and bp.delivered == 10
+
+
+@pytest.mark.parametrize("loopback", [True, False])
+def test_parts_hold_their_connection_only_for_a_loopback_endpoint(loopback):
+    """Over a network every connection must keep being read (its TCP window), so only
+    an endpoint on this machine lets parts after the head stop reading."""
+    holds: list[str] = []
+
+    class Conn:
+        def hold_reading(self) -> None:
+            holds.append("hold")
+
+        def release_reading(self) -> None:
+            holds.append("release")
+
+    m = types.SimpleNamespace(on_body=None, loopback=loopback, cbq=types.SimpleNamespace(post=lambda *a, **k: None))
+    order = meta._InOrder(m, 10, 100, 1, lambda idx, size: None)  # type: ignore[arg-type]
+    order.new_part(1)
+    bp = order.new_part(2)
+    bp.attach(Conn())
+    bp.new_attempt()
+    bp.on_head(206, [("Content-Range", "bytes 20-29/100")])
+
+    async def feed_all() -> None:  # holding arms a timer on the running loop
+        for _ in range(3):
+            bp.feed(b"z" * (meta.HOLD_AFTER // 2))
+        bp.detach()
+
+    asyncio.run(feed_all())
+    assert holds == (["hold", "release"] if loopback else [])
+    assert bp.buffered == 3 * (meta.HOLD_AFTER // 2)
