@@ -260,3 +260,41 @@ def test_parts_hold_their_connection_only_for_a_loopback_endpoint(loopback):
     asyncio.run(feed_all())
     assert holds == (["hold", "release"] if loopback else [])
     assert bp.buffered == 3 * (meta.HOLD_AFTER // 2)
+
+
+def test_the_head_never_holds_its_own_connection():
+    """The head gathers a response it cannot hand on as it comes (an unexpected
+    Content-Range): that must not stop its own connection, nothing would release it."""
+    holds: list[str] = []
+    conn = types.SimpleNamespace(hold_reading=lambda: holds.append("hold"),
+                                 release_reading=lambda: holds.append("release"))
+    m = types.SimpleNamespace(on_body=None, loopback=True, cbq=types.SimpleNamespace(post=lambda *a, **k: None))
+    order = meta._InOrder(m, 10, 100, 1, lambda idx, size: None)  # type: ignore[arg-type]
+    head = order.new_part(1)
+    head.attach(conn)
+    head.new_attempt()
+    head.on_head(206, [("Content-Range", "bytes 0-9/100")])
+
+    async def feed() -> None:
+        head.feed(b"q" * (2 * meta.HOLD_AFTER))
+        head.detach()
+
+    asyncio.run(feed())
+    assert holds == [] and head.buffered == 2 * meta.HOLD_AFTER
+
+
+def test_the_head_part_goes_on_as_it_arrives(server, monkeypatch):
+    """Pieces of the head part are handed on from feed (as they arrive), not only when
+    the part is complete; what gets to on_body is the object, in order."""
+    streamed: list[int] = []
+    feed = meta._BodyPart.feed
+
+    def watching_feed(self: Any, data: bytes) -> None:
+        if self.streaming and self.verified:
+            streamed.append(len(data))
+        feed(self, data)
+
+    monkeypatch.setattr(meta._BodyPart, "feed", watching_feed)
+    data, calls = _collect(server, 6 * MIB + 3, MIB)
+    assert b"".join(c for c, _ in calls) == data
+    assert sum(streamed) > 0

@@ -437,7 +437,7 @@ class _BodyPart:
         else:
             self.pieces.append(data)
             self.buffered += len(data)
-            if self.buffered >= HOLD_AFTER and self.may_hold and not self.held:
+            if self.buffered >= HOLD_AFTER and self.may_hold and not self.held and not self.streaming:
                 # enough gathered ahead of the head: the rest waits in the socket
                 # (the kernel's buffers, then TCP flow control) until this part is
                 # the head, so the loop's reads go to the part being handed on
