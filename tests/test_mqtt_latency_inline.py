@@ -375,6 +375,104 @@ def test_mqtt5_keep_alive_while_reading_inline(mosquitto: Any) -> None:
         c.close()
 
 
+# -- spinning for the broker's answer (stream.INLINE_SPIN_SEC, crtpy._runtime.spin) ---------
+@pytest.fixture
+def spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crtpy._runtime import spin
+
+    monkeypatch.setattr(spin, "ENABLED", True)  # (off by default on a single CPU)
+
+
+def round_trips(c: Client5, topic: str, got: Received, n: int, qos: Any = Q1_5) -> None:
+    """``n`` publishes, each waited for (so each can go out directly)."""
+    base = len(got)
+    for i in range(n):
+        c.client.publish(mqtt5.PublishPacket(payload=b"%d" % i, qos=qos, topic=topic))
+        got.wait(lambda i=i: len(got) > base + i)
+    assert got[base:] == [b"%d" % i for i in range(n)]
+
+
+def test_mqtt5_reader_spins_for_the_answer_to_a_direct_publish(mosquitto: Any, spinning: None) -> None:
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
+    try:
+        topic = f"spin/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, got)
+        spinner = c.driver.protocol.spinner
+        before = spinner.spins
+        round_trips(c, topic, got, 30)
+        assert spinner.spins > before  # kicked (asleep) or told (awake) by the sends
+        assert c.driver.inline_reads > 0
+    finally:
+        c.close()
+
+
+def test_mqtt5_no_spin_without_an_answer_due(mosquitto: Any, spinning: None) -> None:
+    """QoS 0 publishes get no answer from the broker: nobody spins for them."""
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
+    try:
+        topic = f"spin/{uid()}"
+        c.sub(topic)
+        warm5(c, topic, got)
+        spinner = c.driver.protocol.spinner
+        before = spinner.spins
+        for i in range(20):
+            c.client.publish(mqtt5.PublishPacket(payload=b"q0", qos=mqtt5.QoS.AT_MOST_ONCE,
+                                                 topic=f"spin/{uid()}")).result(T)
+        assert spinner.spins == before and not c.driver.protocol.answer_due
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("switch", ["spin.ENABLED", "INLINE_SPIN_SEC"])
+def test_mqtt5_spin_switched_off(mosquitto: Any, monkeypatch: pytest.MonkeyPatch, switch: str) -> None:
+    from crtpy._runtime import spin
+
+    if switch == "spin.ENABLED":
+        monkeypatch.setattr(spin, "ENABLED", False)
+    else:
+        monkeypatch.setattr(spin, "ENABLED", True)
+        monkeypatch.setattr(stream, "INLINE_SPIN_SEC", 0.0)
+    got = Received()
+    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
+    try:
+        topic = f"spin/{uid()}"
+        c.sub(topic)
+        round_trips(c, topic, got, 20)
+        assert c.driver.protocol.spinner.spins == 0
+    finally:
+        c.close()
+
+
+def test_mqtt5_spinning_reader_and_blocking_callbacks(mosquitto: Any, spinning: None) -> None:
+    """A callback that publishes and waits for its PUBACK while the reader spins for
+    answers: the loop reads meanwhile, nothing is lost or reordered."""
+    got = Received()
+    box: dict[str, Any] = {}  # (the client, without a reference cycle through the callback)
+    topic = f"spin/{uid()}"
+
+    def on_publish(d: Any) -> None:
+        payload = d.publish_packet.payload
+        if payload.startswith(b"ask"):
+            box["c"].pub(f"{topic}/echo", b"echo" + payload[3:]).result(T)
+        got.add(payload)
+
+    c = box["c"] = Client5(mosquitto.port, on_publish)
+    try:
+        c.sub(topic)
+        c.sub(f"{topic}/echo")
+        for i in range(20):
+            c.pub(topic, b"ask%d" % i)
+            got.wait(lambda i=i: b"echo%d" % i in got and b"ask%d" % i in got)
+        assert [p for p in got if p.startswith(b"ask")] == [b"ask%d" % i for i in range(20)]
+        assert [p for p in got if p.startswith(b"echo")] == [b"echo%d" % i for i in range(20)]
+    finally:
+        c.close()
+        box.clear()
+
+
 # -- MQTT 3.1.1 ------------------------------------------------------------------------
 def test_mqtt311_callback_publishes_and_waits(mosquitto: Any, inline: bool) -> None:
     c = Client311(mosquitto.port)

@@ -36,6 +36,7 @@ import httptools
 from .._errors import error
 from .._net import errors as _net_errors
 from .._runtime.futures import CrtFuture
+from .._runtime.spin import Spinner
 from .body import known_length
 from .common import BODY_CHUNK, Dispatcher, call_on_loop, closed_error, helping_future, read_chunk
 from .transport import ConnProtocol
@@ -53,18 +54,8 @@ CALLER_BUFFER = 64 * 1024
 # ep mode ends after this many responses in a row arrive with nobody waiting for them
 _EP_MAX_MISSES = 4
 # A caller waiting for the start of its response polls the socket without sleeping for up
-# to SPIN_SEC first: a thread (and its CPU) that never goes idle is woken at no cost, where
-# an idle one costs 20-40 us per wake-up on a VM.  Adaptive: after SPIN_MAX_MISSES waits in
-# a row that outlast the spin, a connection does not spin for its next SPIN_PAUSE
-# exchanges (a slow server costs little CPU).  Never on a single CPU, where the spin would
-# keep a local server from running.
-SPIN_SEC = 100e-6 if (os.cpu_count() or 1) > 1 else 0.0
-SPIN_MAX_MISSES = 3
-SPIN_PAUSE = 64
-# at most one thread per CPU but one spins at a time (the others sleep at once)
-_MAX_SPINNERS = max(1, (os.cpu_count() or 1) - 1)
-_spin_lock = threading.Lock()
-_spinners = [0]  # threads spinning now
+# to SPIN_SEC first (the server's think time; bounded and adaptive: crtpy._runtime.spin).
+SPIN_SEC = 100e-6
 
 CONTINUE_TIMEOUT_SEC = 1.0
 # the rest of a body with at least this many bytes still to come skips the parser (see
@@ -286,8 +277,7 @@ class H1Connection:
         self._caller_reading = False  # a caller thread owns reading (and parsing)
         self._caller_failed: BaseException | None = None
         self.caller_reads = 0  # exchanges completed by caller reads (tests look at it)
-        self._spin_misses = 0  # caller waits in a row that outlasted the spin
-        self._spin_pause = 0  # exchanges to go before callers spin again
+        self._spinner = Spinner()  # callers' spin state (see SPIN_SEC)
         self._poller: Any = None
         self._cbuf: memoryview | None = None
         self._held = False  # hold_reading(): a consumer that can't keep up pushes back
@@ -358,31 +348,6 @@ class H1Connection:
     def update_connection_window(self, increment: int) -> None:
         self.update_window(increment)
 
-    def _spin(self, poll: Callable[[int], list[Any]], budget: float) -> list[Any]:
-        """(a reading caller) Poll without sleeping for up to ``budget`` seconds; what
-        ``poll`` found (empty: nothing yet).  Keeps the adaptive state (see SPIN_SEC)."""
-        with _spin_lock:
-            if _spinners[0] >= _MAX_SPINNERS:
-                return []
-            _spinners[0] += 1
-        try:
-            end = _monotonic() + budget
-            while True:
-                ready = poll(0)  # (releases the GIL, like any system call)
-                if ready:
-                    self._spin_misses = 0
-                    return ready
-                if _monotonic() >= end:
-                    break
-        finally:
-            with _spin_lock:
-                _spinners[0] -= 1
-        self._spin_misses += 1
-        if self._spin_misses >= SPIN_MAX_MISSES:
-            self._spin_misses = 0
-            self._spin_pause = SPIN_PAUSE
-        return ready
-
     def caller_read(self, s: H1Stream, runner: Any, deadline: float | None) -> None:
         """(the thread waiting for ``s`` to complete) Read and parse the response of
         ``s`` in this thread, so that it reaches the waiter without waking the loop.
@@ -428,10 +393,7 @@ class H1Connection:
         rearm = True  # on giving reading back: put the socket back into the loop's watch
         then: Callable[..., None] | None = None  # run on the loop afterwards, with ``args``
         args: tuple[Any, ...] = ()
-        spin = SPIN_SEC  # for the first wait only (the server's think time)
-        if self._spin_pause:
-            self._spin_pause -= 1
-            spin = 0.0
+        spin = SPIN_SEC if self._spinner.wanted() else 0.0  # for the first wait only
         try:
             while True:
                 runner.drain()
@@ -444,7 +406,7 @@ class H1Connection:
                     ms = min(_READER_SLICE_MS, int(remaining * 1000) + 1)
                 ready = None
                 if spin:
-                    ready = self._spin(poll, spin)
+                    ready = self._spinner.spin(poll, spin)
                     spin = 0.0
                 if not ready:
                     ready = poll(ms)

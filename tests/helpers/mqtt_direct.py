@@ -33,10 +33,10 @@ def direct_stats(monkeypatch: pytest.MonkeyPatch) -> Iterator[DirectStats]:
     send_locked = stream.LoopInbox._send_locked
     post = stream.LoopInbox._post
 
-    def counting_send(self: Any, sock: Any, data: bytes) -> None:
+    def counting_send(self: Any, sock: Any, data: bytes, answer: bool = False) -> None:
         with stats.lock:
             stats.direct += 1
-        send_locked(self, sock, data)
+        send_locked(self, sock, data, answer)
 
     def counting_post(self: Any, item: Any) -> None:
         with stats.lock:
