@@ -298,3 +298,33 @@ def test_the_head_part_goes_on_as_it_arrives(server, monkeypatch):
     data, calls = _collect(server, 6 * MIB + 3, MIB)
     assert b"".join(c for c, _ in calls) == data
     assert sum(streamed) > 0
+
+
+@pytest.mark.skipif(os.environ.get("CRTPY_LONG_TESTS") != "1", reason="long: set CRTPY_LONG_TESTS=1")
+def test_random_faults_never_change_what_on_body_sees(moto_server):  # noqa: F811
+    """25 downloads, each with 1-4 parts cut midway or answered 500/503 once or twice:
+    on_body always sees the object, in order, each byte once."""
+    import random
+
+    part = 5 * MIB
+    bucket = "ondemand-" + uuid.uuid4().hex[:10]
+    moto_server.boto3().create_bucket(Bucket=bucket)
+    data = os.urandom(7 * part + 12345)
+    moto_server.boto3().put_object(Bucket=bucket, Key="k", Body=data)
+    proxy = FaultProxy(moto_server.port)
+    rnd = random.Random(1)
+    try:
+        c = make_client(proxy.port, part_size=part, retry_config=S3RetryConfig(max_retries=5, backoff_scale_factor_ms=1))
+        for _ in range(25):
+            proxy.clear()
+            for p in rnd.sample(range(1, 8), rnd.randint(1, 4)):
+                proxy.add_rule(lambda m, pth, h, s=p * part: m == "GET" and h.get("range", "").startswith(f"bytes={s}-"),
+                               rnd.choice(["drop_response", "drop_response", "503", "500"]), rnd.randint(1, 2))
+            rec = Recorder()
+            req = c.make_request(type=S3RequestType.GET_OBJECT, request=http_request("GET", proxy.port, bucket, "k"),
+                                 **rec.callbacks())
+            assert req.finished_future.exception(120) is None
+            assert rec.body() == data
+            assert rec.progress == len(data)
+    finally:
+        proxy.close()
