@@ -328,3 +328,43 @@ def test_random_faults_never_change_what_on_body_sees(moto_server):  # noqa: F81
             assert rec.progress == len(data)
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("loopback", [True, False])
+def test_memory_limit_bounds_what_waits_for_a_slow_on_body(server, monkeypatch, loopback):
+    """memory_limit of two parts and an on_body slower than the server: the bytes
+    received and not yet through on_body never exceed memory_limit (whether parts
+    after the head hold their connection or gather their whole part)."""
+    import time
+
+    part = MIB
+    limit = 2 * part
+    fed = [0]
+    feed = meta._BodyPart.feed
+
+    def counting_feed(self: Any, data: bytes) -> None:
+        fed[0] += len(data)
+        feed(self, data)
+
+    monkeypatch.setattr(meta._BodyPart, "feed", counting_feed)
+    monkeypatch.setattr(meta, "is_loopback_host", lambda host: loopback)
+    data = os.urandom(10 * part + 5)
+    server.objects[f"/{BUCKET}/k"] = data
+    consumed = [0]
+    worst = [0]
+    out: list[bytes] = []
+
+    def on_body(chunk: Any, offset: int, **_: Any) -> None:
+        assert offset == consumed[0]
+        # part 0 comes before the parts fed through _BodyPart
+        waiting = part + fed[0] - consumed[0] if consumed[0] >= part else part - consumed[0]
+        worst[0] = max(worst[0], waiting)
+        consumed[0] += len(chunk)
+        out.append(bytes(chunk))
+        time.sleep(0.002)
+
+    _client(part_size=part, memory_limit=limit).make_request(
+        type=s3.S3RequestType.GET_OBJECT, request=_request(server, "GET", "k"),
+        on_body=on_body).finished_future.result(TIMEOUT)
+    assert b"".join(out) == data
+    assert 0 < worst[0] <= limit
