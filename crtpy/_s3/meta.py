@@ -3,7 +3,8 @@
 * GET_OBJECT: a first ranged GET learns the object's size and ETag; the other parts are
   fetched in parallel with ``If-Match``; body pieces are written to the file at their
   offsets as they arrive (writer threads, see ``filewrite``), or go to ``on_body`` in
-  offset order.
+  offset order: the head part's as they arrive, later parts' once they are the head
+  (``_InOrder``; with a full-object CRC to compute, whole parts).
 * PUT_OBJECT: one PUT up to the threshold, else CreateMultipartUpload, parallel
   UploadParts from pooled part buffers, CompleteMultipartUpload; AbortMultipartUpload on
   failure or cancel.
