@@ -188,3 +188,33 @@ def test_session_behaviour_sets_clean_start():
         assert connect(core).clean_start is first
         core.connection_lost(None)
         assert connect(core).clean_start is second
+
+
+def test_operations_wait_while_every_packet_id_is_in_use():
+    """65,535 unacknowledged operations: the next ones needing an identifier wait in
+    the queue, in order, until an acknowledgement frees one (nothing raises, nothing
+    is lost); QoS 0 publishes behind them keep their place."""
+    core = make()
+    connect(core)
+    first = []
+    for _ in range(65535):
+        op, done = publish_op()
+        core.submit(op, 0.0)
+        first.append(done)
+    assert len(take(core)) == 65535
+    sub_done = Done()
+    core.submit(k.Op(c.Subscribe(0, [c.Subscription("s")]), sub_done, 10), 0.0)
+    pub, pub_done = publish_op()
+    core.submit(pub, 0.0)
+    q0, q0_done = publish_op(qos=0)
+    core.submit(q0, 0.0)
+    assert take(core) == [] and len(core.queue) == 3
+    assert not sub_done.calls and not pub_done.calls and not q0_done.calls
+    core.data_received(c.encode(c.Ack(c.PUBACK, 7)), 1.0)
+    sent = take(core)
+    assert [(type(p), p.packet_id) for p in sent] == [(c.Subscribe, 7)]
+    core.data_received(c.encode(c.Ack(c.PUBACK, 9)), 1.0)
+    sent = take(core)
+    assert [(type(p), p.packet_id, p.qos) for p in sent] == [(c.Publish, 9, 1), (c.Publish, 0, 0)]
+    assert q0_done.calls == [(None, None)]
+    assert first[6].calls and first[8].calls and not first[7].calls

@@ -43,6 +43,7 @@ ALIAS_LRU = 2
 ALIAS_DISABLED = 3
 
 DEFAULT_KEEP_ALIVE_SEC = 1200
+_PACKET_IDS = 65535  # packet identifiers 1..65535
 DEFAULT_PING_TIMEOUT_MS = 30_000
 DEFAULT_CONNACK_TIMEOUT_MS = 20_000
 DEFAULT_OUTBOUND_ALIAS_CACHE = 25
@@ -191,7 +192,7 @@ class Core:
             if pid not in self.unacked:
                 break
             pid = pid + 1 if pid < 65535 else 1
-        else:
+        else:  # (not reached: _service waits while every identifier is in use)
             raise error("AWS_ERROR_MQTT_QUEUE_FULL", "no free packet identifier")
         self.next_packet_id = pid + 1 if pid < 65535 else 1
         return pid
@@ -243,9 +244,13 @@ class Core:
         ack_timeout = self.cfg.ack_timeout
         wrote = False
         budget = OUTPUT_BATCH_BYTES  # hand the driver at most about this much per call
+        unacked = self.unacked
         while queue and budget > 0:
             op = queue[0]
             p = op.packet
+            if len(unacked) >= _PACKET_IDS and (
+                    (p.qos and not op.sent) if p.type == c.PUBLISH else not p.packet_id):  # type: ignore[attr-defined]
+                break  # every packet id is in use: like flow control, wait for an ack
             if p.type == c.PUBLISH:
                 qos = p.qos  # type: ignore[attr-defined]
                 if qos and self.inflight_qos1 >= receive_max:
