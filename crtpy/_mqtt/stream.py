@@ -415,6 +415,10 @@ class LoopInbox:
 
     def _post(self, item: Any) -> None:
         if self.loop_thread.in_thread():
+            if self.incoming:  # posted earlier by other threads: those go first
+                self.incoming.append(item)
+                self._drain()
+                return
             with self.lock:
                 self._handle_item(item)
                 self.after_core()
