@@ -6,6 +6,7 @@ client, subscribe from a callback, the broker dropping the connection or the use
 stopping the client while a worker reads, callback order, keep-alive, the switch."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -115,13 +116,22 @@ def warm5(c: Client5, topic: str, got: list[Any]) -> None:
     wait_until(lambda: len(got) > n, what="the warm-up message")
 
 
+@contextlib.contextmanager
+def recording(port: int, prefix: str) -> Iterator[tuple[Client5, str, Received]]:
+    """A client subscribed to a fresh topic, recording the payloads it receives."""
+    got = Received()
+    c = Client5(port, lambda d: got.add(d.publish_packet.payload))
+    try:
+        topic = f"{prefix}/{uid()}"
+        c.sub(topic)
+        yield c, topic, got
+    finally:
+        c.close()
+
+
 # -- MQTT 5 ----------------------------------------------------------------------------
 def test_mqtt5_round_trips_read_inline(mosquitto: Any, inline: bool) -> None:
-    got = Received()
-    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
-    try:
-        topic = f"inline/{uid()}"
-        c.sub(topic)
+    with recording(mosquitto.port, "inline") as (c, topic, got):
         for i in range(50):
             c.pub(topic, b"%d" % i)
             got.wait(lambda i=i: len(got) > i)
@@ -132,16 +142,10 @@ def test_mqtt5_round_trips_read_inline(mosquitto: Any, inline: bool) -> None:
         else:
             assert c.driver.inline_reads == 0
             assert c.driver.protocol.ep is None
-    finally:
-        c.close()
 
 
 def test_mqtt5_callbacks_keep_their_order(mosquitto: Any, inline: bool) -> None:
-    got = Received()
-    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
-    try:
-        topic = f"inline/{uid()}"
-        c.sub(topic)
+    with recording(mosquitto.port, "inline") as (c, topic, got):
         n = 2000
         last = None
         for i in range(n):
@@ -152,8 +156,6 @@ def test_mqtt5_callbacks_keep_their_order(mosquitto: Any, inline: bool) -> None:
         last.result(T)
         got.wait(lambda: len(got) >= n)
         assert got == [b"%d" % i for i in range(n)]
-    finally:
-        c.close()
 
 
 def test_mqtt5_callback_publishes_and_waits(mosquitto: Any, inline: bool) -> None:
@@ -393,28 +395,18 @@ def round_trips(c: Client5, topic: str, got: Received, n: int, qos: Any = Q1_5) 
 
 
 def test_mqtt5_reader_spins_for_the_answer_to_a_direct_publish(mosquitto: Any, spinning: None) -> None:
-    got = Received()
-    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
-    try:
-        topic = f"spin/{uid()}"
-        c.sub(topic)
+    with recording(mosquitto.port, "spin") as (c, topic, got):
         warm5(c, topic, got)
         spinner = c.driver.protocol.spinner
         before = spinner.spins
         round_trips(c, topic, got, 30)
         assert spinner.spins > before  # kicked (asleep) or told (awake) by the sends
         assert c.driver.inline_reads > 0
-    finally:
-        c.close()
 
 
 def test_mqtt5_no_spin_without_an_answer_due(mosquitto: Any, spinning: None) -> None:
     """QoS 0 publishes get no answer from the broker: nobody spins for them."""
-    got = Received()
-    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
-    try:
-        topic = f"spin/{uid()}"
-        c.sub(topic)
+    with recording(mosquitto.port, "spin") as (c, topic, got):
         warm5(c, topic, got)
         spinner = c.driver.protocol.spinner
         before = spinner.spins
@@ -422,8 +414,6 @@ def test_mqtt5_no_spin_without_an_answer_due(mosquitto: Any, spinning: None) -> 
             c.client.publish(mqtt5.PublishPacket(payload=b"q0", qos=mqtt5.QoS.AT_MOST_ONCE,
                                                  topic=f"spin/{uid()}")).result(T)
         assert spinner.spins == before and not c.driver.protocol.answer_due
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("switch", ["spin.ENABLED", "INLINE_SPIN_SEC"])
@@ -435,15 +425,9 @@ def test_mqtt5_spin_switched_off(mosquitto: Any, monkeypatch: pytest.MonkeyPatch
     else:
         monkeypatch.setattr(spin, "ENABLED", True)
         monkeypatch.setattr(stream, "INLINE_SPIN_SEC", 0.0)
-    got = Received()
-    c = Client5(mosquitto.port, lambda d: got.add(d.publish_packet.payload))
-    try:
-        topic = f"spin/{uid()}"
-        c.sub(topic)
+    with recording(mosquitto.port, "spin") as (c, topic, got):
         round_trips(c, topic, got, 20)
         assert c.driver.protocol.spinner.spins == 0
-    finally:
-        c.close()
 
 
 def test_mqtt5_spinning_reader_and_blocking_callbacks(mosquitto: Any, spinning: None) -> None:
