@@ -121,15 +121,21 @@ def test_on_body_chunks_are_bytes_in_order_with_their_offsets(server, size):
 
 
 # -- parts handed on as they arrive (meta._InOrder): retries, holds, odd responses --------
+def _moto_object(moto: Any, data: bytes) -> str:
+    """A fresh bucket on moto holding ``data`` at key "k"; its name."""
+    bucket = "ondemand-" + uuid.uuid4().hex[:10]
+    moto.boto3().create_bucket(Bucket=bucket)
+    moto.boto3().put_object(Bucket=bucket, Key="k", Body=data)
+    return bucket
+
+
 def test_head_part_dropped_midway_is_handed_on_once(moto_server):  # noqa: F811
     """Part 1 is the head when its response is cut in the middle: the bytes handed on
     before the cut are not handed on again by the retry; part 2 (gathered meanwhile)
     is cut too and gathered again from its start."""
     part = 5 * MIB
-    bucket = "ondemand-" + uuid.uuid4().hex[:10]
-    moto_server.boto3().create_bucket(Bucket=bucket)
     data = os.urandom(4 * part + 999)
-    moto_server.boto3().put_object(Bucket=bucket, Key="k", Body=data)
+    bucket = _moto_object(moto_server, data)
     proxy = FaultProxy(moto_server.port)
     try:
         for start in (part, 2 * part):
@@ -307,10 +313,8 @@ def test_random_faults_never_change_what_on_body_sees(moto_server):  # noqa: F81
     import random
 
     part = 5 * MIB
-    bucket = "ondemand-" + uuid.uuid4().hex[:10]
-    moto_server.boto3().create_bucket(Bucket=bucket)
     data = os.urandom(7 * part + 12345)
-    moto_server.boto3().put_object(Bucket=bucket, Key="k", Body=data)
+    bucket = _moto_object(moto_server, data)
     proxy = FaultProxy(moto_server.port)
     rnd = random.Random(1)
     try:
