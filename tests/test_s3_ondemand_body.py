@@ -206,7 +206,7 @@ def test_only_the_range_asked_for_goes_on_as_it_arrives():
         bp.feed(b"x" * 10)
         assert not bp.verified and got == [] and bp.pieces == [b"x" * 10]
     bp.new_attempt()
-    bp.on_head(206, [("Content-Range", f"bytes {MIB}-{2 * MIB - 1}/{3 * MIB}")])
+    bp.on_head(206, [("Content-Range", f"bytes {MIB}-{2 * MIB - 1}/{3 * MIB}"), ("Content-Length", str(MIB))])
     bp.feed(b"y" * 10)
     assert bp.verified and got == [(b"y" * 10, MIB)] and bp.pieces == []
 
@@ -223,13 +223,13 @@ def test_hand_on_skips_what_an_earlier_attempt_delivered():
     bp = meta._BodyPart(Owner(), 2, 200, 10)  # type: ignore[arg-type]
     bp.streaming = True
     bp.new_attempt()
-    bp.on_head(206, [("Content-Range", "bytes 200-209/300")])
+    bp.on_head(206, [("Content-Range", "bytes 200-209/300"), ("Content-Length", "10")])
     bp.feed(b"abcd")
     bp.feed(b"ef")
     assert got == [(b"abcd", 200), (b"ef", 204)] and bp.delivered == 6
     # the connection broke; a retry sends the part again from its first byte
     bp.new_attempt()
-    bp.on_head(206, [("Content-Range", "bytes 200-209/300")])
+    bp.on_head(206, [("Content-Range", "bytes 200-209/300"), ("Content-Length", "10")])
     bp.feed(b"abc")  # all delivered already
     bp.feed(b"defgh")  # 'def' was, 'gh' was not
     bp.feed(b"ijXX")  # past the part's end: never handed on
@@ -256,7 +256,7 @@ def test_parts_hold_their_connection_only_for_a_loopback_endpoint(loopback):
     bp = order.new_part(2)
     bp.attach(Conn())
     bp.new_attempt()
-    bp.on_head(206, [("Content-Range", "bytes 20-29/100")])
+    bp.on_head(206, [("Content-Range", "bytes 20-29/100"), ("Content-Length", "10")])
 
     async def feed_all() -> None:  # holding arms a timer on the running loop
         for _ in range(3):
@@ -279,7 +279,7 @@ def test_the_head_never_holds_its_own_connection():
     head = order.new_part(1)
     head.attach(conn)
     head.new_attempt()
-    head.on_head(206, [("Content-Range", "bytes 0-9/100")])
+    head.on_head(206, [("Content-Range", "bytes 0-9/100"), ("Content-Length", "10")])
 
     async def feed() -> None:
         head.feed(b"q" * (2 * meta.HOLD_AFTER))

@@ -422,13 +422,23 @@ class _BodyPart:
         self._release()
 
     def on_head(self, status: int, headers: list[tuple[str, str]]) -> None:
-        """The response head of the current attempt (before its body)."""
+        """The response head of the current attempt (before its body).  Its pieces may
+        go on as they arrive only when the part's check is bound to pass once the body
+        is in: the range asked for (status, Content-Range) framed by a Content-Length of
+        exactly the part's length (no chunked body of unknown length).  Bytes handed on
+        are never handed on again, so an attempt that the check then rejects (a body of
+        another length, extra bytes before the range's) must never have handed on any."""
         if status not in (200, 206):
             return
-        value = _first(headers, "content-range")
-        m = _CONTENT_RANGE.match(value or "")
-        self.verified = m is not None and (int(m.group(1)), int(m.group(2))) == \
-            (self.start, self.start + self.length - 1)
+        m = _CONTENT_RANGE.match(_first(headers, "content-range") or "")
+        if m is None or (int(m.group(1)), int(m.group(2))) != (self.start, self.start + self.length - 1):
+            return
+        length = (_first(headers, "content-length") or "").strip()
+        if not (length.isascii() and length.isdigit()) or int(length) != self.length:
+            return
+        if _first(headers, "transfer-encoding") is not None:
+            return
+        self.verified = True
 
     def feed(self, data: bytes) -> None:
         pos = self.received
