@@ -17,6 +17,7 @@ import pytest
 from helpers.s3_servers import http_request, make_client
 
 from crtpy._test import check_for_leaks
+from crtpy.exceptions import AwsCrtError
 from crtpy.s3 import S3RequestType, S3RetryConfig
 
 MIB = 1024 * 1024
@@ -244,3 +245,70 @@ def test_only_a_reply_framed_by_the_parts_length_goes_on_as_it_arrives():
     bp.on_head(206, [rng, ("content-length", "10")])
     bp.feed(b"y" * 10)
     assert got == [(b"y" * 10, 100)]
+
+
+# -- 2. a reply holding another range than the one asked for -------------------------------------
+def _range_reply(kind: str, data: bytes, part_idx: int, always: bool) -> Hook:
+    def hook(ctx: dict[str, Any]) -> dict[str, Any]:
+        if ctx["start"] != part_idx * PART or (not always and ctx["attempt"] > 1):
+            return {}
+        if kind == "other":  # the next part's range and bytes: the same length
+            s = (part_idx + 1) * PART
+            return {"content_range": f"bytes {s}-{s + PART - 1}/{len(data)}", "body": data[s:s + PART]}
+        if kind == "unreadable":
+            return {"content_range": "bytes x"}
+        return {"content_range": None}  # "missing"
+    return hook
+
+
+def _consistent(events: Events, data: bytes) -> None:
+    """Whatever reached on_body is the object's bytes at their offsets."""
+    for offset, chunk in events.chunks:
+        assert chunk == data[offset:offset + len(chunk)]
+
+
+@pytest.mark.parametrize("part_idx", [0, 2])
+@pytest.mark.parametrize("kind", ["other", "unreadable"])
+@pytest.mark.parametrize("to_file", [False, True])
+def test_a_range_reply_with_another_content_range_fails_after_retries(serve, tmp_path, part_idx, kind, to_file):
+    data = os.urandom(4 * PART + 333)
+    srv = serve(data, _range_reply(kind, data, part_idx, always=True))
+    events = Events()
+    exc = _get(srv.port, events, str(tmp_path / "out") if to_file else None, max_retries=2)
+    assert isinstance(exc, AwsCrtError) and exc.name == "AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER"
+    done = events.done()
+    assert done["error"].name == exc.name and done["status_code"] is None
+    assert srv.attempts[(part_idx * PART, (part_idx + 1) * PART - 1)] == 3  # retried, like the reference
+    _consistent(events, data)
+    check_for_leaks(timeout_sec=10.0)
+
+
+@pytest.mark.parametrize("part_idx", [0, 2])
+@pytest.mark.parametrize("to_file", [False, True])
+def test_a_range_reply_with_another_content_range_once_is_retried(serve, tmp_path, part_idx, to_file):
+    data = os.urandom(4 * PART + 333)
+    srv = serve(data, _range_reply("other", data, part_idx, always=False))
+    events = Events()
+    out = str(tmp_path / "out")
+    assert _get(srv.port, events, out if to_file else None) is None
+    if to_file:
+        with open(out, "rb") as f:
+            assert f.read() == data
+    else:
+        assert events.body() == data
+    assert srv.attempts[(part_idx * PART, (part_idx + 1) * PART - 1)] == 2
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_a_206_without_content_range_is_taken_as_the_range_asked_for(serve, tmp_path, to_file):
+    """As the reference does (its length is still checked)."""
+    data = os.urandom(4 * PART + 333)
+    srv = serve(data, _range_reply("missing", data, 2, always=True))
+    events = Events()
+    out = str(tmp_path / "out")
+    assert _get(srv.port, events, out if to_file else None) is None
+    if to_file:
+        with open(out, "rb") as f:
+            assert f.read() == data
+    else:
+        assert events.body() == data

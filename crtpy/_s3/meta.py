@@ -1084,6 +1084,17 @@ class MetaRequest:
             return sum(len(p) for p in state)
 
         async def check_first(resp: Response, pieces: Any) -> None:
+            if _is_ranged(resp):
+                # the first part's bytes go to offset 0: another range or an unreadable
+                # one fails the attempt (retried, like the reference); none fails below
+                value = resp.header("content-range")
+                m = _CONTENT_RANGE.match(value or "")
+                if (value is not None and (m is None or m.group(3) == "*")) or (
+                        m is not None and m.group(3) != "*"
+                        and (int(m.group(1)), int(m.group(2))) != (0, min(part, int(m.group(3))) - 1)):
+                    raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
+                                  f"Content-Range {value!r} is not the range asked",
+                                  operation="GetObject", retryable=True)
             # a response that holds the whole object is checked against its checksum here
             algo, value = self._response_checksum(resp)
             if algo is None or value is None:
@@ -1250,12 +1261,17 @@ class MetaRequest:
                 if not _is_ranged(r):
                     raise Failure("AWS_ERROR_S3_INVALID_RESPONSE_STATUS", f"expected 206 for a range, got {r.status}",
                                   response=r, operation="GetObject")
-                if r.status != 206:  # a 200 with Content-Range: it must be the range asked for
-                    m = _CONTENT_RANGE.match(r.header("content-range") or "")
+                # the bytes go to the offsets of the range asked for: a Content-Range naming
+                # another range (or unreadable) fails the attempt, retried like the
+                # reference does; a 206 without one is taken as the range asked for (so
+                # does the reference), its length still checked below
+                value = r.header("content-range")
+                if value is not None or r.status != 206:
+                    m = _CONTENT_RANGE.match(value or "")
                     if m is None or (int(m.group(1)), int(m.group(2))) != (start, end):
                         raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
-                                      f"part {idx}: Content-Range {r.header('content-range')!r} is not the range asked",
-                                      operation="GetObject")
+                                      f"part {idx}: Content-Range {value!r} is not the range asked",
+                                      operation="GetObject", retryable=True)
                 n = received(got)
                 if n != end - start + 1:
                     raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"part {idx} has {n} bytes",
