@@ -54,7 +54,7 @@ class RangeServer:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -312,3 +312,74 @@ def test_a_206_without_content_range_is_taken_as_the_range_asked_for(serve, tmp_
             assert f.read() == data
     else:
         assert events.body() == data
+
+
+# -- 3. on_headers / on_body raising fails the request with that exception ----------------------
+class Boom(Exception):
+    pass
+
+
+def _check_failed_with(events: Events, exc: Any, raised: BaseException) -> None:
+    assert exc is raised  # the finished future's exception: the very object raised
+    done = events.done()
+    assert done["error"] is raised
+    assert done["status_code"] is None and done["error_headers"] is None and done["error_body"] is None
+    assert done["did_validate_checksum"] is False
+    # its traceback holds crtpy's frames (the callback worker's), and so the request and
+    # its client: drop it so that the leak check sees them released
+    raised.__traceback__ = None
+
+
+@pytest.mark.parametrize("where", ["first_chunk", "part_2", "last_chunk"])
+def test_on_body_raising_fails_the_request_with_its_exception(serve, where):
+    data = os.urandom(4 * PART + 333)
+    srv = serve(data)
+    raised = Boom(where)
+    fired: list[int] = []
+
+    def raise_in_body(offset: int) -> BaseException | None:
+        if fired:
+            return None
+        chunk_end = offset + len(events.chunks[-1][1])
+        if (where == "first_chunk" or (where == "part_2" and offset >= 2 * PART + PART // 2)
+                or (where == "last_chunk" and chunk_end == len(data))):
+            fired.append(offset)
+            return raised
+        return None
+
+    events = Events(raise_in_body=raise_in_body)
+    exc = _get(srv.port, events)
+    _check_failed_with(events, exc, raised)
+    # nothing after the call that raised but on_done
+    assert [kind for kind, _ in events.log[-2:]] == ["body", "done"] and events.log[-2][1] == fired[0]
+    _consistent(events, data)
+    check_for_leaks(timeout_sec=10.0)
+    assert events.log[-1][0] == "done"
+
+
+def test_on_headers_raising_fails_the_request_before_any_body(serve):
+    data = os.urandom(3 * PART + 7)
+    srv = serve(data)
+    raised = Boom("headers")
+    events = Events(raise_in_headers=raised)
+    exc = _get(srv.port, events)
+    _check_failed_with(events, exc, raised)
+    assert [kind for kind, _ in events.log] == ["headers", "done"]
+    check_for_leaks(timeout_sec=10.0)
+
+
+@pytest.mark.parametrize("raise_in", ["headers", "body"])
+def test_a_default_request_fails_with_what_its_callback_raised(serve, raise_in):
+    data = os.urandom(100_000)
+    srv = serve(data)
+    raised = Boom(raise_in)
+    events = Events(raise_in_body=(lambda offset: raised) if raise_in == "body" else None,
+                    raise_in_headers=raised if raise_in == "headers" else None)
+    client = make_client(srv.port)
+    req = client.make_request(type=S3RequestType.DEFAULT, operation_name="GetObject",
+                              request=http_request("GET", srv.port, "bucket", "k"), on_headers=events.on_headers,
+                              on_body=events.on_body, on_done=events.on_done)
+    exc = req.finished_future.exception(TIMEOUT)
+    _check_failed_with(events, exc, raised)
+    assert [kind for kind, _ in events.log] == (["headers", "done"] if raise_in == "headers"
+                                                 else ["headers", "body", "done"])

@@ -497,11 +497,20 @@ HOLD_AFTER = 2 * 1024 * 1024
 HOLD_MAX_SEC = 5.0
 
 
-def _call_on_body(on_body: Callable[..., None], batch: list[tuple[bytes, int]]) -> None:
-    """(callback worker) ``on_body`` for each piece of a batch, in order; what one call
-    raises is logged and the others still run, as for separately queued callbacks."""
+def _call_on_body(meta: MetaRequest, batch: list[tuple[bytes, int]]) -> None:
+    """(callback worker) ``on_body`` for each piece of a batch, in order.  What it raises
+    fails the request with that exception (as in the reference): the rest of the batch,
+    and every later batch, is dropped (see :meth:`MetaRequest.user_failed`)."""
+    on_body = meta.on_body
+    assert on_body is not None
     for chunk, offset in batch:
-        invoke(on_body, chunk=chunk, offset=offset)
+        if meta.user_error is not None:
+            break
+        try:
+            on_body(chunk=chunk, offset=offset)
+        except BaseException as exc:  # noqa: BLE001 - handed to the request, not lost
+            meta.user_failed(exc)
+            break
     batch.clear()
 
 
@@ -550,7 +559,7 @@ class _InOrder:
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
         if batch:
-            self._post(_call_on_body, self._on_body, batch)
+            self._post(_call_on_body, self.meta, batch)
 
     def part_complete(self, idx: int) -> None:
         """Part ``idx`` passed its check: hand on what is left of it, and of the parts
@@ -637,6 +646,8 @@ class MetaRequest:
         self._finished = False
         self._cancel_delivered = False
         self._headers_sent = False
+        #: what on_headers or on_body raised: the request's error (set on the callback worker)
+        self.user_error: BaseException | None = None
         # progress inside parts (0: per finished part, like the reference)
         self._step = client.progress_step
         self._reported: dict[int, int] = {}
@@ -687,6 +698,23 @@ class MetaRequest:
             self.client.loop_thread.call_soon(self._cancel_on_loop)
         except BaseException:  # noqa: BLE001 - loop gone: nothing to cancel
             _log.debug("cancel after the client's loop stopped")
+
+    def user_failed(self, exc: BaseException) -> None:
+        """(callback worker) on_headers or on_body raised ``exc``: the request stops and
+        fails with that very exception (on_done's ``error``, the finished future's
+        exception), as in the reference; no on_headers/on_body call runs after it."""
+        if self.user_error is None:
+            self.user_error = exc
+            self.cancel()
+
+    def _call_on_headers(self, status_code: int, headers: list[tuple[str, str]]) -> None:
+        """(callback worker) on_headers; what it raises fails the request."""
+        if self.user_error is not None or self.on_headers is None:
+            return
+        try:
+            self.on_headers(status_code=status_code, headers=headers)
+        except BaseException as exc:  # noqa: BLE001 - handed to the request, not lost
+            self.user_failed(exc)
 
     def _cancel_on_loop(self) -> None:
         # only the first cancel interrupts the task: a second one must not break into the
@@ -746,12 +774,19 @@ class MetaRequest:
         from ..s3 import S3ChecksumAlgorithm
 
         algo = S3ChecksumAlgorithm(self.validation_algorithm) if self.validation_algorithm else None
-        if self.on_done is not None:
-            self.cbq.post(self.on_done, error=exc, error_headers=error_headers, error_body=error_body,
-                          error_operation_name=error_op, status_code=status,
-                          did_validate_checksum=self.did_validate, checksum_validation_algorithm=algo)
+        validated = self.did_validate
 
         def done() -> None:
+            # (callback worker) after every on_headers/on_body call: one that raised
+            # (before or after the request's own outcome) is the request's error
+            nonlocal exc, error_headers, error_body, error_op, status, validated, algo
+            if self.user_error is not None:
+                exc, validated, algo = self.user_error, False, None
+                error_headers = error_body = error_op = status = None
+            if self.on_done is not None:
+                invoke(self.on_done, error=exc, error_headers=error_headers, error_body=error_body,
+                       error_operation_name=error_op, status_code=status,
+                       did_validate_checksum=validated, checksum_validation_algorithm=algo)
             if exc is None:
                 self.finished_future.try_set_result(None)
             else:
@@ -901,7 +936,7 @@ class MetaRequest:
         if self._headers_sent or self.on_headers is None:
             return
         self._headers_sent = True
-        self.cbq.post(self.on_headers, status_code=status_code, headers=headers)
+        self.cbq.post(self._call_on_headers, status_code, headers)
 
     def _part_progress(self, key: int, value: int) -> None:
         """``value`` bytes of part ``key`` moved so far (in this attempt).  Reported in steps
@@ -989,9 +1024,11 @@ class MetaRequest:
             await run_blocking(write_all)
         elif self.on_body is not None:
             offset = 0
+            batch = []
             for chunk in parts:
-                self.cbq.post(self.on_body, chunk=chunk, offset=offset)
+                batch.append((chunk, offset))
                 offset += len(chunk)
+            self.cbq.post(_call_on_body, self, batch)
         self._progress(sum(len(p) for p in parts) if self.method.upper() == "GET" else len(body))
 
     def _body_value_for(self, body: bytes) -> str:
@@ -1246,9 +1283,11 @@ class MetaRequest:
                 chunks = ready.pop(i)
                 offset = i * part
                 if self.on_body is not None:
+                    batch = []
                     for c in chunks:
-                        self.cbq.post(self.on_body, chunk=c, offset=offset)
+                        batch.append((c, offset))
                         offset += len(c)
+                    self.cbq.post(_call_on_body, self, batch)
                 self._part_done(i, sum(len(c) for c in chunks))
                 state["next_deliver"] = i + 1
                 self.cbq.post(loop.call_soon_threadsafe, gate.advance, i + 1)
