@@ -111,3 +111,65 @@ def test_a_failing_poll_frees_the_slot() -> None:
     with pytest.raises(OSError):
         spin.Spinner().spin(broken, 1.0)
     assert spin._spinners[0] == 0
+
+
+def test_spins_that_lose_their_cpu_count_as_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy process sharing the CPU keeps a yielding spinner off it for a time slice:
+    even when the answer is there afterwards, blocking would have seen it sooner, so
+    such spins pause the spinner like spins that outlast their budget."""
+    import time
+
+    monkeypatch.setattr(spin, "_sched_yield", lambda: time.sleep(0.003))
+    s = spin.Spinner()
+    for i in range(spin.MAX_MISSES):
+        assert s.wanted()
+        assert s.spin(Poll(ready_on=2), 0.0001, polite=True) == [(3, 1)]  # the answer, late
+        assert s.hits == 0
+    assert s.pause == spin.PAUSE
+    s = spin.Spinner()
+    s.spin(Poll(), 0.0001, polite=True)
+    s.spin(Poll(ready_on=1), 0.0001, polite=True)  # in time: the misses start over
+    assert s.misses == 0 and s.hits == 1
+
+
+def test_ready_to_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = spin.Spinner()
+    assert s.ready_to_spin()
+    s.pause = 1
+    assert not s.ready_to_spin()
+    s.pause = 0
+    monkeypatch.setattr(spin, "_spinners", [1])
+    assert not s.ready_to_spin()  # the slot is taken
+    monkeypatch.setattr(spin, "_spinners", [0])
+    monkeypatch.setattr(spin, "ENABLED", False)
+    assert not s.ready_to_spin()
+
+
+def test_usable_cpus_follow_the_affinity(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert spin._usable_cpus() == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert spin._usable_cpus() == (os.cpu_count() or 1)
+
+
+def test_fork_child_gets_every_slot_back() -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    spin._spinners[0] = 1  # a thread of the parent spins while it forks
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: only this thread exists
+            ok = spin._spinners[0] == 0 and spin.Spinner().spin(Poll(ready_on=1), 1.0) == [(3, 1)]
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        os.waitpid(pid, 0)
+    finally:
+        spin._spinners[0] = 0

@@ -600,8 +600,7 @@ class ClientDriver(LoopInbox, ListenerHost):
             if ok:
                 core.submit(op, now)
             if core.output:
-                self._send_locked(sock, self._take_output(core.output),
-                                  ok and (p.type != c.PUBLISH or bool(p.qos)))  # type: ignore[attr-defined]
+                self._send_locked(sock, self._take_output(core.output), ok and op.sent)  # (answered)
             if ok and op.deadline is not None:
                 self._deadline_added(op.deadline)
             return ok

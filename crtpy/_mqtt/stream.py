@@ -269,6 +269,7 @@ class MqttStreamProtocol(asyncio.Protocol):
             if not data:
                 self.read_failed(None)
                 return
+            self.answer_due = False  # (what was due for an inline reader came here)
             self.data_received(data)
 
     def read_failed(self, exc: BaseException | None) -> None:
@@ -481,8 +482,9 @@ class LoopInbox:
             proto.owe_quickack = False
             proto.requickack()
             if answer and n and INLINE_SPIN_SEC:
+                # (cleared by whoever reads next: the loop, or a reader that stops)
                 proto.answer_due = True
-                if proto.reader_asleep:
+                if proto.reader_asleep and proto.spinner.ready_to_spin():
                     try:
                         os.eventfd_write(proto.wake_fd, 1)
                     except OSError:  # (closed with the connection: nothing to wake)
@@ -628,6 +630,7 @@ class LoopInbox:
             with _readers_lock:
                 _readers[0] -= 1
             if not more:
+                proto.answer_due = False  # (no reader: the loop reads what comes)
                 self._leave_inline()
 
     def _leave_inline(self) -> None:
@@ -771,21 +774,23 @@ class LoopInbox:
 
 def _wait_readable(proto: Any, poll: Callable[[int], list[Any]], timeout: float) -> list[Any]:
     """(an inline reader) ``poll`` for up to ``timeout`` seconds; spinning first when
-    an answer is due (see INLINE_SPIN_SEC)."""
+    an answer is due (see INLINE_SPIN_SEC) and the wait is not about to end anyway."""
+    end = time.monotonic() + timeout
     while True:
         if proto.answer_due:
             proto.answer_due = False
             spinner: Spinner = proto.spinner
-            if spinner.wanted():
-                ready = spinner.spin(poll, min(INLINE_SPIN_SEC, timeout), polite=True)
+            if timeout >= INLINE_SPIN_SEC and spinner.wanted():
+                ready = spinner.spin(poll, INLINE_SPIN_SEC, polite=True)
                 if ready:
                     return ready
+                timeout = end - time.monotonic()
         # ``reader_asleep`` before the last look at ``answer_due``, the sender sets them
         # the other way round: one of the two sees the other's
         proto.reader_asleep = True
         try:
             if not proto.answer_due:
-                return poll(int(timeout * 1000) + 1)
+                return poll(max(0, int(timeout * 1000) + 1))
         finally:
             proto.reader_asleep = False
 
