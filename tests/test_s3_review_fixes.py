@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-import socketserver
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers.loopback_server import LoopbackServer
 from helpers.s3_servers import http_request, make_client
 
 from crtpy._test import check_for_leaks
@@ -38,29 +38,11 @@ class RangeServer:
         self.hook: Hook = hook or (lambda ctx: {})
         self.attempts: dict[tuple[int, int], int] = defaultdict(int)
         self.lock = threading.Lock()
-        outer = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                try:
-                    while outer._serve_one(self.rfile, self.request):
-                        pass
-                except (OSError, ValueError):
-                    pass
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._serve_one, poll_interval=0.05)
+        self.port = self._server.port
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+        self._server.close()
 
     def _serve_one(self, rfile: Any, sock: socket.socket) -> bool:
         line = rfile.readline()
@@ -209,11 +191,7 @@ def test_a_part_failing_its_check_is_retried_and_never_delivered(serve, tmp_path
     out = str(tmp_path / "out") if to_file else None
     assert _get(srv.port, events, out) is None
     assert events.done()["error"] is None
-    if to_file:
-        with open(str(out), "rb") as f:
-            assert f.read() == data
-    else:
-        assert events.body() == data
+    _assert_received(events, out, data)
     retried = sum(1 for (s, _), n in srv.attempts.items() if s > 0 and n > 1)
     assert retried == (0 if scenario == "normal" else 4)
     check_for_leaks(timeout_sec=10.0)
@@ -283,6 +261,15 @@ def test_a_range_reply_with_another_content_range_fails_after_retries(serve, tmp
     check_for_leaks(timeout_sec=10.0)
 
 
+def _assert_received(events: Any, out: str | None, data: bytes) -> None:
+    """The object arrived whole: in the file ``out``, else through on_body."""
+    if out is not None:
+        with open(out, "rb") as f:
+            assert f.read() == data
+    else:
+        assert events.body() == data
+
+
 @pytest.mark.parametrize("part_idx", [0, 2])
 @pytest.mark.parametrize("to_file", [False, True])
 def test_a_range_reply_with_another_content_range_once_is_retried(serve, tmp_path, part_idx, to_file):
@@ -291,11 +278,7 @@ def test_a_range_reply_with_another_content_range_once_is_retried(serve, tmp_pat
     events = Events()
     out = str(tmp_path / "out")
     assert _get(srv.port, events, out if to_file else None) is None
-    if to_file:
-        with open(out, "rb") as f:
-            assert f.read() == data
-    else:
-        assert events.body() == data
+    _assert_received(events, out if to_file else None, data)
     assert srv.attempts[(part_idx * PART, (part_idx + 1) * PART - 1)] == 2
 
 
@@ -307,11 +290,7 @@ def test_a_206_without_content_range_is_taken_as_the_range_asked_for(serve, tmp_
     events = Events()
     out = str(tmp_path / "out")
     assert _get(srv.port, events, out if to_file else None) is None
-    if to_file:
-        with open(out, "rb") as f:
-            assert f.read() == data
-    else:
-        assert events.body() == data
+    _assert_received(events, out if to_file else None, data)
 
 
 # -- 3. on_headers / on_body raising fails the request with that exception ----------------------

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import http.client
 import socket
-import socketserver
 import ssl
 import threading
 from collections.abc import Callable
+
+from helpers.loopback_server import LoopbackServer
 
 Predicate = Callable[[str, str, dict[str, str]], bool]
 
@@ -38,29 +39,8 @@ class FaultProxy:
         self.fired: list[tuple[str, str, str]] = []
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def setup(self) -> None:
-                if ssl_context is not None:
-                    self.request = ssl_context.wrap_socket(self.request, server_side=True)
-                super().setup()
-
-            def handle(self) -> None:
-                try:
-                    while proxy._one(self.rfile, self.request):
-                        pass
-                except (OSError, ValueError):
-                    pass
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._one, ssl_context)
+        self.port = self._server.port
 
     def add_rule(self, predicate: Predicate, action: str, times: int = 1) -> None:
         with self._lock:
@@ -73,8 +53,7 @@ class FaultProxy:
             self.requests.clear()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
     def _action_for(self, method: str, path: str, headers: dict[str, str]) -> str | None:
         with self._lock:
