@@ -74,6 +74,12 @@ class Failure(Exception):
         self.retryable = retryable
 
 
+def _names_range(value: str | None, start: int, end: int) -> bool:
+    """Whether the Content-Range ``value`` names bytes ``start``..``end``."""
+    m = _CONTENT_RANGE.match(value or "")
+    return m is not None and (int(m.group(1)), int(m.group(2))) == (start, end)
+
+
 def _first(headers: Sequence[tuple[str, str]], name: str) -> str | None:
     name = name.lower()
     for n, v in headers:
@@ -430,8 +436,7 @@ class _BodyPart:
         another length, extra bytes before the range's) must never have handed on any."""
         if status not in (200, 206):
             return
-        m = _CONTENT_RANGE.match(_first(headers, "content-range") or "")
-        if m is None or (int(m.group(1)), int(m.group(2))) != (self.start, self.start + self.length - 1):
+        if not _names_range(_first(headers, "content-range"), self.start, self.start + self.length - 1):
             return
         length = (_first(headers, "content-length") or "").strip()
         if not (length.isascii() and length.isdigit()) or int(length) != self.length:
@@ -706,6 +711,15 @@ class MetaRequest:
         if self.user_error is None:
             self.user_error = exc
             self.cancel()
+
+    def _post_on_body(self, chunks: list[bytes], offset: int) -> None:
+        """Queue ``chunks`` (consecutive, the first at ``offset``) for on_body, as one
+        callback-queue item."""
+        batch = []
+        for c in chunks:
+            batch.append((c, offset))
+            offset += len(c)
+        self.cbq.post(_call_on_body, self, batch)
 
     def _call_on_headers(self, status_code: int, headers: list[tuple[str, str]]) -> None:
         """(callback worker) on_headers; what it raises fails the request."""
@@ -1023,12 +1037,7 @@ class MetaRequest:
 
             await run_blocking(write_all)
         elif self.on_body is not None:
-            offset = 0
-            batch = []
-            for chunk in parts:
-                batch.append((chunk, offset))
-                offset += len(chunk)
-            self.cbq.post(_call_on_body, self, batch)
+            self._post_on_body(parts, 0)
         self._progress(sum(len(p) for p in parts) if self.method.upper() == "GET" else len(body))
 
     def _body_value_for(self, body: bytes) -> str:
@@ -1124,11 +1133,11 @@ class MetaRequest:
             if _is_ranged(resp):
                 # the first part's bytes go to offset 0: another range or an unreadable
                 # one fails the attempt (retried, like the reference); none fails below
+                # (its total is the object's size, so the first part's end follows from it)
                 value = resp.header("content-range")
                 m = _CONTENT_RANGE.match(value or "")
-                if (value is not None and (m is None or m.group(3) == "*")) or (
-                        m is not None and m.group(3) != "*"
-                        and (int(m.group(1)), int(m.group(2))) != (0, min(part, int(m.group(3))) - 1)):
+                if value is not None and (m is None or m.group(3) == "*" or not _names_range(
+                        value, 0, min(part, int(m.group(3))) - 1)):
                     raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
                                   f"Content-Range {value!r} is not the range asked",
                                   operation="GetObject", retryable=True)
@@ -1283,11 +1292,7 @@ class MetaRequest:
                 chunks = ready.pop(i)
                 offset = i * part
                 if self.on_body is not None:
-                    batch = []
-                    for c in chunks:
-                        batch.append((c, offset))
-                        offset += len(c)
-                    self.cbq.post(_call_on_body, self, batch)
+                    self._post_on_body(chunks, offset)
                 self._part_done(i, sum(len(c) for c in chunks))
                 state["next_deliver"] = i + 1
                 self.cbq.post(loop.call_soon_threadsafe, gate.advance, i + 1)
@@ -1305,12 +1310,10 @@ class MetaRequest:
                 # reference does; a 206 without one is taken as the range asked for (so
                 # does the reference), its length still checked below
                 value = r.header("content-range")
-                if value is not None or r.status != 206:
-                    m = _CONTENT_RANGE.match(value or "")
-                    if m is None or (int(m.group(1)), int(m.group(2))) != (start, end):
-                        raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
-                                      f"part {idx}: Content-Range {value!r} is not the range asked",
-                                      operation="GetObject", retryable=True)
+                if (value is not None or r.status != 206) and not _names_range(value, start, end):
+                    raise Failure("AWS_ERROR_S3_INVALID_CONTENT_RANGE_HEADER",
+                                  f"part {idx}: Content-Range {value!r} is not the range asked",
+                                  operation="GetObject", retryable=True)
                 n = received(got)
                 if n != end - start + 1:
                     raise Failure("AWS_ERROR_S3_INCORRECT_CONTENT_LENGTH", f"part {idx} has {n} bytes",
