@@ -8,7 +8,6 @@ made on first use, and reading it needs no lock since it never changes.
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures._base import FINISHED
 from typing import Any
@@ -19,13 +18,10 @@ from .._runtime.futures import CrtFuture
 
 class DoneFuture(CrtFuture):
     def __init__(self, result: Any = None, exception: BaseException | None = None) -> None:
-        # Deliberately no super().__init__(): the state is final from the start.
+        super().__init__()  # (builds no Condition) then final from the start
         self._state = FINISHED
         self._result = result
         self._exception = exception
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
-        self._cond: threading.Condition | None = None
 
     def result(self, timeout: float | None = None) -> Any:
         if self._exception is not None:
@@ -34,15 +30,6 @@ class DoneFuture(CrtFuture):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._exception
-
-    def done(self) -> bool:
-        return True
-
-    def running(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
 
     def cancel(self) -> bool:
         return False
